@@ -1,0 +1,57 @@
+# segedu: two commands for a fresh machine.
+#   make book   set up .venv, make the default data, execute every chapter, build the HTML book
+#   make test   set up .venv, run the whole test suite
+# Everything installs into .venv from requirements.lock (exact versions); nothing else is needed.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PROFILE ?= auto
+SEED    ?= 0
+DEVICE  ?= auto
+NB      ?=
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.segedu-installed
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
+.PHONY: book html test lab env info clean-env help
+
+help:
+	@echo "make book [PROFILE=smoke|cpu|gpu|auto] [NB='00 01']  execute chapters with papermill, build HTML"
+	@echo "make html                                         build the HTML book from committed outputs"
+	@echo "make test                                         the whole test suite (unit, notebooks, nbval)"
+	@echo "make lab                                          JupyterLab on the book, jupytext pairing on"
+	@echo "make env                                          only create/refresh .venv"
+
+# The environment: re-made when pyproject.toml or the lock changes.
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "segedu needs Python 3.10 or newer; found " + sys.version.split()[0] + ". Set PYTHON=/path/to/python3.10+")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "segedu: installing the pinned environment into $(VENV) (first time: several minutes)"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+		-c requirements.lock -e '.[book,dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@$(PY) -c 'import torch, torchvision, torch.nn.functional as F; x = torch.ones(1, 3, 8, 8); F.conv2d(x, torch.ones(2, 3, 3, 3)); print("segedu: torch", torch.__version__, "+ torchvision", torchvision.__version__, "import and run a conv")'
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+info: $(STAMP)
+	$(PY) -m segedu info
+
+book: $(STAMP)
+	$(PY) -m segedu book run --profile $(PROFILE) --seed $(SEED) --device $(DEVICE) $(NB)
+	$(PY) -m segedu book html
+
+html: $(STAMP)
+	$(PY) -m segedu book html
+
+test: $(STAMP)
+	$(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab --notebook-dir=. book/00_how_to_use.py
+
+clean-env:
+	rm -rf $(VENV)

@@ -1,0 +1,236 @@
+"""The book's runner: execute chapters with papermill, keep the outputs, build the HTML.
+
+``make book`` calls :func:`run_book` then :func:`build_html`. Each chapter's jupytext ``.py`` is the
+source; papermill executes it with the chapter parameters (``profile``, ``data_dir``, ``seed``,
+``device``) and the executed notebook replaces the paired ``.ipynb`` only when every cell ran:
+a failed chapter leaves the previous ``.ipynb`` untouched and stops the run with the
+notebook's name, the failing cell and the error.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import env, profiles
+from .errors import SegeduError
+
+KERNEL = "python3"
+RUN_LOG_JSON = "book/run_log.json"
+RUN_LOG_MD = "book/run_log.md"
+
+
+def root() -> Path:
+    """The book's checkout (the folder holding ``_toc.yml``)."""
+    r = profiles.project_root()
+    if r is None:
+        raise SegeduError("the book runner needs the segedu checkout (with _toc.yml); "
+                          "run it from a clone of the repository, installed with `make`.")
+    return r
+
+
+def toc_files(book_root: Path | None = None) -> list[str]:
+    """Every ``file:`` entry of ``_toc.yml`` in reading order (root first)."""
+    import yaml
+
+    book_root = book_root or root()
+    toc = yaml.safe_load((book_root / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                files.append(e["file"])
+            walk(e.get("sections"))
+            for part in e.get("parts", []) or []:
+                walk(part.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []) or []:
+        walk(part.get("chapters"))
+    return files
+
+
+def notebooks(book_root: Path | None = None) -> list[Path]:
+    """The chapters' jupytext sources (``.py``) in ``_toc.yml`` order."""
+    book_root = book_root or root()
+    return [book_root / f"{f}.py" for f in toc_files(book_root) if (book_root / f"{f}.py").is_file()]
+
+
+def select(names: list[str] | None, book_root: Path | None = None) -> list[Path]:
+    """Chapters by name (``00_how_to_use``), number prefix (``00``) or path; all when empty."""
+    every = notebooks(book_root)
+    if not names:
+        return every
+    chosen = []
+    for name in names:
+        stem = Path(name).stem
+        hits = [p for p in every if p.stem == stem or p.stem.split("_", 1)[0] == stem]
+        if len(hits) != 1:
+            listing = ", ".join(p.stem for p in every)
+            what = "matches several" if hits else "is not a chapter in _toc.yml"
+            raise SegeduError(f"notebook {name!r} {what}; the chapters are: {listing}")
+        chosen.append(hits[0])
+    return chosen
+
+
+def _kernel_env() -> None:
+    # The "python3" kernel must be this environment's interpreter, whether or not the venv is active.
+    bindir = str(Path(sys.executable).parent)
+    if not os.environ.get("PATH", "").startswith(bindir + os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars inside notebooks
+
+
+def _failure(nb_path: Path, source_cells: list, exc: Exception) -> SegeduError:
+    """Name the failing cell as the reader of the ``.py`` sees it: its code-cell number and first line."""
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    where = "a cell"
+    index = getattr(exc, "cell_index", None)
+    if index is not None:
+        params = next(i for i, c in enumerate(source_cells) if "parameters" in c.metadata.get("tags", []))
+        index = index - 1 if index > params else index  # papermill inserted one cell after the parameters
+        if 0 <= index < len(source_cells):
+            number = sum(c.cell_type == "code" for c in source_cells[: index + 1])
+            first = source_cells[index].source.strip().splitlines()[0][:60]
+            where = f"code cell {number} ({first!r})"
+    return SegeduError(f"{nb_path.name}: {where} failed with {ename}: {evalue}")
+
+
+def execute(py_path: Path, out_path: Path | None = None, *, profile: str = "smoke",
+            data_dir: str | None = None, seed: int = 0, device: str = "auto",
+            timeout: int | None = None) -> Path:
+    """Execute one chapter from its ``.py``; write the executed notebook atomically to ``out_path``.
+
+    ``out_path`` defaults to the paired ``.ipynb`` beside the ``.py``.
+    """
+    import jupytext
+    import papermill
+
+    py_path = Path(py_path).resolve()
+    out_path = Path(out_path) if out_path else py_path.with_suffix(".ipynb")
+    nb = jupytext.read(py_path)
+    if not any("parameters" in c.metadata.get("tags", []) for c in nb.cells):
+        raise SegeduError(f"{py_path.name}: no cell tagged 'parameters'; papermill needs one "
+                          "holding profile, data_dir, seed and device.")
+    nb.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3 (segedu)", "language": "python"}
+    _kernel_env()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".run-") as tmp:
+        src = Path(tmp) / "input.ipynb"
+        done = Path(tmp) / "output.ipynb"
+        jupytext.write(nb, src)
+        try:
+            papermill.execute_notebook(
+                str(src), str(done), kernel_name=KERNEL, cwd=str(py_path.parent),
+                parameters={"profile": profile, "data_dir": data_dir, "seed": seed, "device": device},
+                progress_bar=False, log_output=False, execution_timeout=timeout,
+            )
+        except papermill.PapermillExecutionError as exc:
+            raise _failure(py_path, nb.cells, exc) from None
+        os.replace(done, out_path)  # same folder: atomic
+    return out_path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def record_run(profile: str, device_text: str, times: dict[str, float], book_root: Path) -> dict:
+    """Merge the measured wall times into ``book/run_log.json`` and render ``book/run_log.md``."""
+    path = book_root / RUN_LOG_JSON
+    log = json.loads(path.read_text()) if path.is_file() else {"profiles": {}}
+    entry = log["profiles"].setdefault(profile, {"notebooks": {}})
+    entry.update({
+        "machine": env.machine_description(), "device": device_text,
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "torch": env.package_version("torch"),
+    })
+    entry["notebooks"].update({k: round(v, 1) for k, v in times.items()})
+    order = [p.stem for p in notebooks(book_root)]
+    entry["notebooks"] = {k: entry["notebooks"][k] for k in order if k in entry["notebooks"]}
+    entry["total_seconds"] = round(sum(entry["notebooks"].values()), 1)
+    _write_atomic(path, json.dumps(log, indent=2) + "\n")
+    _write_atomic(book_root / RUN_LOG_MD, render_run_log(log))
+    return log
+
+
+def render_run_log(log: dict) -> str:
+    lines = [
+        "# Run log",
+        "",
+        "Wall time of each chapter in the last `make book` run of each profile, written by the",
+        "book's runner (`segedu/book.py`). The outputs you read in the chapters come from the",
+        "profile whose run is newest.",
+        "",
+    ]
+    for name in ("gpu", "cpu", "smoke"):
+        entry = log["profiles"].get(name)
+        if not entry:
+            continue
+        lines += [
+            f"## Profile `{name}`", "",
+            f"{entry['date']} on {entry['machine']}; device {entry['device']}; torch {entry['torch']}.",
+            "", "| chapter | seconds |", "|---|---:|",
+        ]
+        lines += [f"| {nb} | {sec:.1f} |" for nb, sec in entry["notebooks"].items()]
+        lines += [f"| **total** | **{entry['total_seconds']:.1f}** |", ""]
+    return "\n".join(lines)
+
+
+def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: str | None = None,
+             seed: int = 0, device: str = "auto", echo=print) -> dict[str, float]:
+    """Execute the chosen chapters (all by default) in ``_toc.yml`` order; return their wall times."""
+    book_root = root()
+    name = profiles.resolve_name(profile)
+    dev = env.resolve_device(device)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise SegeduError(f"data_dir {data_dir!r} does not exist; point it at a COCO dataset folder "
+                          "or leave it out to use the generated default dataset.")
+    chosen = select(names, book_root)
+    echo(f"segedu book: profile {name}, device {dev}, {len(chosen)} chapter(s)")
+    times: dict[str, float] = {}
+    try:
+        for py in chosen:
+            t0 = time.perf_counter()
+            execute(py, profile=name, data_dir=data_dir, seed=seed, device=device)
+            times[py.stem] = time.perf_counter() - t0
+            echo(f"  {py.stem:<40s} {times[py.stem]:7.1f} s")
+    finally:
+        if times:
+            record_run(name, f"{dev} - {env.device_name(dev)}", times, book_root)
+    echo(f"segedu book: done in {sum(times.values()):.1f} s; times in {RUN_LOG_MD}")
+    return times
+
+
+def build_html(strict: bool = True, output: Path | None = None, quiet: bool = False) -> Path:
+    """Build the HTML book from the committed outputs (jupyter-book 1.x, no execution).
+
+    ``strict`` turns Sphinx warnings (broken links, missing files) into errors. The site goes to
+    ``output/_build/html`` (default: the checkout's ``_build/html``).
+    """
+    book_root = root()
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe), "build", str(book_root), "--builder", "html"]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    if output is not None:
+        cmd += ["--path-output", str(output)]
+    proc = subprocess.run(cmd, cwd=book_root, capture_output=quiet, text=True)
+    if proc.returncode != 0:
+        detail = f"\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}" if quiet else " see the messages above."
+        raise SegeduError(f"jupyter-book build failed (exit {proc.returncode});{detail}")
+    index = Path(output or book_root) / "_build" / "html" / "index.html"
+    if not index.is_file():
+        raise SegeduError(f"jupyter-book reported success but {index} is missing.")
+    return index

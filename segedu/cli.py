@@ -1,0 +1,153 @@
+"""The ``segedu`` command: parse arguments, call the package, print. No logic of its own.
+
+Problems a user can fix (a wrong profile, a missing folder, bad COCO) end with one line
+``segedu: error: ...`` and exit status 2 (1 for a dataset that failed validation).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__, profiles
+from .errors import SegeduError
+
+
+def _info(args) -> int:
+    from . import env
+
+    rows = env.info(args.device)
+    width = max(map(len, rows))
+    for key, value in rows.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _book_run(args) -> int:
+    from . import book
+
+    book.run_book(args.profile, args.notebooks, args.data_dir, args.seed, args.device)
+    return 0
+
+
+def _book_html(args) -> int:
+    from . import book
+
+    index = book.build_html(strict=not args.no_strict)
+    print(f"segedu book: HTML written to {index}")
+    return 0
+
+
+def _book_list(args) -> int:
+    from . import book
+
+    for path in book.notebooks():
+        print(path.stem)
+    return 0
+
+
+def _synth(args) -> int:
+    from .data import synth
+
+    summary = synth.generate(args.out, n_images=args.images, size=args.size, seed=args.seed)
+    print(summary)
+    return 0
+
+
+def _validate_coco(args) -> int:
+    from .data import coco
+
+    report = coco.validate(args.file, images_dir=args.images)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def _coco_from_masks(args) -> int:
+    from .data import convert
+
+    out = convert.coco_from_masks(args.images, args.masks, args.classes, args.out, ignore=args.ignore)
+    print(f"segedu: wrote {out}")
+    return 0
+
+
+def _split(args) -> int:
+    from .data import splits
+
+    written = splits.write_splits(args.annotation, args.out, method=args.method, folds=args.folds,
+                                  val_fraction=args.val_fraction, seed=args.seed)
+    print(splits.render_report(written))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segedu",
+        description="Semantic segmentation for the recycling-trash competition, and its course book.",
+    )
+    p.add_argument("--version", action="version", version=f"segedu {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("info", help="versions of torch/torchvision and key packages, device, default profile")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    s.set_defaults(func=_info)
+
+    b = sub.add_parser("book", help="execute the chapters with papermill, build the HTML book")
+    bsub = b.add_subparsers(dest="book_command", metavar="ACTION", required=True)
+    r = bsub.add_parser("run", help="execute chapters (all, in _toc.yml order) and keep their outputs")
+    r.add_argument("notebooks", nargs="*", help="chapter names or number prefixes (default: all)")
+    r.add_argument("--profile", default="auto", choices=profiles.CHOICES)
+    r.add_argument("--data-dir", default=None, help="a COCO dataset folder (default: the generated one)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    r.set_defaults(func=_book_run)
+    h = bsub.add_parser("html", help="build the HTML book from the committed outputs (no execution)")
+    h.add_argument("--no-strict", action="store_true", help="do not treat Sphinx warnings as errors")
+    h.set_defaults(func=_book_html)
+    ls = bsub.add_parser("list", help="list the chapters in reading order")
+    ls.set_defaults(func=_book_list)
+
+    syn = sub.add_parser("synth", help="write the deterministic competition-like dataset")
+    syn.add_argument("--out", required=True, help="folder to create (must not hold a dataset already)")
+    syn.add_argument("--images", type=int, default=profiles.PROFILES["cpu"].synth_images)
+    syn.add_argument("--size", type=int, default=profiles.PROFILES["cpu"].synth_size)
+    syn.add_argument("--seed", type=int, default=0)
+    syn.set_defaults(func=_synth)
+
+    v = sub.add_parser("validate-coco", help="check a COCO annotation file; list every problem")
+    v.add_argument("file", help="COCO JSON file")
+    v.add_argument("--images", default=None, help="image folder (default: the JSON's folder)")
+    v.set_defaults(func=_validate_coco)
+
+    c = sub.add_parser("coco-from-masks", help="turn images + index-colour masks into COCO")
+    c.add_argument("--images", required=True, help="folder of images")
+    c.add_argument("--masks", required=True, help="folder of masks with the images' file stems")
+    c.add_argument("--classes", required=True, help="a file with one class name a line, or a,b,c")
+    c.add_argument("--out", required=True, help="COCO JSON to write")
+    c.add_argument("--ignore", type=int, default=None, help="mask value meaning void (e.g. 255)")
+    c.set_defaults(func=_coco_from_masks)
+
+    sp = sub.add_parser("split", help="hold-out / K-fold / stratified / group K-fold splits")
+    sp.add_argument("annotation", help="COCO JSON holding every training image (train_all.json)")
+    sp.add_argument("--out", required=True, help="folder for the train/val JSON pairs")
+    sp.add_argument("--method", default="holdout", choices=("holdout", "kfold", "stratified", "group"))
+    sp.add_argument("--folds", type=int, default=5)
+    sp.add_argument("--val-fraction", type=float, default=0.2)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=_split)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except SegeduError as exc:
+        print(f"segedu: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("segedu: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,112 @@
+"""The machine a run happens on: package versions, the compute device, and seeding.
+
+Every chapter and every run directory records :func:`info` so that a number can always be
+traced to the versions and the device that produced it.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import random
+
+import numpy as np
+
+from .errors import SegeduError
+
+#: Distributions whose versions :func:`info` reports, in the order printed.
+KEY_PACKAGES = (
+    "torch", "torchvision", "numpy", "pycocotools", "albumentations", "matplotlib",
+    "papermill", "jupytext", "nbval", "jupyter-book", "jupyterlab",
+)
+
+
+def package_version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def resolve_device(device: str | None = "auto"):
+    """``auto`` -> CUDA when available, else CPU; ``cpu``/``cuda``/``cuda:N`` are checked.
+
+    Asking for CUDA on a machine without it is an error with advice, not a crash later
+    inside the first ``.to(device)``.
+    """
+    import torch
+
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise SegeduError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SegeduError(
+                f"device={device!r} was asked for, but this machine has no usable CUDA GPU "
+                f"(torch {torch.__version__}, CUDA build {torch.version.cuda}). "
+                "Use device='auto' or 'cpu', or run on a machine with an NVIDIA GPU."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SegeduError(
+                f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible."
+            )
+    elif dev.type != "cpu":
+        raise SegeduError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N.")
+    return dev
+
+
+def machine_description() -> str:
+    """The CPU model and core count, for run logs and benchmark results."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # not Linux
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def device_name(dev) -> str:
+    import torch
+
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU: {machine_description()}, torch uses {torch.get_num_threads()} threads"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every GPU) with one number."""
+    import torch
+
+    if not isinstance(seed, int) or seed < 0:
+        raise SegeduError(f"seed must be a non-negative integer, got {seed!r}.")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def info(device: str | None = "auto") -> dict:
+    """Versions, device and default profile, as a flat dict (printed by ``segedu info``)."""
+    import torch
+
+    from . import __version__, profiles
+
+    dev = resolve_device(device)
+    out = {"segedu": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    out.update({name: package_version(name) for name in KEY_PACKAGES})
+    import torchvision
+
+    # the modules' own versions carry the build tag (+cu130, +cpu) that the distribution's lacks
+    out["torch"], out["torchvision"] = torch.__version__, torchvision.__version__
+    out["CUDA (torch build)"] = str(torch.version.cuda)
+    out["device"] = f"{dev} - {device_name(dev)}"
+    out["default profile"] = profiles.resolve_name("auto")
+    return out

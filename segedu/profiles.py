@@ -1,0 +1,130 @@
+"""Run profiles: every size, step count and resolution the book uses, in one table.
+
+A notebook asks for a profile by name (its papermill parameter ``profile``) and reads its
+numbers from here; nothing in a chapter hard-codes an image size or an epoch count.
+
+* ``smoke``: every code path on tiny data, so CI can execute the whole book in minutes.
+* ``cpu``:   meaningful numbers on a 2-core laptop within about an hour for the whole book.
+* ``gpu``:   the competition's full 512x512 resolution on one datacentre GPU.
+* ``auto``:  ``gpu`` when CUDA is available, ``cpu`` otherwise.
+
+The environment variable ``SEGEDU_PROFILE`` overrides whatever a notebook asked for. The test
+suite sets it to ``smoke`` so that ``pytest --nbval-lax`` can re-execute notebooks whose stored
+outputs came from a longer run; only profile-independent outputs are compared there.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from .errors import SegeduError
+
+#: Environment variable that overrides the profile a notebook or command asked for.
+PROFILE_ENV = "SEGEDU_PROFILE"
+#: Environment variable that moves the folder holding generated datasets.
+DATA_ROOT_ENV = "SEGEDU_DATA_ROOT"
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """The numbers one profile fixes for every chapter."""
+
+    name: str
+    description: str
+    #: images in the generated default dataset, and their side in pixels
+    synth_images: int
+    synth_size: int
+    #: side of the square crops/resizes that models train on
+    image_size: int
+    batch_size: int
+    epochs: int
+    #: cap on optimiser steps of one training run (None: run all epochs)
+    max_steps: int | None
+    num_workers: int
+    #: width multiplier for models (1.0 = the paper's channel counts)
+    width: float
+    #: seeds of multi-seed experiments (mean +- std is taken over these)
+    seeds: tuple[int, ...]
+    #: wall-time budget for executing the whole book, minutes
+    book_budget_min: float
+
+    @property
+    def dataset_name(self) -> str:
+        return f"synth-{self.synth_images}x{self.synth_size}"
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="every code path on tiny data (CI)",
+        synth_images=40, synth_size=128, image_size=64, batch_size=4, epochs=1,
+        max_steps=4, num_workers=0, width=0.125, seeds=(0, 1), book_budget_min=10,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="meaningful results on 2 CPU cores",
+        synth_images=480, synth_size=256, image_size=128, batch_size=8, epochs=6,
+        max_steps=None, num_workers=2, width=0.25, seeds=(0, 1, 2), book_budget_min=60,
+    ),
+    "gpu": Profile(
+        name="gpu",
+        description="full 512x512 resolution on one datacentre GPU",
+        synth_images=1600, synth_size=512, image_size=512, batch_size=16, epochs=20,
+        max_steps=None, num_workers=8, width=1.0, seeds=(0, 1, 2), book_budget_min=20,
+    ),
+}
+
+CHOICES = (*PROFILES, "auto")
+
+
+def resolve_name(name: str | None) -> str:
+    """Turn a requested profile name (or ``auto``/None) into one of ``smoke``, ``cpu``, ``gpu``.
+
+    ``SEGEDU_PROFILE`` in the environment takes precedence over ``name``.
+    """
+    forced = os.environ.get(PROFILE_ENV)
+    if forced:
+        if forced not in CHOICES:
+            raise SegeduError(
+                f"{PROFILE_ENV}={forced!r} is not a profile; use one of {', '.join(CHOICES)} "
+                f"or unset {PROFILE_ENV}."
+            )
+        name = forced
+    name = name or "auto"
+    if name == "auto":
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PROFILES:
+        raise SegeduError(
+            f"unknown profile {name!r}; choose one of {', '.join(CHOICES)} "
+            "(smoke: seconds, for CI; cpu: a 2-core laptop; gpu: one CUDA GPU; auto: gpu if CUDA is there)."
+        )
+    return name
+
+
+def get(name: str | None = "auto") -> Profile:
+    """The :class:`Profile` for ``name`` after resolving ``auto`` and the environment override."""
+    return PROFILES[resolve_name(name)]
+
+
+def project_root() -> Path | None:
+    """The checkout this package lives in (holding ``_toc.yml``), or None for an installed wheel."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "_toc.yml").is_file() else None
+
+
+def data_root() -> Path:
+    """Folder holding the generated datasets: ``$SEGEDU_DATA_ROOT``, else ``<checkout>/data``."""
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    root = project_root()
+    return root / "data" if root else Path.home() / ".cache" / "segedu" / "data"
+
+
+def default_data_dir(profile: Profile | str | None = "auto") -> Path:
+    """Where the profile's generated default dataset lives."""
+    prof = profile if isinstance(profile, Profile) else get(profile)
+    return data_root() / prof.dataset_name

@@ -1,0 +1,89 @@
+"""Pictures the chapters share: colour masks, overlays, and legends."""
+from __future__ import annotations
+
+import numpy as np
+
+from .data.classes import CLASSES, IGNORE_INDEX, PALETTE
+
+#: colour drawn for ignored pixels (white)
+IGNORE_COLOUR = np.array((255, 255, 255), dtype=np.uint8)
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def colorize(mask, palette: np.ndarray = PALETTE) -> np.ndarray:
+    """(H, W) class indices -> (H, W, 3) uint8 colours; ignore pixels are white."""
+    mask = _to_numpy(mask).astype(np.int64)
+    if mask.ndim != 2:
+        raise ValueError(f"colorize expects a (H, W) mask, got shape {mask.shape}")
+    out = np.zeros((*mask.shape, 3), dtype=np.uint8)
+    valid = (mask >= 0) & (mask < len(palette))
+    out[valid] = palette[mask[valid]]
+    out[mask == IGNORE_INDEX] = IGNORE_COLOUR
+    return out
+
+
+def image_to_uint8(image) -> np.ndarray:
+    """A (3, H, W) float tensor in [0, 1] or an (H, W, 3) array -> (H, W, 3) uint8."""
+    img = _to_numpy(image)
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+        img = np.transpose(img, (1, 2, 0))
+    if img.dtype != np.uint8:
+        img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    return img
+
+
+def overlay(image, mask, alpha: float = 0.5, palette: np.ndarray = PALETTE) -> np.ndarray:
+    """Blend the class colours over the image; background pixels keep the photo."""
+    img = image_to_uint8(image).astype(np.float32)
+    m = _to_numpy(mask)
+    colours = colorize(m, palette).astype(np.float32)
+    blend = np.where((m != 0)[..., None], (1 - alpha) * img + alpha * colours, img)
+    return blend.round().astype(np.uint8)
+
+
+def legend_handles(class_ids=None, names=CLASSES, palette: np.ndarray = PALETTE):
+    """Matplotlib patches for a legend of the given class ids (all classes by default).
+
+    The ignore index, when listed, gets its own white patch.
+    """
+    from matplotlib.patches import Patch
+
+    ids = range(len(names)) if class_ids is None else class_ids
+    return [
+        Patch(facecolor=IGNORE_COLOUR / 255.0, edgecolor="grey", label=f"{i} ignored")
+        if i == IGNORE_INDEX
+        else Patch(facecolor=palette[i] / 255.0, edgecolor="grey", label=f"{i} {names[i]}")
+        for i in ids
+    ]
+
+
+def show_batch(images, masks, names=CLASSES, alpha: float = 0.5, titles=None, title=None):
+    """One row per sample: image, colour mask, overlay; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(n, 3, figsize=(9, 3 * n), squeeze=False)
+    present: set[int] = set()
+    for i in range(n):
+        m = _to_numpy(masks[i])
+        present |= {int(c) for c in np.unique(m)}
+        panels = (image_to_uint8(images[i]), colorize(m), overlay(images[i], m, alpha))
+        for ax, panel, label in zip(axes[i], panels, ("image", "mask", "overlay")):
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(label if titles is None else f"{titles[i]}: {label}", fontsize=10)
+    fig.legend(handles=legend_handles(sorted(present), names), loc="lower center",
+               ncol=min(4, len(present)), fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title)
+    legend_rows = -(-len(present) // 4)
+    fig.tight_layout(rect=(0, 0.05 * legend_rows / n + 0.02, 1, 1))
+    return fig
