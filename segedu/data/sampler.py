@@ -1,0 +1,101 @@
+"""Class-aware sampling: draw images that contain rare classes more often.
+
+The weight of an image follows repeat-factor sampling (Gupta et al. 2019, "LVIS: A Dataset for
+Large Vocabulary Instance Segmentation", Sec. 5): each class ``c`` gets a factor from the fraction
+``f_c`` of images that contain it, and an image takes the *largest* factor among its classes, so one
+rare object is enough to lift an image. LVIS uses ``r_c = max(1, sqrt(t / f_c))``; here the factor
+is ``(1 / f_c) ** power`` without the threshold ``t``, i.e. LVIS with ``power = 0.5`` and ``t`` at
+least the largest ``f_c`` (up to a constant, which sampling with weights ignores). ``power = 0``
+is uniform sampling, ``power = 1`` full inverse-frequency weighting.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from ..errors import SegeduError
+from .classes import CLASSES, NUM_CLASSES
+
+
+def image_weights(image_class_presence: np.ndarray, power: float = 0.5) -> np.ndarray:
+    """(N,) sampling weight of each image: max over its classes of ``(1 / f_c) ** power``, where
+    ``f_c`` is the fraction of images containing class ``c``. An image with no class gets weight 1,
+    that of a class present everywhere (the smallest possible)."""
+    presence = np.asarray(image_class_presence, dtype=bool)
+    if presence.ndim != 2 or presence.shape[0] == 0:
+        raise SegeduError(
+            f"image_class_presence must be a (N images, C classes) bool array with N > 0; got shape "
+            f"{presence.shape}. Build it with class_presence_from_coco or the dataset's class presence."
+        )
+    frequency = presence.mean(axis=0)
+    factor = np.where(frequency > 0, 1.0 / np.maximum(frequency, 1e-12), 0.0) ** power
+    return np.maximum((presence * factor).max(axis=1), 1.0)
+
+
+class ClassAwareSampler(Sampler[int]):
+    """Draws ``num_samples`` image indices with replacement, weighted by :func:`image_weights`.
+
+    The draw is fixed by ``seed`` and the epoch: call :meth:`set_epoch` before each epoch (as with
+    ``DistributedSampler``) for a new, still reproducible, draw.
+    """
+
+    def __init__(self, image_class_presence: np.ndarray, num_samples: int, seed: int = 0, power: float = 0.5):
+        if num_samples <= 0:
+            raise SegeduError(f"ClassAwareSampler needs num_samples > 0; got {num_samples}.")
+        self.weights = torch.as_tensor(image_weights(image_class_presence, power), dtype=torch.float64)
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        # SeedSequence mixes (seed, epoch) so that no two pairs share a stream
+        stream = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        generator = torch.Generator().manual_seed(stream)
+        draw = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
+        return iter(draw.tolist())
+
+
+def class_presence_from_coco(coco: Mapping[str, Any], num_classes: int = NUM_CLASSES,
+                             source: str = "COCO dict") -> np.ndarray:
+    """(N images, C classes) bool presence, rows in the order of ``coco["images"]``.
+
+    Categories are matched to :data:`~segedu.data.classes.CLASSES` by name (not by id), so a file
+    whose category ids differ still maps right. Background (class 0) is marked present in every
+    image: annotations only outline objects, and the competition has no fully covered image.
+    ``source`` names the file in error messages.
+    """
+    class_of_name = {name: index for index, name in enumerate(CLASSES[:num_classes])}
+    class_of_category = {}
+    for category in coco.get("categories", []):
+        if category.get("name") not in class_of_name:
+            raise SegeduError(
+                f"{source}: category id {category.get('id')} is named {category.get('name')!r}, which is none of "
+                f"the competition classes ({', '.join(CLASSES[1:num_classes])}); fix the name in the file."
+            )
+        class_of_category[category["id"]] = class_of_name[category["name"]]
+    row_of_image = {image["id"]: row for row, image in enumerate(coco.get("images", []))}
+    presence = np.zeros((len(row_of_image), num_classes), dtype=bool)
+    presence[:, 0] = True
+    for annotation in coco.get("annotations", []):
+        if annotation["image_id"] not in row_of_image:
+            raise SegeduError(
+                f"{source}: annotation id {annotation.get('id')} refers to image id {annotation['image_id']}, "
+                "which is not in 'images'; remove the annotation or add the image."
+            )
+        if annotation["category_id"] not in class_of_category:
+            raise SegeduError(
+                f"{source}: annotation id {annotation.get('id')} has category id {annotation['category_id']}, "
+                "which is not in 'categories'; fix the annotation's category_id."
+            )
+        presence[row_of_image[annotation["image_id"]], class_of_category[annotation["category_id"]]] = True
+    return presence
