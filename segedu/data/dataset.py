@@ -1,0 +1,179 @@
+"""The competition's COCO data as a PyTorch dataset, and a reproducible DataLoader for it.
+
+``CocoSegmentation(data_dir, mode, transform)`` keeps the course's interface: ``mode`` is
+``train``/``val``/``test`` (reading ``train.json``/``val.json``/``test.json`` in ``data_dir``)
+or the path of any COCO file whose ``file_name``s are relative to ``data_dir``. An item is
+``(image, mask)``: a float32 (3, H, W) tensor in [0, 1] (unless the transform normalises) and
+an int64 (H, W) tensor of class ids, 255 where void. In test mode (``mode="test"``, or a file
+without an ``annotations`` section) an item is ``(image, file_name)``.
+
+Differences from the course baseline, on purpose:
+
+* the annotation file is validated when the dataset is built (:func:`segedu.data.coco.load`),
+  so bad data stops the run at once with every problem listed, not in the middle of epoch 3;
+* masks come from :class:`segedu.data.masks.MaskCache`, painted once per annotation file, not
+  re-rasterised with ``annToMask`` on every access;
+* the transform (an albumentations ``Compose``) gets the uint8 RGB image and the uint8 mask,
+  the types albumentations is written for; the dataset scales to [0, 1] afterwards.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import SegeduError
+from . import coco
+from .masks import MaskCache
+
+#: the annotation file each named mode reads
+MODE_FILES = {"train": "train.json", "val": "val.json", "test": "test.json"}
+_EXPECTED_LAYOUT = ("a competition dataset folder holds train_all.json, train.json, val.json, "
+                    "test.json and the image folders they name (e.g. batch_01_vt/0001.jpg)")
+
+
+def annotation_file(data_dir, mode: str) -> Path:
+    """The COCO file that ``mode`` names in ``data_dir``; SegeduError when it is not there."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise SegeduError(f"dataset folder {data_dir} does not exist; {_EXPECTED_LAYOUT}. "
+                          "Run `segedu synth --out DIR` to make a small one.")
+    if mode not in MODE_FILES:
+        path = Path(mode)
+        if not path.is_file():
+            raise SegeduError(f"mode {str(mode)!r} is neither one of {', '.join(MODE_FILES)} "
+                              "nor an existing COCO annotation file")
+        return path
+    path = data_dir / MODE_FILES[mode]
+    if not path.is_file():
+        raise SegeduError(f"{path} not found: mode {mode!r} reads it; {_EXPECTED_LAYOUT}.")
+    return path
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as a uint8 RGB array (H, W, 3); SegeduError when it cannot be decoded."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SegeduError(f"{path}: cannot decode this image (missing, truncated or not an image); "
+                          "run `segedu validate-coco` on its annotation file.")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+# The conversions below run in numpy on purpose: with num_workers=0 they run in the main
+# process, where torch's intra-op thread pool turns a 0.1 ms cast of one image into several
+# milliseconds of thread hand-off on a busy 2-core machine.
+
+def image_to_tensor(image) -> torch.Tensor:
+    """(H, W, 3) array or (3, H, W) tensor (after ``ToTensorV2``) -> float32 (3, H, W); uint8 scaled to [0, 1]."""
+    if isinstance(image, torch.Tensor):
+        chw = image.numpy()
+    else:
+        chw = image.transpose(2, 0, 1)
+    out = np.ascontiguousarray(chw).astype(np.float32)  # uint8 transpose first: the cheap copy
+    if chw.dtype == np.uint8:
+        out /= 255
+    return torch.from_numpy(out)
+
+
+def mask_to_tensor(mask) -> torch.Tensor:
+    """(H, W) array or tensor -> int64 tensor."""
+    if isinstance(mask, torch.Tensor):
+        mask = mask.numpy()
+    return torch.from_numpy(mask.astype(np.int64, order="C"))
+
+
+class CocoSegmentation(Dataset):
+    """Images and semantic masks of one COCO annotation file (see the module docstring)."""
+
+    def __init__(self, data_dir, mode: str = "train", transform=None, check_images: bool = True):
+        self.data_dir = Path(data_dir)
+        self.mode = mode
+        self.transform = transform
+        ann_file = annotation_file(self.data_dir, mode)
+        self.coco = coco.load(ann_file, images_dir=self.data_dir, check_images=check_images)
+        if mode in ("train", "val") and not self.coco.has_annotations:
+            raise SegeduError(f"{ann_file} has no 'annotations' section; mode {mode!r} needs labelled "
+                              "images (only test.json may lack annotations).")
+        self.is_test = mode == "test" or not self.coco.has_annotations
+        self.masks = None if self.is_test else MaskCache(self.coco)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.coco.class_names
+
+    def __len__(self) -> int:
+        return len(self.coco)
+
+    def __getitem__(self, index: int):
+        record = self.coco.images[index]
+        image = read_image(self.coco.image_path(record))
+        if self.is_test:
+            if self.transform is not None:
+                image = self.transform(image=image)["image"]
+            return image_to_tensor(image), record["file_name"]
+        mask = self.masks.get(index)
+        if image.shape[:2] != mask.shape:
+            raise SegeduError(f"{self.coco.image_path(record)} is {image.shape[1]}x{image.shape[0]} but "
+                              f"{self.coco.ann_file} (image id {record['id']}) says "
+                              f"{record['width']}x{record['height']}")
+        if self.transform is not None:
+            out = self.transform(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        return image_to_tensor(image), mask_to_tensor(mask)
+
+
+def collate(batch):
+    """Stack items into (images (B, 3, H, W) float32, masks (B, H, W) int64), or (images, file names)."""
+    images = [item[0] for item in batch]
+    sizes = {tuple(im.shape) for im in images}
+    if len(sizes) > 1:
+        raise SegeduError(f"images of one batch differ in size {sorted(sizes)}; add a resize or crop "
+                          "to the transform (e.g. A.Resize(H, W)) or use batch_size=1.")
+    seconds = [item[1] for item in batch]
+    if isinstance(seconds[0], str):
+        return _stack(images), seconds
+    return _stack(images), _stack(seconds)
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack`` done by numpy, single-threaded (see the note above ``image_to_tensor``)."""
+    return torch.from_numpy(np.stack([t.numpy() for t in tensors]))
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: derive every RNG of a worker from the loader's generator.
+
+    PyTorch gives worker ``i`` the seed ``base + i`` with ``base`` drawn from the loader's
+    generator; numpy, ``random`` and the dataset's albumentations ``Compose`` (which keeps its
+    own generator, copied identically into every worker otherwise) are seeded from it.
+    """
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    cv2.setNumThreads(0)  # one process per core already; OpenCV threads would oversubscribe
+    dataset = torch.utils.data.get_worker_info().dataset
+    while not hasattr(dataset, "transform") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset  # a Subset of the dataset (e.g. one fold)
+    transform = getattr(dataset, "transform", None)
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed)
+
+
+def make_loader(dataset, batch_size: int, shuffle: bool = False, num_workers: int = 0,
+                seed: int = 0, drop_last: bool = False) -> DataLoader:
+    """A DataLoader with :func:`collate` whose order and worker seeds depend only on ``seed``."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=seed_worker,
+        drop_last=drop_last,
+        persistent_workers=num_workers > 0,
+    )
