@@ -1,23 +1,31 @@
-"""Images/s of CocoSegmentation (mask cache) vs the course baseline's dataset (annToMask per item).
+"""Images/s of CocoSegmentation (decoded-item cache) vs the course baseline's dataset (annToMask per item).
 
 Both read the same generated dataset (JPEGs with random many-vertex polygons, written here
-with PIL) through a DataLoader with num_workers=0 and no transform, for two epochs. The
-baseline re-rasterises every annotation of every image on each access, as the course's
-``CustomDataLoader`` does; segedu paints each mask once and reads it from the cache after.
+with PIL) through a DataLoader with num_workers=0, batch 8 and no transform, for two epochs.
+The baseline decodes the JPEG and re-rasterises every annotation of every image on each
+access, as the course's ``CustomDataLoader`` does. segedu is timed
 
-    .venv/bin/python benchmarks/bench_loader.py [--images 200] [--size 256] [--batch-size 8]
+* cold: a first run with an empty cache (epoch 1 decodes, paints and fills the cache);
+* warm: a later run over the same annotation file (the cache is on disk, the normal case in
+  the course, where many experiments train on the same data);
 
-Prints images/s per epoch and over both epochs, for a first run (cache empty, so epoch 1
-paints the masks) and a later run (cache already on disk), and the ratios to the baseline;
-then the same for producing the masks alone, the part the cache replaces (the rest of an
-item, decoding the JPEG and converting it to float, costs both datasets the same).
+each with ``cache_images=True`` (the default: pixels and mask cached) and ``cache_images=False``
+(masks only). Every round times all rows again with a fresh empty cache and computes its
+ratios from its own baseline, because the machine's load drifts; the table gives medians
+(and the range of the ratio) over the rounds. The items are checked equal to the
+baseline's after timing, so the comparison is of equal work.
+
+    .venv/bin/python benchmarks/bench_loader.py [--config 200x256 --config 100x512] [--rounds 3]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +39,9 @@ from pycocotools.coco import COCO
 from torch.utils.data import DataLoader, Dataset
 
 from segedu.data.classes import CLASSES
+
+#: the row every ratio is taken against
+BASELINE = "course baseline (annToMask per item)"
 
 
 def write_dataset(root: Path, n_images: int, size: int, seed: int = 0) -> Path:
@@ -106,82 +117,82 @@ def time_epochs(loader, n_images: int, epochs: int = 2) -> list[float]:
     return seconds
 
 
-def time_masks(get_mask, n_images: int, epochs: int = 2) -> list[float]:
-    """Seconds per epoch of producing only the masks, ``get_mask(index)`` for every index."""
-    seconds = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for index in range(n_images):
-            get_mask(index)
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
-def print_table(title: str, n_images: int, rows: list[tuple[str, list[float]]]) -> None:
-    base_rate = rate(n_images, rows[0][1])
-    print(f"\n{title:46s} {'epoch 1':>9s} {'epoch 2':>9s} {'2 epochs':>9s} {'vs baseline':>12s}")
-    for name, seconds in rows:
-        per_epoch = [n_images / s for s in seconds]
-        total = rate(n_images, seconds)
-        print(f"{name:46s} {per_epoch[0]:9.1f} {per_epoch[1]:9.1f} {total:9.1f} {total / base_rate:11.2f}x")
+def print_table(title: str, n_images: int, rounds: list[dict[str, list[float]]]) -> None:
+    """Median images/s per epoch and over both epochs, and median (min-max) ratio to the round's baseline."""
+    print(f"\n{title:44s} {'epoch 1':>8s} {'epoch 2':>8s} {'2 epochs':>9s} {'vs baseline':>12s} {'(range)':>13s}")
+    for name in rounds[0]:
+        per_epoch = [statistics.median(n_images / r[name][e] for r in rounds) for e in range(2)]
+        total = statistics.median(rate(n_images, r[name]) for r in rounds)
+        ratios = [rate(n_images, r[name]) / rate(n_images, r[BASELINE]) for r in rounds]
+        print(f"{name:44s} {per_epoch[0]:8.1f} {per_epoch[1]:8.1f} {total:9.1f} "
+              f"{statistics.median(ratios):11.2f}x  ({min(ratios):.2f}-{max(ratios):.2f}x)")
 
 
 def rate(n_images: int, seconds: list[float]) -> float:
+    """Images/s over all the epochs timed."""
     return n_images * len(seconds) / sum(seconds)
+
+
+def time_round(root: Path, ann_file: Path, cache: Path, n_images: int, batch_size: int) -> dict:
+    """Seconds per epoch of every row; segedu's caches go under ``cache`` (not there yet)."""
+    from segedu.data.dataset import CocoSegmentation, make_loader
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' "loading annotations..." lines
+        baseline = CourseBaselineDataset(root, ann_file)
+    times = {BASELINE: time_epochs(DataLoader(baseline, batch_size, collate_fn=baseline_collate), n_images)}
+    for cache_images, label in ((True, "pixels+mask"), (False, "masks only")):
+        os.environ["SEGEDU_CACHE"] = str(cache / label)  # empty; read by the datasets built below
+        for run in ("cold (empty cache)", "warm (cache from a run)"):
+            dataset = CocoSegmentation(root, mode="train", cache_images=cache_images)
+            times[f"segedu {label}, {run}"] = time_epochs(make_loader(dataset, batch_size), n_images)
+    return times
+
+
+def check_equal_items(root: Path, ann_file: Path, cache: Path) -> None:
+    """segedu's items, decoded (cold) and read from the cache (warm), equal the baseline's."""
+    from segedu.data.dataset import CocoSegmentation
+
+    os.environ["SEGEDU_CACHE"] = str(cache)
+    with contextlib.redirect_stdout(io.StringIO()):
+        baseline = CourseBaselineDataset(root, ann_file)
+    for ours in (CocoSegmentation(root, mode="train"), CocoSegmentation(root, mode="train")):
+        for index in range(len(ours)):
+            image, mask = ours[index]
+            base_image, base_mask = baseline[index]
+            assert np.array_equal(image.numpy(), base_image) and np.array_equal(mask.numpy(), base_mask), index
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--config", action="append", metavar="NxSIZE",
+                        help="N images of SIZE x SIZE; repeatable (default: 200x256 and 100x512)")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
+    configs = [tuple(int(v) for v in c.split("x")) for c in (args.config or ["200x256", "100x512"])]
 
-    with tempfile.TemporaryDirectory(prefix="segedu-bench-") as tmp:
-        root = Path(tmp) / "data"
-        os.environ["SEGEDU_CACHE"] = str(Path(tmp) / "cache")  # start with an empty cache
-        from segedu.data.dataset import CocoSegmentation, make_loader
-        from segedu.data.masks import MaskCache
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; {args.rounds} rounds")
+    for n_images, size in configs:
+        with tempfile.TemporaryDirectory(prefix="segedu-bench-") as tmp:
+            root = Path(tmp) / "data"
+            ann_file = write_dataset(root, n_images, size)
+            n_anns = len(json.loads(ann_file.read_text())["annotations"])
+            rounds = [time_round(root, ann_file, Path(tmp) / f"cache-{r}", n_images, args.batch_size)
+                      for r in range(args.rounds)]
+            check_equal_items(root, ann_file, Path(tmp) / "cache-check")
+        print_table(f"{n_images} JPEGs {size}x{size}, {n_anns} polygons, images/s", n_images, rounds)
 
-        ann_file = write_dataset(root, args.images, args.size)
-        n_anns = len(json.loads(ann_file.read_text())["annotations"])
-        print(f"dataset: {args.images} JPEGs {args.size}x{args.size}, {n_anns} polygon annotations; "
-              f"batch {args.batch_size}, num_workers=0, no transform")
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
-        baseline = CourseBaselineDataset(root, ann_file)
-        base_s = time_epochs(DataLoader(baseline, args.batch_size, collate_fn=baseline_collate), args.images)
-
-        start = time.perf_counter()
-        ours = CocoSegmentation(root, mode="train")
-        build_s = time.perf_counter() - start
-        first_s = time_epochs(make_loader(ours, args.batch_size), args.images)
-        later = CocoSegmentation(root, mode="train")  # a later run: the cache is on disk
-        later_s = time_epochs(make_loader(later, args.batch_size), args.images)
-
-        # the masks alone: the part the cache replaces
-        infos = baseline.coco.loadImgs(baseline.coco.getImgIds())
-        base_mask_s = time_masks(lambda i: baseline.mask(infos[i]), args.images)
-        fresh = MaskCache(ours.coco, root=Path(tmp) / "fresh-cache")
-        first_mask_s = time_masks(fresh.get, args.images)
-        later_mask_s = time_masks(MaskCache(ours.coco, root=Path(tmp) / "fresh-cache").get, args.images)
-
-        # same masks, so the comparison is of equal work
-        for index in range(args.images):
-            assert np.array_equal(baseline.mask(infos[index]), later.masks.get(index))
-
-    print(f"\nsegedu dataset construction (validation incl. image headers): {build_s:.2f} s")
-    print_table("DataLoader, images/s", args.images, [
-        ("course baseline (annToMask per item)", base_s),
-        ("segedu, first run (epoch 1 fills the cache)", first_s),
-        ("segedu, later run (cache on disk)", later_s),
-    ])
-    print_table("masks only, images/s", args.images, [
-        ("course baseline (annToMask per item)", base_mask_s),
-        ("segedu MaskCache, first run", first_mask_s),
-        ("segedu MaskCache, later run", later_mask_s),
-    ])
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (Linux), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

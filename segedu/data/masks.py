@@ -15,15 +15,35 @@ Void pixels. Pixels of ``iscrowd=1`` annotations and of categories named like vo
 (:func:`segedu.data.coco.is_void_name`, e.g. ``__ignore__`` as written by
 :mod:`segedu.data.convert`) get IGNORE_INDEX (255), in the same painting order.
 
-Cache. Rasterising every annotation of every image each epoch costs more than decoding the
-image. :class:`MaskCache` paints each image's mask once and stores it as a PNG under
-``<cache root>/masks/<CODE_VERSION>-<sha256 of the annotation file>/<image id>.png``: a
-changed annotation file or a change to the painting rules (bump CODE_VERSION) gets a new
-folder, and later epochs and later runs only read PNGs. Files are written to a temporary
-name and renamed, so parallel DataLoader workers never see half a file.
+Caches. Rasterising every annotation of every image each epoch costs more than decoding the
+image, and decoding the JPEG costs more than everything else a training step asks of the
+loader. Two caches, both under :func:`cache_root`, each in a folder named
+``<CODE_VERSION>-<sha256 of the annotation file>``, so a changed annotation file or a change to
+the painting rules (bump CODE_VERSION) gets a new folder and old files are never served:
+
+* :class:`MaskCache` stores each image's mask once as a PNG, ``masks/<key>/<image id>.png``
+  (a few KB per image: masks are large flat regions); the dataset uses it when it does not
+  cache images (``cache_images=False``);
+* :class:`ItemCache` stores what a dataset item is made from, uncompressed, as one standard
+  ``.npy`` per image, ``items/<key>/<image id>-<file size>-<file mtime_ns>.npy``: a uint8
+  array (4, H, W) holding the R, G, B planes and the mask plane, or (3, H, W) without a mask.
+  A read is then one file read and no decoding at all. The image file's size and modification
+  time are part of the name (the same test ``make`` and ``rsync`` rely on), so an edited image
+  is decoded again; its stale file is deleted when the new one is written.
+
+Disk use of :class:`ItemCache`: H*W*4 bytes per image and annotation file (H*W*3 for a file
+without annotations), i.e. 1 MiB per 512x512 competition image: about 3.2 GiB for
+``train_all.json`` (3,272 images), as much again for ``train.json`` + ``val.json`` together.
+It holds at most one file per image of each annotation file used; delete the cache folder
+(or set ``cache_images=False`` on the dataset) to give the space back.
+
+Files are written to a temporary name and renamed, so parallel DataLoader workers never see
+half a file; a damaged or truncated file is detected on reading and written again.
 """
 from __future__ import annotations
 
+import functools
+import io
 import os
 import tempfile
 import warnings
@@ -116,14 +136,17 @@ class MaskCache:
     def path(self, index: int) -> Path:
         return self.folder / f"{self.coco_data.images[index]['id']}.png"
 
-    def get(self, index: int) -> np.ndarray:
+    def get(self, index: int, store: bool = True) -> np.ndarray:
+        """The mask, from its PNG when cached; ``store=False`` paints a missing one without writing
+        it (for a caller that caches it itself, as :class:`ItemCache` does)."""
         image = self.coco_data.images[index]
         path = self.path(index)
         cached = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.is_file() else None
         if cached is not None and cached.shape == (image["height"], image["width"]):
             return cached
         mask = semantic_mask(self.coco_data, image)  # missing, or damaged: paint again
-        self._store(path, mask)
+        if store:
+            self._store(path, mask)
         return mask
 
     def warm(self) -> None:
@@ -132,13 +155,100 @@ class MaskCache:
             self.get(index)
 
     def _store(self, path: Path, mask: np.ndarray) -> None:
-        if not self._can_write:
-            return
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+        if self._can_write:
             _, png = cv2.imencode(".png", mask)
-            write_bytes_atomic(path, png.tobytes())
-        except OSError as exc:
-            self._can_write = False
-            warnings.warn(f"segedu: cannot write the mask cache in {self.folder} ({exc}); masks are "
-                          f"painted again each time. Set {CACHE_ENV} to a writable folder.", stacklevel=3)
+            self._can_write = store_or_warn(self.folder, path, png.tobytes(), "masks are painted")
+
+
+def store_or_warn(folder: Path, path: Path, data: bytes, fallback: str) -> bool:
+    """Write a cache file atomically; on failure warn once and return False (stop writing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, data)
+        return True
+    except OSError as exc:
+        warnings.warn(f"segedu: cannot write the cache in {folder} ({exc}); {fallback} again each "
+                      f"time. Set {CACHE_ENV} to a writable folder.", stacklevel=4)
+        return False
+
+
+@functools.lru_cache(maxsize=64)
+def npy_header(shape: tuple[int, ...]) -> bytes:
+    """The ``.npy`` (version 1.0) header of a C-ordered uint8 array of ``shape``."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape})
+    return out.getvalue()
+
+
+class ItemCache:
+    """Decoded image planes (and mask plane) of one annotation file's images, one ``.npy`` each.
+
+    ``get(index, make)`` returns the uint8 (planes, H, W) array of ``coco_data.images[index]``:
+    read from the cache when a file for the image file's current size and mtime is there and
+    whole, otherwise ``make()`` (decode and paint) and stored. ``planes`` is 4 (R, G, B, mask) or
+    3 (R, G, B, for a file without annotations). Safe to use from several DataLoader workers.
+    """
+
+    def __init__(self, coco_data: CocoData, planes: int, root: Path | None = None):
+        self.coco_data = coco_data
+        self.planes = planes
+        base = Path(root) if root is not None else cache_root(coco_data.images_dir)
+        self.folder = base / "items" / f"{CODE_VERSION}-{coco_data.sha256}"
+        #: False after a write failed (read-only disk): items are then decoded on every access
+        self.writable = True
+        # image id -> file names on disk, listed once so that replacing a stale file needs no listing
+        self._on_disk: dict[str, list[str]] = {}
+        if self.folder.is_dir():
+            for entry in os.scandir(self.folder):
+                if entry.name.endswith(".npy"):
+                    self._on_disk.setdefault(entry.name.split("-", 1)[0], []).append(entry.name)
+
+    def path(self, index: int) -> Path:
+        """Where the item of ``images[index]`` lives for the image file as it is now."""
+        image = self.coco_data.images[index]
+        stat = os.stat(self.coco_data.image_path(image))
+        return self.folder / f"{image['id']}-{stat.st_size}-{stat.st_mtime_ns}.npy"
+
+    def get(self, index: int, make) -> np.ndarray:
+        image = self.coco_data.images[index]
+        shape = (self.planes, image["height"], image["width"])
+        try:
+            path = self.path(index)
+        except OSError:  # no image file: make() reports it
+            return make()
+        cached = _read_npy(path, shape)
+        if cached is not None:
+            return cached
+        planes = make()
+        if planes.shape == shape and planes.dtype == np.uint8:  # else: a file the record misdescribes
+            self._store(str(image["id"]), path, planes)
+        return planes
+
+    def _store(self, image_id: str, path: Path, planes: np.ndarray) -> None:
+        if not self.writable:
+            return
+        data = npy_header(planes.shape) + np.ascontiguousarray(planes).tobytes()
+        self.writable = store_or_warn(self.folder, path, data, "images are decoded")
+        if not self.writable:
+            return
+        for stale in self._on_disk.pop(image_id, []):  # the image file has changed since
+            if stale != path.name:
+                (self.folder / stale).unlink(missing_ok=True)
+        self._on_disk[image_id] = [path.name]
+
+
+def _read_npy(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The uint8 array of ``shape`` in the ``.npy`` at ``path``; None when missing, damaged or other."""
+    header = npy_header(shape)
+    size = len(header) + int(np.prod(shape))
+    try:
+        with open(path, "rb") as f:
+            data = bytearray(size + 1)  # one byte more: a longer file is not ours either
+            if f.readinto(data) != size:
+                return None
+    except OSError:  # not there (or deleted by a worker that just replaced it)
+        return None
+    if data[:len(header)] != header:
+        return None
+    return np.frombuffer(data, np.uint8, count=size - len(header), offset=len(header)).reshape(shape)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 
 import albumentations as A
 import numpy as np
@@ -133,3 +135,88 @@ def test_collate_refuses_images_of_different_sizes():
              (torch.zeros(3, 5, 4), torch.zeros(5, 4, dtype=torch.int64))]
     with pytest.raises(SegeduError, match="differ in size"):
         collate(batch)
+
+
+# --- decoded-item cache (cache_images) ------------------------------------------------------
+
+def _reference_item(data_dir, index):
+    """Item computed without segedu's caches: PIL pixels / 255 and the painted mask."""
+    loaded = coco.load(data_dir / "train.json")
+    record = loaded.images[index]
+    rgb = np.asarray(Image.open(loaded.image_path(record)).convert("RGB"))
+    return rgb.transpose(2, 0, 1) / 255.0, masks.semantic_mask(loaded, record)
+
+
+def _assert_item(item, reference):
+    np.testing.assert_allclose(item[0].numpy(), reference[0], atol=1e-6)
+    np.testing.assert_array_equal(item[1].numpy(), reference[1])
+    assert item[0].dtype == torch.float32 and item[1].dtype == torch.int64
+
+
+@pytest.mark.parametrize("cache_images", [True, False])
+def test_items_with_and_without_the_image_cache_agree(data_dir, tmp_path, monkeypatch, cache_images):
+    references = [_reference_item(data_dir, index) for index in range(3)]
+    first = CocoSegmentation(data_dir, cache_images=cache_images)
+    for index, reference in enumerate(references):  # a first run: the cache is empty
+        _assert_item(first[index], reference)
+    assert (tmp_path / "cache" / "items").exists() == cache_images
+    if cache_images:  # a later run reads everything from the cache, decodes and paints nothing
+        def no_decoding(*args):
+            raise AssertionError("decoded although cached")
+        monkeypatch.setattr("segedu.data.dataset.read_image", no_decoding)
+        monkeypatch.setattr(masks, "semantic_mask", no_decoding)
+    later = CocoSegmentation(data_dir, cache_images=cache_images)
+    flipped = CocoSegmentation(data_dir, cache_images=cache_images, transform=A.Compose([A.HorizontalFlip(p=1.0)]))
+    for index, reference in enumerate(references):
+        _assert_item(later[index], reference)
+        f_image, f_mask = flipped[index]
+        np.testing.assert_allclose(f_image.numpy(), reference[0][..., ::-1], atol=1e-6)
+        np.testing.assert_array_equal(f_mask.numpy(), reference[1][..., ::-1])
+
+
+def test_test_mode_items_are_cached_without_a_mask(data_dir, kit):
+    first = [CocoSegmentation(data_dir, mode="test")[index] for index in range(3)]  # fills the cache
+    later = CocoSegmentation(data_dir, mode="test")
+    for index, (image, name) in enumerate(first):
+        rgb = np.asarray(Image.open(data_dir / name).convert("RGB")).transpose(2, 0, 1) / 255.0
+        again, again_name = later[index]
+        np.testing.assert_allclose(image.numpy(), rgb, atol=1e-6)
+        np.testing.assert_allclose(again.numpy(), rgb, atol=1e-6)
+        assert again_name == name
+    assert np.load(later.items.path(0)).shape == (3, kit.HEIGHT, kit.WIDTH)
+
+
+def test_edited_image_is_not_served_stale(data_dir, kit):
+    CocoSegmentation(data_dir)[0]  # cached
+    image_file = data_dir / "batch_01_vt/0001.png"
+    kit.write_images(data_dir, {"images": kit.base_coco()["images"][:1]}, seed=5)  # new pixels, same size
+    stat = image_file.stat()
+    os.utime(image_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # saved a second later
+    _assert_item(CocoSegmentation(data_dir)[0], _reference_item(data_dir, 0))
+
+
+def test_changed_annotation_file_is_not_served_stale(data_dir):
+    before = CocoSegmentation(data_dir)[0][1]
+    data = json.loads((data_dir / "train.json").read_text())
+    data["annotations"][1]["category_id"] = 9  # the Metal square becomes Battery
+    (data_dir / "train.json").write_text(json.dumps(data))
+    after = CocoSegmentation(data_dir)[0][1]
+    assert before[5, 5] == 4 and after[5, 5] == 9
+    _assert_item(CocoSegmentation(data_dir)[0], _reference_item(data_dir, 0))
+
+
+def _all_items(dataset):
+    return [tuple(t.numpy() for t in dataset[index]) for index in range(len(dataset))]
+
+
+def test_processes_filling_the_cache_at_once_agree(data_dir):
+    dataset = CocoSegmentation(data_dir)  # cache empty: every process decodes and writes every item
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        runs = pool.map(_all_items, [dataset] * 6)
+    for run in runs + [_all_items(CocoSegmentation(data_dir))]:
+        for index, (image, mask) in enumerate(run):
+            reference = _reference_item(data_dir, index)
+            np.testing.assert_allclose(image, reference[0], atol=1e-6)
+            np.testing.assert_array_equal(mask, reference[1])
+    names = sorted(p.name for p in dataset.items.folder.iterdir())
+    assert names == sorted(dataset.items.path(i).name for i in range(3))  # one file each, no temp files

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -193,3 +195,89 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
         masks.write_bytes_atomic(target, "not bytes")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+# --- item cache (decoded pixels + mask) -------------------------------------------------
+
+def _planes(loaded, index):
+    """Reference item: R, G, B planes read by PIL and the painted mask, (4, H, W) uint8."""
+    from PIL import Image
+
+    image = loaded.images[index]
+    rgb = np.asarray(Image.open(loaded.image_path(image)).convert("RGB"))
+    return np.concatenate([rgb.transpose(2, 0, 1), masks.semantic_mask(loaded, image)[None]])
+
+
+def _counting_maker(loaded, index, calls):
+    def make():
+        calls.append(index)
+        return _planes(loaded, index)
+    return make
+
+
+def test_item_cache_stores_a_standard_npy_once_and_reads_it_back(make_dataset, tmp_path):
+    loaded = coco.load(make_dataset())
+    calls = []
+    first = masks.ItemCache(loaded, planes=4)
+    got = [first.get(i, _counting_maker(loaded, i, calls)) for i in range(len(loaded))]
+    later_run = masks.ItemCache(coco.load(loaded.ann_file), planes=4)
+    again = [later_run.get(i, _counting_maker(loaded, i, calls)) for i in range(len(loaded))]
+    assert calls == [0, 1, 2]
+    for index, (a, b) in enumerate(zip(got, again)):
+        expected = _planes(loaded, index)
+        np.testing.assert_array_equal(b, expected)
+        assert b.dtype == np.uint8 and b.flags.writeable
+        on_disk = np.load(first.path(index))  # plain numpy can read it
+        np.testing.assert_array_equal(on_disk, expected)
+        saved = io.BytesIO()
+        np.save(saved, expected)
+        assert first.path(index).read_bytes() == saved.getvalue()  # H*W*4 bytes + the .npy header
+    assert first.folder == tmp_path / "cache" / "items" / f"{masks.CODE_VERSION}-{loaded.sha256}"
+
+
+def test_edited_image_is_read_again_and_its_old_file_removed(make_dataset, kit):
+    loaded = coco.load(make_dataset())
+    cache = masks.ItemCache(loaded, planes=4)
+    old = cache.get(0, lambda: _planes(loaded, 0))
+    image_file = loaded.image_path(loaded.images[0])
+    kit.write_images(loaded.images_dir, {"images": loaded.images[:1]}, seed=1)  # new pixels, same size
+    stat = image_file.stat()
+    os.utime(image_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # an edit a second later
+    calls = []
+    new = masks.ItemCache(coco.load(loaded.ann_file), planes=4).get(0, _counting_maker(loaded, 0, calls))
+    assert calls == [0]
+    assert not np.array_equal(new[:3], old[:3])
+    np.testing.assert_array_equal(new, _planes(loaded, 0))
+    assert [p.name for p in cache.folder.iterdir()] == [cache.path(0).name]
+
+
+@pytest.mark.parametrize("damage", [b"", b"not an npy", "truncated", "longer", "other shape"])
+def test_damaged_item_file_is_made_again(make_dataset, damage):
+    loaded = coco.load(make_dataset())
+    cache = masks.ItemCache(loaded, planes=4)
+    good = cache.get(1, lambda: _planes(loaded, 1))
+    whole = cache.path(1).read_bytes()
+    transposed = io.BytesIO()  # as many bytes, but a (4, W, H) array
+    np.save(transposed, np.ascontiguousarray(good.transpose(0, 2, 1)))
+    damaged = {"truncated": whole[:-1], "longer": whole + b"\0",
+               "other shape": transposed.getvalue()}.get(damage, damage)
+    cache.path(1).write_bytes(damaged)
+    calls = []
+    np.testing.assert_array_equal(cache.get(1, _counting_maker(loaded, 1, calls)), good)
+    assert calls == [1]
+    assert cache.path(1).read_bytes() == whole
+    assert not [p for p in cache.folder.iterdir() if p.suffix == ".tmp"]
+
+
+def test_unwritable_item_cache_warns_once_and_still_serves(make_dataset, tmp_path):
+    loaded = coco.load(make_dataset())
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    cache = masks.ItemCache(loaded, planes=4, root=blocker)
+    expected = [_planes(loaded, i) for i in range(len(loaded))]
+    with pytest.warns(UserWarning) as warned:
+        got = [cache.get(i, lambda i=i: expected[i]) for i in range(len(loaded))]
+    ours = [w for w in warned if "cannot write the cache" in str(w.message)]
+    assert len(ours) == 1 and str(blocker) in str(ours[0].message) and not cache.writable
+    for planes, reference in zip(got, expected):
+        np.testing.assert_array_equal(planes, reference)
