@@ -26,12 +26,16 @@ help:
 	@echo "make env                                          only create/refresh .venv"
 
 # The environment: re-made when pyproject.toml or the lock changes.
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock constraints-torch.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "segedu needs Python 3.10 or newer; found " + sys.version.split()[0] + ". Set PYTHON=/path/to/python3.10+")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "segedu: installing the pinned environment into $(VENV) (first time: several minutes)"
+	@# requirements.lock pins every package for CPython 3.11 (the book's runs); on another Python
+	@# only the torch + torchvision pair is pinned and pip picks the rest for that interpreter.
+	@if $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then lock=requirements.lock; \
+	else lock=constraints-torch.txt; echo "segedu: Python is not 3.11, the lock's version: pinning only torch and torchvision"; fi; \
+	echo "segedu: installing the pinned environment into $(VENV) from $$lock (first time: several minutes)"; \
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-		-c requirements.lock -e '.[book,dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+		-c $$lock -e '.[book,dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@$(PY) -c 'import torch, torchvision, torch.nn.functional as F; x = torch.ones(1, 3, 8, 8); F.conv2d(x, torch.ones(2, 3, 3, 3)); print("segedu: torch", torch.__version__, "+ torchvision", torchvision.__version__, "import and run a conv")'
 	@touch $(STAMP)
 

@@ -11,6 +11,9 @@ from pathlib import Path
 
 os.environ.setdefault("SEGEDU_PROFILE", "smoke")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# Tests use tiny tensors: a second OpenMP thread only adds synchronisation (10-30x slower when the
+# other core is busy) and makes float sums depend on the thread split.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # the notebook kernel must be this environment's python
 _bin = str(Path(sys.executable).parent)
 if not os.environ.get("PATH", "").startswith(_bin):

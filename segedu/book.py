@@ -199,6 +199,10 @@ def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: st
                           "or leave it out to use the generated default dataset.")
     chosen = select(names, book_root)
     echo(f"segedu book: profile {name}, device {dev}, {len(chosen)} chapter(s)")
+    if data_dir is None:
+        from .data import synth
+
+        echo(f"  default dataset: {synth.ensure_default_dataset(profiles.PROFILES[name])}")
     times: dict[str, float] = {}
     try:
         for py in chosen:

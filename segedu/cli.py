@@ -78,6 +78,77 @@ def _split(args) -> int:
     return 0
 
 
+#: `segedu train` flags that map one-to-one onto TrainConfig fields (flag name = field name)
+TRAIN_FLAGS = {
+    "model": str, "data_dir": str, "train_split": str, "val_split": str, "profile": str, "image_size": int,
+    "epochs": int, "max_steps": int, "batch_size": int, "accumulate": int, "optimizer": str, "lr": float,
+    "weight_decay": float, "scheduler": str, "warmup_steps": int, "loss": str, "class_weights": str,
+    "label_smoothing": float, "crop": str, "mix": str, "mix_p": float, "sampler": str, "amp": str,
+    "grad_clip": float, "ema_decay": float, "swa_start": int, "swa_lr": float, "seed": int, "device": str,
+    "num_workers": int, "out": str, "checkpoint_every": int, "wandb": str,
+}
+
+
+def _train(args) -> int:
+    import json
+
+    from .engine import TrainConfig, train
+
+    if args.resume:
+        config = TrainConfig.load(args.resume)
+        config.out = args.resume
+    else:
+        config = TrainConfig.load(args.config) if args.config else TrainConfig()
+        for name in TRAIN_FLAGS:
+            value = getattr(args, name)
+            if value is not None:
+                setattr(config, name, value)
+        if args.width is not None:
+            config.model_options = {**config.model_options, "width": args.width}
+        if args.augment is not None:
+            config.augment = args.augment
+        for flag in ("debug", "channels_last", "compile", "tensorboard"):
+            if getattr(args, flag):
+                setattr(config, flag, True)
+        for item in args.option or []:
+            key, _, raw = item.partition("=")
+            try:
+                config.model_options[key] = json.loads(raw)  # numbers, true/false, lists
+            except ValueError:
+                config.model_options[key] = raw  # a plain string
+    trainer = train(config, resume=bool(args.resume))
+    last = trainer.history[-1] if trainer.history else {}
+    print(f"segedu train: {trainer.run_dir} - {trainer.step} steps; "
+          + (f"best val mIoU {trainer.best_miou:.4f}" if trainer.best_miou > -1 else "no validation"))
+    if "val_miou" in last:
+        print(f"  last epoch: val mIoU {last['val_miou']:.4f}, pixel accuracy {last['val_pixel_accuracy']:.4f}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .engine import evaluate
+
+    result = evaluate(args.checkpoint, data_dir=args.data_dir, split=args.split, device=args.device, out=args.out)
+    print(f"{args.checkpoint} on {args.split}: mIoU {result['miou']:.4f}  pixel accuracy "
+          f"{result['pixel_accuracy']:.4f}  mean accuracy {result['mean_accuracy']:.4f}  fwIoU {result['fwiou']:.4f}")
+    for name, iou in zip(result["class_names"], result["iou"].tolist()):
+        print(f"  {name:<14} IoU {iou:.4f}")
+    print("confusion matrix (rows: truth, columns: prediction):")
+    for row in result["confusion"].tolist():
+        print("  " + " ".join(f"{v:>8}" for v in row))
+    if args.out:
+        print(f"segedu evaluate: wrote {args.out}")
+    return 0
+
+
+def _predict(args) -> int:
+    from .engine import predict
+
+    path = predict(args.checkpoint, args.out, data_dir=args.data_dir, split=args.split, device=args.device)
+    print(f"segedu predict: wrote and validated {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segedu",
@@ -104,6 +175,34 @@ def build_parser() -> argparse.ArgumentParser:
     h.set_defaults(func=_book_html)
     ls = bsub.add_parser("list", help="list the chapters in reading order")
     ls.set_defaults(func=_book_list)
+
+    t = sub.add_parser("train", help="train a model; writes a run directory (config, metrics, checkpoints)")
+    t.add_argument("--config", help="an experiment file (JSON of TrainConfig fields); flags override it")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    for name, kind in TRAIN_FLAGS.items():
+        t.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    t.add_argument("--width", type=float, default=None, help="model width multiplier (1.0 = the paper's)")
+    t.add_argument("--augment", nargs="*", default=None, help="augmentation names (segedu.data.transforms)")
+    t.add_argument("--option", action="append", metavar="KEY=VALUE", help="another model option")
+    for flag in ("debug", "channels_last", "compile", "tensorboard"):
+        t.add_argument("--" + flag.replace("_", "-"), action="store_true")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="score a checkpoint on a labelled split; per-class IoU, confusion matrix")
+    e.add_argument("checkpoint", help="a run directory (uses best.pt) or a .pt file")
+    e.add_argument("--split", default="val", help="val | train | an annotation file")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", default=None, help="write the scores as JSON here")
+    e.set_defaults(func=_evaluate)
+
+    pr = sub.add_parser("predict", help="write the competition submission CSV for the test images")
+    pr.add_argument("checkpoint", help="a run directory (uses best.pt) or a .pt file")
+    pr.add_argument("--out", required=True, help="the CSV to write")
+    pr.add_argument("--split", default="test", help="test | an unannotated annotation file")
+    pr.add_argument("--data-dir", default=None)
+    pr.add_argument("--device", default="auto")
+    pr.set_defaults(func=_predict)
 
     syn = sub.add_parser("synth", help="write the deterministic competition-like dataset")
     syn.add_argument("--out", required=True, help="folder to create (must not hold a dataset already)")

@@ -3,6 +3,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 
@@ -61,6 +62,7 @@ def test_every_pyproject_package_is_pinned_in_the_lock():
     assert _pyproject_names() - set(_lock_pins()) == set()
 
 
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="requirements.lock pins CPython 3.11's environment")
 def test_installed_versions_are_the_locked_ones():
     from importlib.metadata import version
 
@@ -82,3 +84,12 @@ def test_torch_and_torchvision_run_a_conv_on_cpu():
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])
     keep = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5)
     assert keep.tolist() == [0, 2]
+
+
+def test_torch_pair_constraints_match_the_lock():
+    lock = _lock_pins()
+    pins = dict(
+        line.split("==") for line in (ROOT / "constraints-torch.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert pins == {"torch": lock["torch"], "torchvision": lock["torchvision"]}

@@ -1,0 +1,77 @@
+"""Checkpoints that survive a kill -9: written to a temporary file, then renamed.
+
+A checkpoint holds everything needed to continue a run exactly: model, optimiser, scheduler,
+gradient scaler, EMA/SWA models, the random number generators' states, the epoch and the
+optimiser step, plus the run's config and the model's identity (name, class count), so that
+``segedu evaluate`` and ``segedu predict`` can rebuild the model and refuse a mismatch.
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import SegeduError
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save(path: Path, payload: dict) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path, map_location="cpu") -> dict:
+    """Read a segedu checkpoint; a clear error for a missing, damaged or foreign file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                path = path / name
+                break
+    if not path.is_file():
+        raise SegeduError(f"{path}: no checkpoint there (a run directory holds best.pt and last.pt).")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise SegeduError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: {exc}).") from None
+    if not isinstance(payload, dict) or "model" not in payload or "model_name" not in payload:
+        raise SegeduError(f"{path}: not a segedu checkpoint (no model name and state); "
+                          "use a best.pt or last.pt written by `segedu train`.")
+    return payload
+
+
+def check_compatible(payload: dict, path, model_name: str | None = None, num_classes: int | None = None) -> None:
+    """Refuse a checkpoint of another model or class count, naming both."""
+    if model_name is not None and payload["model_name"] != model_name:
+        raise SegeduError(f"{path}: checkpoint of model {payload['model_name']!r}, but {model_name!r} was asked for.")
+    if num_classes is not None and payload["num_classes"] != num_classes:
+        raise SegeduError(f"{path}: checkpoint has {payload['num_classes']} classes, but the data has {num_classes}.")

@@ -1,0 +1,114 @@
+"""A training run's full configuration: one dataclass, saved as JSON in every run directory.
+
+Every choice a chapter ablates (loss, scheduler, augmentation, sampler, AMP, EMA, SWA, ...) is a
+field here, so "one change at a time" is a diff of two ``config.json`` files. Defaults come from
+the profile (image size, batch size, epochs, model width); anything set explicitly wins.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from .. import profiles
+from ..errors import SegeduError
+
+SCHEDULERS = ("cosine", "poly", "plateau", "constant")
+OPTIMIZERS = ("adamw", "sgd")
+AMP_MODES = ("off", "auto", "fp16", "bf16")
+SAMPLERS = ("uniform", "class_aware")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that decides a training run's numbers (see the field comments)."""
+
+    model: str = "fcn8s"
+    model_options: dict = dataclasses.field(default_factory=dict)  # e.g. {"width": 0.25}
+    data_dir: str | None = None          # None: the profile's generated dataset
+    train_split: str = "train"           # train | val | an annotation file
+    val_split: str | None = "val"        # None: no validation
+    profile: str = "auto"
+    image_size: int | None = None        # None: the profile's
+    epochs: int | None = None            # None: the profile's
+    max_steps: int | None = None         # cap on optimiser steps (None: the profile's; 0: no cap)
+    batch_size: int | None = None        # per optimiser micro-step; None: the profile's
+    accumulate: int = 1                  # gradient accumulation: micro-batches per optimiser step
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9                # SGD only
+    scheduler: str = "cosine"            # cosine | poly | plateau | constant
+    warmup_steps: int = 0                # linear warm-up (LinearLR) before the scheduler
+    poly_power: float = 0.9
+    loss: str = "ce"                     # a segedu.losses spec, e.g. "ce+0.5*dice"
+    class_weights: str | None = None     # None | inverse | sqrt_inverse | median_frequency
+    label_smoothing: float = 0.0
+    aux_weight: float = 0.4              # weight of an auxiliary head's loss, where a model has one
+    augment: list = dataclasses.field(default_factory=list)  # names from segedu.data.transforms
+    crop: str = "scale"                  # scale | crop_non_empty
+    mix: str | None = None               # None | mixup | cutmix | snapmix | copypaste
+    mix_p: float = 0.5
+    sampler: str = "uniform"             # uniform | class_aware
+    amp: str = "auto"                    # off | auto (bf16/fp16 on CUDA, off on CPU) | fp16 | bf16
+    channels_last: bool = False
+    compile: bool = False
+    grad_clip: float | None = None       # max gradient norm
+    ema_decay: float | None = None       # e.g. 0.999: evaluate an exponential moving average
+    swa_start: int | None = None         # epoch from which SWA averages the weights
+    swa_lr: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int | None = None       # None: the profile's
+    debug: bool = False                  # a handful of images, one epoch, every code path
+    out: str = "runs/run"                # the run directory
+    tensorboard: bool = False
+    wandb: str | None = None             # None, or a W&B project name (offline unless WANDB_MODE says otherwise)
+    checkpoint_every: int = 0            # also write last.pt every N optimiser steps (0: per epoch only)
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every profile-dependent ``None`` filled in and every choice checked."""
+        prof = profiles.get(self.profile)
+        c = dataclasses.replace(self, profile=prof.name, model_options=dict(self.model_options), augment=list(self.augment))
+        c.image_size = c.image_size or prof.image_size
+        c.epochs = c.epochs or prof.epochs
+        c.batch_size = c.batch_size or prof.batch_size
+        c.num_workers = prof.num_workers if c.num_workers is None else c.num_workers
+        if c.max_steps is None:
+            c.max_steps = prof.max_steps
+        c.model_options.setdefault("width", prof.width)
+        if c.debug:
+            c.epochs, c.max_steps = 1, min(c.max_steps or 2, 2)
+        for name, value, allowed in (("scheduler", c.scheduler, SCHEDULERS), ("optimizer", c.optimizer, OPTIMIZERS),
+                                     ("amp", c.amp, AMP_MODES), ("sampler", c.sampler, SAMPLERS)):
+            if value not in allowed:
+                raise SegeduError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}.")
+        if c.accumulate < 1 or c.batch_size < 1 or c.epochs < 1:
+            raise SegeduError("accumulate, batch_size and epochs must be positive integers.")
+        return c
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SegeduError(f"unknown training option(s) {', '.join(unknown)}; "
+                              f"the options are: {', '.join(sorted(known))}.")
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        """Read a config file (JSON) -- an experiment file or a run directory's ``config.json``."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "config.json"
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SegeduError(f"{path}: no such config file.") from None
+        except json.JSONDecodeError as exc:
+            raise SegeduError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
+        return cls.from_dict(values)

@@ -1,0 +1,83 @@
+"""Checkpoints in use: rebuild the model, score it on a split, predict the test split."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from .. import env, metrics, models
+from ..data import IGNORE_INDEX, dataset
+from ..errors import SegeduError
+from ..inference import submission
+from ..inference.predict import predict_logits
+from . import checkpoint
+from .config import TrainConfig
+from .runlog import write_json
+from .trainer import amp_dtype, resolve_data_dir
+
+
+def load_model(path: str | Path, device="auto"):
+    """(model in eval mode on ``device``, resolved config, checkpoint payload) from a checkpoint or run dir."""
+    dev = env.resolve_device(device) if isinstance(device, str) else device
+    payload = checkpoint.load(path, map_location=dev)
+    config = TrainConfig(**payload["config"])
+    model = models.create(payload["model_name"], num_classes=payload["num_classes"], **config.model_options)
+    model.load_state_dict(payload["model"])
+    return model.to(dev).eval(), config, payload
+
+
+def _data(config: TrainConfig, data_dir: str | None, split: str, num_classes: int):
+    root = Path(data_dir) if data_dir else resolve_data_dir(config)
+    if data_dir and not root.is_dir():
+        raise SegeduError(f"data_dir {data_dir!r} does not exist.")
+    data = dataset.CocoSegmentation(root, split)
+    if not data.is_test and data.coco.num_classes != num_classes:
+        raise SegeduError(f"the checkpoint predicts {num_classes} classes but {data.coco.ann_file} has "
+                          f"{data.coco.num_classes}; use a checkpoint trained on this kind of data.")
+    return root, data
+
+
+def evaluate(path: str | Path, data_dir: str | None = None, split: str = "val", device: str = "auto",
+             out: str | Path | None = None, batch_size: int = 4) -> dict:
+    """Score a checkpoint on a labelled split at the images' resolution; write ``out`` (JSON) if given.
+
+    Returns the scores with per-class IoU, the confusion matrix (rows: truth, columns: prediction)
+    and the class names.
+    """
+    model, config, payload = load_model(path, device)
+    dev = next(model.parameters()).device
+    _, data = _data(config, data_dir, split, payload["num_classes"])
+    if data.is_test:
+        raise SegeduError(f"{data.coco.ann_file} has no annotations; evaluate needs a labelled split (val, train).")
+    scores = metrics.SegMetrics(payload["num_classes"], ignore_index=IGNORE_INDEX)
+    loader = DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate)
+    dtype = amp_dtype(config.amp, dev)
+    for images, masks in loader:
+        images, masks = images.to(dev), masks.to(dev)
+        scores.update(predict_logits(model, images, config.image_size, dtype), masks)
+    result = scores.compute()
+    result["confusion"] = scores.confusion
+    result["class_names"] = list(payload["class_names"])
+    result["checkpoint"] = str(path)
+    result["split"] = split
+    if out:
+        write_json(Path(out), {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in result.items()})
+    return result
+
+
+def predict(path: str | Path, out: str | Path, data_dir: str | None = None, split: str = "test",
+            device: str = "auto", batch_size: int = 4) -> Path:
+    """Write the submission CSV for ``split`` (default: test.json) from a checkpoint."""
+    model, config, payload = load_model(path, device)
+    dev = next(model.parameters()).device
+    root, data = _data(config, data_dir, split, payload["num_classes"])
+    if not data.is_test:
+        raise SegeduError(f"{data.coco.ann_file} is annotated; predict writes a submission for unlabelled test "
+                          "images (test.json). To score a labelled split use `segedu evaluate`.")
+    rows = {}
+    dtype = amp_dtype(config.amp, dev)
+    for images, names in DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate):
+        preds = predict_logits(model, images.to(dev), config.image_size, dtype).argmax(1)
+        rows.update({name: submission.downsample(p) for name, p in zip(names, preds)})
+    return submission.write(out, rows, data.coco.ann_file, payload["num_classes"])

@@ -1,0 +1,93 @@
+"""The run directory: what a run was (config, environment) and what it measured (metrics).
+
+``RUN_DIR/config.json``   the full resolved :class:`~segedu.engine.config.TrainConfig`
+``RUN_DIR/env.json``      versions, device, machine, seed
+``RUN_DIR/metrics.jsonl`` one JSON line per epoch (train loss, val scores, learning rate, time)
+``RUN_DIR/best.pt``, ``RUN_DIR/last.pt``  checkpoints (see :mod:`segedu.engine.checkpoint`)
+
+TensorBoard and Weights & Biases are optional mirrors of ``metrics.jsonl``, off by default; W&B
+runs offline unless the user's own ``WANDB_MODE`` says otherwise, so nothing needs the network.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from .. import env
+from ..errors import SegeduError
+
+
+def jsonable(value):
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN IoU of a class absent from prediction and target
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    return value
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    tmp.write_text(json.dumps(jsonable(obj), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RunLog:
+    """Writes one run directory; on resume keeps only the epochs the checkpoint had finished."""
+
+    def __init__(self, run_dir: str | Path, config, device, resume_epoch: int | None = None):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        write_json(self.dir / "config.json", json.loads(config.to_json()))
+        info = env.info(str(device))
+        info.update({"machine": env.machine_description(), "seed": config.seed})
+        write_json(self.dir / "env.json", info)
+        kept = [r for r in read_metrics(self.dir) if resume_epoch is not None and r["epoch"] <= resume_epoch]
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self._tb = self._wandb = None
+        if config.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise SegeduError("tensorboard=True needs the tensorboard package: pip install tensorboard") from None
+            self._tb = SummaryWriter(str(self.dir / "tensorboard"))
+        if config.wandb:
+            try:
+                import wandb
+            except ImportError:
+                raise SegeduError("wandb logging needs the wandb package: pip install wandb") from None
+            os.environ.setdefault("WANDB_MODE", "offline")
+            self._wandb = wandb.init(project=config.wandb, dir=str(self.dir), config=json.loads(config.to_json()))
+
+    def log_epoch(self, record: dict) -> None:
+        record = jsonable(record)
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        scalars = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "epoch"}
+        if self._tb is not None:
+            for k, v in scalars.items():
+                self._tb.add_scalar(k, v, record["epoch"])
+            self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(scalars, step=record["epoch"])
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()

@@ -1,0 +1,352 @@
+"""The training loop: one :class:`Trainer` for every segedu model and dataset.
+
+What it guarantees:
+
+* **Reproducible.** Every random draw of epoch ``e`` -- the data order, the augmentations, MixUp's
+  draws, dropout -- is derived from ``(seed, e)`` and the micro-batch index, not from what came
+  before. The same config gives the same metrics twice on the same machine, and a run resumed
+  from a checkpoint (``resume=True``), even one written in the middle of an epoch after a
+  ``kill -9``, ends with exactly the metrics of an uninterrupted run: the resumed epoch is
+  replayed up to the checkpoint's micro-batch without training on it.
+* **Gradient accumulation.** ``accumulate=k`` sums the gradients of ``k`` micro-batches, each
+  loss divided by ``k``, before one optimiser step: for a model without batch norm this is the
+  update of one batch ``k`` times larger (tested).
+* **Mixed precision.** ``amp='auto'``: bf16 autocast on a GPU that supports it, else fp16 with a
+  ``GradScaler``; off on the CPU (where autocast to bf16 is slower on most machines) unless asked.
+* **Averaging.** ``ema_decay``: an exponential moving average of the weights is evaluated and
+  saved instead of the raw weights. ``swa_start``: from that epoch ``torch.optim.swa_utils``
+  averages the weights (with ``SWALR``), and batch-norm statistics are recomputed at the end.
+* **Failing loudly.** A NaN or infinite loss stops the run with the step that produced it; the
+  last checkpoint written before it is kept.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.optim import swa_utils
+from torch.utils.data import DataLoader, Subset
+
+from .. import env, losses, metrics, models, profiles
+from ..data import IGNORE_INDEX, dataset, mixing, sampler, stats, transforms
+from ..errors import SegeduError
+from ..inference.predict import autocast, normalize, predict_logits
+from . import checkpoint
+from .config import TrainConfig
+from .runlog import RunLog, jsonable
+from .schedule import build_optimizer, build_scheduler
+
+#: images used by debug mode
+DEBUG_IMAGES = 8
+
+
+def _mix_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919) % 2**31
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``mode`` on ``device`` (None: full precision)."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    if device.type != "cuda":
+        raise SegeduError("amp='fp16' needs a CUDA device; on the CPU use amp='bf16' or 'off'.")
+    return torch.float16
+
+
+def resolve_data_dir(config: TrainConfig) -> Path:
+    if config.data_dir:
+        path = Path(config.data_dir).expanduser()
+        if not path.is_dir():
+            raise SegeduError(f"data_dir {config.data_dir!r} does not exist; point it at a COCO dataset folder.")
+        return path
+    from ..data import synth
+
+    return synth.ensure_default_dataset(profiles.get(config.profile))
+
+
+def _progress(iterable, total: int, desc: str):
+    """tqdm on a terminal, nothing in notebooks or logs (TQDM_DISABLE=1 also silences it)."""
+    if not sys.stderr.isatty():
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+@torch.no_grad()
+def evaluate_model(model, loader, num_classes: int, device, size: int | None, dtype=None,
+                   channels_last: bool = False, per_image: bool = False) -> dict:
+    """Scores of ``model`` on ``loader``'s labelled images, at the images' own resolution."""
+    model.eval()
+    scores = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX, per_image=per_image)
+    for images, masks in loader:
+        images, masks = images.to(device), masks.to(device)
+        scores.update(predict_logits(model, images, size, dtype, channels_last), masks)
+    return scores.compute()
+
+
+class Trainer:
+    """Builds the data, model, loss and optimiser of a :class:`TrainConfig`; :meth:`fit` trains."""
+
+    def __init__(self, config: TrainConfig, resume: bool = False):
+        self.config = c = config.resolved()
+        self.device = env.resolve_device(c.device)
+        env.seed_everything(c.seed)  # the model's initial weights
+        self.run_dir = Path(c.out)
+        self.data_dir = resolve_data_dir(c)
+        prof = dataclasses.replace(profiles.get(c.profile), image_size=c.image_size)
+        self.train_set = dataset.CocoSegmentation(
+            self.data_dir, c.train_split, transforms.train_transform(prof, extra=c.augment, crop=c.crop, seed=c.seed))
+        self.num_classes = self.train_set.coco.num_classes
+        self.val_set = dataset.CocoSegmentation(self.data_dir, c.val_split) if c.val_split else None
+        self.train_data = Subset(self.train_set, range(min(DEBUG_IMAGES, len(self.train_set)))) if c.debug else self.train_set
+        self.val_data = self.val_set
+        if c.debug and self.val_set is not None:
+            self.val_data = Subset(self.val_set, range(min(DEBUG_IMAGES, len(self.val_set))))
+
+        self._presence = None
+        weights = None
+        if c.class_weights or c.sampler == "class_aware":
+            counts, self._presence = stats.pixel_counts_and_presence(self.train_set.coco, self.train_set.masks)
+            if c.class_weights:
+                weights = torch.tensor(stats.class_weights(counts, c.class_weights), dtype=torch.float32)
+        self.loss_fn = losses.build_loss(c.loss, num_classes=self.num_classes, ignore_index=IGNORE_INDEX,
+                                         class_weights=weights, label_smoothing=c.label_smoothing).to(self.device)
+
+        self.model = models.create(c.model, num_classes=self.num_classes, **c.model_options).to(self.device)
+        if c.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if c.compile else self.model
+        self.dtype = amp_dtype(c.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+        micro_batches = len(self.train_data) // c.batch_size
+        if micro_batches < c.accumulate:
+            raise SegeduError(f"{len(self.train_data)} training images give {micro_batches} batch(es) of "
+                              f"{c.batch_size}, fewer than accumulate={c.accumulate}; lower batch_size or accumulate.")
+        self.steps_per_epoch = micro_batches // c.accumulate
+        self.total_steps = c.epochs * self.steps_per_epoch
+        if c.max_steps:
+            self.total_steps = min(self.total_steps, c.max_steps)
+        self.optimizer = build_optimizer(self.model.parameters(), c)
+        self.scheduler = build_scheduler(self.optimizer, c, self.total_steps)
+        self.ema = None
+        if c.ema_decay:
+            self.ema = swa_utils.AveragedModel(self.model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(c.ema_decay))
+        self.swa = self.swa_scheduler = None
+        if c.swa_start is not None:
+            self.swa = swa_utils.AveragedModel(self.model)
+            self.swa_scheduler = swa_utils.SWALR(self.optimizer, swa_lr=c.swa_lr or c.lr * 0.1, anneal_epochs=1)
+
+        self.epoch = 0           # epochs finished
+        self.step = 0            # optimiser steps taken
+        self.batch_in_epoch = 0  # micro-batches of the current epoch already trained (mid-epoch resume)
+        self.epoch_loss = [0.0, 0]  # sum and count of the current epoch's micro-batch losses
+        self.best_miou = -math.inf
+        self.history: list[dict] = []
+        if resume:
+            self._restore()
+        self.log = RunLog(self.run_dir, c, self.device, resume_epoch=self.epoch if resume else None)
+
+    # ----------------------------------------------------------------------- checkpoints
+    def _state(self) -> dict:
+        return {
+            "model_name": self.config.model, "num_classes": self.num_classes,
+            "class_names": list(self.train_set.class_names), "config": dataclasses.asdict(self.config),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "swa": self.swa.state_dict() if self.swa else None,
+            "swa_scheduler": self.swa_scheduler.state_dict() if self.swa_scheduler else None,
+            "rng": checkpoint.rng_state(), "epoch": self.epoch, "step": self.step,
+            "batch_in_epoch": self.batch_in_epoch, "epoch_loss": self.epoch_loss, "best_miou": self.best_miou,
+        }
+
+    def _restore(self) -> None:
+        path = self.run_dir / "last.pt"
+        if not path.is_file():
+            raise SegeduError(f"cannot resume: {path} does not exist (was the run started with this --out?).")
+        state = checkpoint.load(path, map_location=self.device)
+        checkpoint.check_compatible(state, path, self.config.model, self.num_classes)
+        saved = TrainConfig(**state["config"])
+        if dataclasses.replace(saved, out=self.config.out) != dataclasses.replace(self.config, out=self.config.out):
+            raise SegeduError(f"cannot resume {self.run_dir}: its config differs from the one given; "
+                              "resume with the run's own config (segedu train --resume RUN_DIR).")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
+        if self.swa:
+            self.swa.load_state_dict(state["swa"])
+            self.swa_scheduler.load_state_dict(state["swa_scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        self.epoch, self.step, self.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
+        self.epoch_loss = list(state["epoch_loss"])
+        self.best_miou = state["best_miou"]
+
+    def _save_last(self) -> None:
+        checkpoint.save(self.run_dir / "last.pt", self._state())
+
+    def _save_best(self, model, scores: dict, tag: str) -> None:
+        payload = {k: v for k, v in self._state().items() if k in ("model_name", "num_classes", "class_names", "config", "epoch", "step")}
+        payload.update({"model": model.state_dict(), "scores": scores, "weights": tag})
+        checkpoint.save(self.run_dir / "best.pt", payload)
+
+    # ----------------------------------------------------------------------- data
+    def _train_loader(self, epoch: int) -> DataLoader:
+        c = self.config
+        seed = _mix_seed(c.seed, epoch)
+        transforms.reseed(self.train_set.transform, seed)  # the main process's draws (num_workers=0)
+        order = None
+        if c.sampler == "class_aware":
+            presence = self._presence[: len(self.train_data)]
+            order = sampler.ClassAwareSampler(presence, num_samples=len(self.train_data), seed=c.seed)
+            order.set_epoch(epoch)
+        return DataLoader(self.train_data, batch_size=c.batch_size, shuffle=order is None, sampler=order,
+                          num_workers=c.num_workers, collate_fn=dataset.collate, drop_last=True,
+                          generator=torch.Generator().manual_seed(seed), worker_init_fn=dataset.seed_worker)
+
+    def _val_loader(self) -> DataLoader:
+        return DataLoader(self.val_data, batch_size=self.config.batch_size, shuffle=False,
+                          num_workers=self.config.num_workers, collate_fn=dataset.collate)
+
+    # ----------------------------------------------------------------------- one micro-batch
+    def _loss(self, output, target) -> torch.Tensor:
+        if isinstance(output, dict):  # a model with an auxiliary head, in training mode
+            return self.loss_fn(output["out"].float(), target) + self.config.aux_weight * self.loss_fn(output["aux"].float(), target)
+        return self.loss_fn(output.float(), target)
+
+    def _micro_batch(self, images, masks, epoch: int, index: int) -> float:
+        c = self.config
+        seed = _mix_seed(c.seed, epoch) * 4_096 + index
+        torch.manual_seed(seed)  # dropout etc.: a function of (seed, epoch, micro-batch), so resume is exact
+        images, target = images.to(self.device), masks.to(self.device)
+        if c.mix:
+            generator = torch.Generator().manual_seed(seed)
+            if torch.rand((), generator=generator).item() < c.mix_p:
+                params = {"classes": [int(i) for i in self._rare_classes()]} if c.mix == "copypaste" else {}
+                mixed = mixing.apply(c.mix, images.cpu(), target.cpu(), generator, **params)
+                images, target = mixed.images.to(self.device), mixed.targets.to(self.device)
+        x = normalize(images)
+        if c.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.dtype):
+            output = self.forward(x)
+        loss = self._loss(output, target)
+        if not torch.isfinite(loss):
+            raise SegeduError(
+                f"the loss became {loss.item()} at optimiser step {self.step + 1} (epoch {epoch + 1}, micro-batch "
+                f"{index + 1}); the run stopped. {self.run_dir / 'last.pt'} holds the last good checkpoint. "
+                "Lower the learning rate, add grad_clip, or check the data.")
+        self.scaler.scale(loss / c.accumulate).backward()
+        return loss.item()
+
+    def _rare_classes(self):
+        if self._presence is None:
+            _, self._presence = stats.pixel_counts_and_presence(self.train_set.coco, self.train_set.masks)
+        share = self._presence.mean(axis=0)
+        return [c for c in share.argsort() if c != 0 and share[c] > 0][:3]
+
+    def _optimiser_step(self) -> None:
+        c = self.config
+        if c.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        if self.ema:
+            self.ema.update_parameters(self.model)
+        in_swa = self.swa is not None and self.epoch >= c.swa_start
+        if c.scheduler != "plateau" and not in_swa:
+            self.scheduler.step()
+
+    # ----------------------------------------------------------------------- the loop
+    def fit(self) -> list[dict]:
+        """Train until ``epochs`` or ``max_steps``; returns the per-epoch records."""
+        c = self.config
+        try:
+            while self.epoch < c.epochs and self.step < self.total_steps:
+                self._train_epoch(self.epoch)
+            if self.swa is not None and self.epoch > c.swa_start:
+                self._finish_swa()
+        finally:
+            self.log.close()
+        return self.history
+
+    def _train_epoch(self, epoch: int) -> None:
+        c = self.config
+        started = time.perf_counter()
+        self.model.train()
+        loader = self._train_loader(epoch)
+        limit = (self.total_steps - self.step) * c.accumulate + self.batch_in_epoch
+        for index, (images, masks) in enumerate(_progress(loader, len(loader), f"epoch {epoch + 1}")):
+            if index >= min(limit, self.steps_per_epoch * c.accumulate):
+                break
+            if index < self.batch_in_epoch:
+                continue  # trained before the checkpoint we resumed from: replay the data only
+            self.epoch_loss[0] += self._micro_batch(images, masks, epoch, index)
+            self.epoch_loss[1] += 1
+            if (index + 1) % c.accumulate == 0:
+                self._optimiser_step()
+                self.batch_in_epoch = index + 1
+                if c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                    self._save_last()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.swa is not None and epoch >= c.swa_start:
+            self.swa.update_parameters(self.model)
+            self.swa_scheduler.step()
+        record = {"epoch": epoch + 1, "step": self.step, "train_loss": self.epoch_loss[0] / max(self.epoch_loss[1], 1),
+                  "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 2)}
+        evaluated = self.ema.module if self.ema else self.model
+        if self.val_data is not None:
+            scores = evaluate_model(evaluated, self._val_loader(), self.num_classes, self.device, c.image_size,
+                                    self.dtype, c.channels_last)
+            record.update({"val_miou": float(scores["miou"]), "val_pixel_accuracy": float(scores["pixel_accuracy"]),
+                           "val_iou": scores["iou"]})
+            if c.scheduler == "plateau" and not (self.swa is not None and epoch >= c.swa_start):
+                self.scheduler.step(record["val_miou"])
+            if record["val_miou"] > self.best_miou:
+                self.best_miou = record["val_miou"]
+                self._save_best(evaluated, scores, "ema" if self.ema else "model")
+        elif epoch + 1 == c.epochs:
+            self._save_best(evaluated, {}, "ema" if self.ema else "model")
+        self.epoch, self.batch_in_epoch, self.epoch_loss = epoch + 1, 0, [0.0, 0]
+        self._save_last()
+        self.log.log_epoch(record)
+        self.history.append(jsonable(record))
+
+    def _finish_swa(self) -> None:
+        """Recompute batch-norm statistics for the averaged weights, evaluate them, keep them if best."""
+        c = self.config
+        bn_loader = DataLoader(self.train_data, batch_size=c.batch_size, shuffle=False, collate_fn=dataset.collate)
+        with torch.no_grad():
+            swa_utils.update_bn(([normalize(x)] for x, _ in bn_loader), self.swa, device=self.device)
+        record = {"epoch": self.epoch, "step": self.step, "swa": True}
+        if self.val_data is not None:
+            scores = evaluate_model(self.swa.module, self._val_loader(), self.num_classes, self.device,
+                                    c.image_size, self.dtype, c.channels_last)
+            record.update({"val_miou": float(scores["miou"]), "val_pixel_accuracy": float(scores["pixel_accuracy"]),
+                           "val_iou": scores["iou"]})
+            if record["val_miou"] > self.best_miou:
+                self.best_miou = record["val_miou"]
+                self._save_best(self.swa.module, scores, "swa")
+        checkpoint.save(self.run_dir / "swa.pt", {**self._state(), "model": self.swa.module.state_dict()})
+        self.log.log_epoch(record)
+        self.history.append(jsonable(record))
+
+
+def train(config: TrainConfig, resume: bool = False) -> Trainer:
+    """Build a :class:`Trainer` for ``config`` and train it; the run directory is ``config.out``."""
+    trainer = Trainer(config, resume=resume)
+    trainer.fit()
+    return trainer

@@ -1,0 +1,104 @@
+"""Segmentation models by name: ``available()`` lists them, ``create(name, num_classes, **options)``
+builds one.
+
+Every registered model follows the same contract, so training, evaluation and the book treat
+them alike:
+
+* **Input and output.** Images (B, 3, H, W) of any H and W; logits (B, num_classes, H, W) at the
+  input size.
+* **Auxiliary outputs.** In eval mode ``forward`` returns the logits tensor. In training mode a
+  model built with an auxiliary head (torchvision's ``aux_classifier``, PSPNet's deep supervision)
+  returns ``{"out": logits, "aux": aux_logits}``, both at the input size -- torchvision's
+  convention; a model without one returns the tensor. :func:`main_output` takes the logits from
+  either form; the loss adds the weighted ``"aux"`` term.
+* **Options every model takes.** ``width`` (float channel multiplier, 1.0 = the paper's network,
+  0.125-0.25 trains on a CPU) and ``pretrained_backbone`` (False; True loads torchvision's ImageNet
+  weights through its weights API; or the path of a file saved from it, for offline machines;
+  width 1.0 only). Further options are the builder's keyword arguments, listed in its docstring.
+* **Devices.** Nothing is tied to a device: build, then ``.to(device)``; building inside
+  ``with torch.device("meta"):`` allocates nothing (parameter counts at paper scale).
+
+Adding an architecture: a module whose builders are decorated with ``@register("name")``, imported
+at the bottom of this file.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..data.classes import NUM_CLASSES
+from ..errors import SegeduError
+
+__all__ = ["available", "create", "main_output", "options_of", "register"]
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator adding a builder ``(num_classes, *, width=1.0, pretrained_backbone=False, ...)``
+    under the lower-case ``name``."""
+    if name != name.lower() or name in _BUILDERS:
+        raise ValueError(f"model name {name!r} must be lower case and not registered yet")
+
+    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _BUILDERS[name] = builder
+        return builder
+
+    return add
+
+
+def available() -> list[str]:
+    """Names of the registered models, sorted."""
+    return sorted(_BUILDERS)
+
+
+def create(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
+    """Build the model registered as ``name`` (case-insensitive) with ``num_classes`` outputs.
+
+    Raises SegeduError for an unknown name or option (listing the valid ones and the closest
+    match), a non-positive ``num_classes`` or ``width``.
+    """
+    accepted = options_of(name)
+    for option in options:
+        if option not in accepted:
+            raise SegeduError(f"model {name!r} has no option {option!r}{_closest(option, accepted)}; "
+                              f"its options: {', '.join(accepted)}.")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise SegeduError(f"num_classes must be a positive integer, got {num_classes!r}.")
+    if not options.get("width", 1.0) > 0:
+        raise SegeduError(f"width must be a positive channel multiplier (1.0 = the paper), "
+                          f"got {options['width']!r}.")
+    return _builder(name)(num_classes, **options)
+
+
+def options_of(name: str) -> list[str]:
+    """The keyword options of model ``name`` in the builder's order; its docstring explains them."""
+    parameters = inspect.signature(_builder(name)).parameters.values()
+    return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+
+
+def main_output(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """The logits of a model's output: the tensor itself, or ``output["out"]`` in training mode."""
+    return output["out"] if isinstance(output, dict) else output
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    key = name.lower()
+    if key not in _BUILDERS:
+        raise SegeduError(f"unknown model {name!r}{_closest(key, _BUILDERS)}; available models: "
+                          f"{', '.join(available())}.")
+    return _BUILDERS[key]
+
+
+def _closest(word: str, choices) -> str:
+    """' (did you mean X?)' for the most similar choice, or ''."""
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+# Architecture modules register their builders on import.
+from . import fcn  # noqa: E402,F401

@@ -1,0 +1,70 @@
+"""ImageNet classifiers cut before their classifier, returning features by name.
+
+Each backbone keeps torchvision's parameter names, so torchvision's ImageNet weights load as
+they are: :func:`load_imagenet` fetches them through torchvision's weights API
+(``weights.get_state_dict``, downloaded once into torch's cache) or reads a file saved from it
+on a machine without network (``torch.save(ResNet50_Weights.IMAGENET1K_V1.get_state_dict(), path)``).
+A backbone provides ``width``, ``imagenet_weights`` (the ``WeightsEnum`` member) and
+``from_torchvision(state_dict)`` (torchvision's keys to its own).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...errors import SegeduError
+from .resnet import ResNet
+from .vgg import VGG16
+
+__all__ = ["ResNet", "VGG16", "load_imagenet"]
+
+
+def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None:
+    """Load torchvision's ImageNet weights into ``backbone``.
+
+    ``source=True`` downloads them through torchvision's weights API; a path reads a state dict
+    saved from that API. Raises SegeduError for a reduced width (the weights exist only at the
+    paper's channel counts), an unreadable file, or a state dict of another network.
+    """
+    weights = backbone.imagenet_weights
+    if backbone.width != 1.0:
+        raise SegeduError(
+            f"pretrained_backbone needs width=1.0: torchvision's {weights} exists only at the paper's "
+            f"channel counts (got width={backbone.width}); drop pretrained_backbone or the width option."
+        )
+    if source is True:
+        where = f"torchvision's {weights}"
+        state_dict = weights.get_state_dict(progress=True)
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise SegeduError(f"{path}: no such file for pretrained_backbone; save torchvision's weights "
+                              f"there with torch.save({weights}.get_state_dict(), path).")
+        try:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise SegeduError(f"{path}: not a readable state dict ({error}); save torchvision's weights "
+                              f"with torch.save({weights}.get_state_dict(), path).") from error
+    state_dict = backbone.from_torchvision(state_dict)
+    _check_matches(backbone, state_dict, where, weights)
+    backbone.load_state_dict(state_dict)
+
+
+def _check_matches(backbone: nn.Module, state_dict: dict, where: str, weights) -> None:
+    """SegeduError naming the first keys or shapes where ``state_dict`` differs from ``backbone``."""
+    expected = backbone.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    mismatched = [f"{key} {tuple(state_dict[key].shape)} != {tuple(value.shape)}"
+                  for key, value in expected.items()
+                  if key in state_dict and state_dict[key].shape != value.shape]
+    problems = [f"{label}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
+                for label, items in (("missing", missing), ("unexpected", unexpected), ("shape", mismatched))
+                if items]
+    if problems:
+        raise SegeduError(f"{where}: not the weights of this {type(backbone).__name__} "
+                          f"({'; '.join(problems)}); pass the state dict of torchvision's {weights}.")

@@ -1,0 +1,95 @@
+"""The model registry and the contract every registered model keeps (checked on all of them)."""
+import pytest
+import torch
+
+from segedu import models
+from segedu.errors import SegeduError
+
+TINY = 0.125  # width that keeps every model a few hundred kilobytes
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These tests run small tensors; on a shared 2-core machine torch's second OpenMP thread waits
+    for the other processes and makes them 10-30x slower. One thread is fast on any machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_available_lists_the_fcn_family_sorted():
+    names = models.available()
+    assert {"fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "fcn_resnet101"} <= set(names)
+    assert names == sorted(names)
+
+
+def test_create_builds_the_registered_model_case_insensitively():
+    model = models.create("FCN8s", num_classes=5, width=TINY)
+    assert isinstance(model, models.fcn.FCN8s)
+    assert model.score_fr.out_channels == 5
+
+
+def test_a_typo_names_the_closest_model_and_lists_all():
+    with pytest.raises(SegeduError) as error:
+        models.create("fcn8")
+    message = str(error.value)
+    assert "did you mean 'fcn8s'" in message
+    assert all(name in message for name in models.available())
+
+
+def test_an_unknown_option_lists_the_builders_options():
+    with pytest.raises(SegeduError, match=r"no option 'widht' \(did you mean 'width'\?\).*pad100"):
+        models.create("fcn8s", widht=0.5)
+
+
+@pytest.mark.parametrize("options", [{"num_classes": 0}, {"num_classes": 2.5}, {"width": 0}])
+def test_bad_sizes_are_refused(options):
+    with pytest.raises(SegeduError):
+        models.create("fcn32s", **options)
+
+
+def test_names_register_once():
+    with pytest.raises(ValueError):
+        models.register("fcn8s")
+
+
+def test_main_output_reads_both_output_forms():
+    logits = torch.zeros(1, 2, 3, 3)
+    assert models.main_output(logits) is logits
+    assert models.main_output({"out": logits, "aux": logits + 1}) is logits
+
+
+@pytest.mark.parametrize("name", models.available())
+def test_every_model_returns_logits_at_any_input_size(name):
+    """Eval: a tensor at the input size. Training: the same, or {"out", "aux"} with an aux head."""
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 37, 45)
+    model = models.create(name, num_classes=4, width=TINY).eval()
+    with torch.no_grad():
+        assert model(images).shape == (2, 4, 37, 45)
+
+    with_aux = "aux" in models.options_of(name)
+    model = models.create(name, num_classes=4, width=TINY, **({"aux": True} if with_aux else {}))
+    output = model.train()(images)
+    if with_aux:
+        assert set(output) == {"out", "aux"}
+        assert output["out"].shape == output["aux"].shape == (2, 4, 37, 45)
+    else:
+        assert isinstance(output, torch.Tensor) and output.shape == (2, 4, 37, 45)
+
+
+@pytest.mark.parametrize("name", models.available())
+def test_every_model_runs_on_the_device_of_its_input(name):
+    """Moved to another device (here "meta", which has no data), nothing in forward stays behind on
+    the CPU: the model is device-agnostic, as on a GPU."""
+    model = models.create(name, num_classes=4, width=TINY).eval().to("meta")
+    assert model(torch.empty(1, 3, 37, 45, device="meta")).shape == (1, 4, 37, 45)
+
+
+def test_every_model_takes_a_width_multiplier():
+    assert all("width" in models.options_of(name) for name in models.available())
+
+
+def test_options_of_lists_a_builders_keyword_options():
+    assert models.options_of("fcn8s") == ["width", "pad100", "pretrained_backbone"]

@@ -1,0 +1,273 @@
+"""segedu.losses against hand-computed values, torch, and segmentation_models_pytorch (smp)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from segmentation_models_pytorch import losses as smp_losses
+from segmentation_models_pytorch.losses._functional import softmax_focal_loss_with_logits
+from segmentation_models_pytorch.losses.lovasz import _lovasz_softmax
+
+from segedu.errors import SegeduError
+from segedu.losses import (LOSSES, CompoundLoss, CrossEntropyLoss, DiceLoss, FocalLoss, LovaszSoftmaxLoss,
+                           TverskyLoss, build_loss)
+from segedu.metrics import confusion_matrix, scores_from_confusion
+
+VOID = 255
+C = 4
+
+
+def assert_close(actual, expected):
+    torch.testing.assert_close(torch.as_tensor(actual, dtype=torch.float64),
+                               torch.as_tensor(expected, dtype=torch.float64), rtol=1e-6, atol=1e-7)
+
+
+def batch(seed=0, shape=(2, 5, 6), void=True, dtype=torch.float64, absent=()):
+    """Random logits (B, C, H, W) and labels with a void row; classes in ``absent`` never occur."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(shape[0], C, *shape[1:], generator=g, dtype=dtype)
+    target = torch.randint(0, C, shape, generator=g)
+    for label in absent:
+        target[target == label] = next(c for c in range(C) if c not in absent)
+    if void:
+        target[0, 0] = VOID
+    return logits, target
+
+
+def one_hot(target):
+    """Independent soft-target encoding: F.one_hot, zero vectors at void pixels."""
+    valid = target != VOID
+    return F.one_hot(torch.where(valid, target, 0), C).permute(0, 3, 1, 2).double() * valid.unsqueeze(1)
+
+
+# --- cross-entropy --------------------------------------------------------------------------------
+
+WEIGHTS = [1.0, 2.0, 0.5, 3.0]
+
+
+@pytest.mark.parametrize("weights", [None, WEIGHTS])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_ce_equals_torch_and_one_hot_soft_targets_equal_hard_labels(weights, smoothing):
+    logits, target = batch()
+    loss = CrossEntropyLoss(class_weights=weights, label_smoothing=smoothing)
+    reference = F.cross_entropy(logits, target, ignore_index=VOID, label_smoothing=smoothing,
+                                weight=None if weights is None else torch.tensor(weights, dtype=torch.float64))
+    assert_close(loss(logits, target), reference)
+    assert_close(loss(logits, one_hot(target)), reference)
+
+
+def test_ce_hand_computed():
+    # equal logits: p = 1/C everywhere, so every pixel (and any weighted mean) costs log C
+    assert_close(CrossEntropyLoss(class_weights=WEIGHTS)(torch.zeros(1, C, 2, 2), torch.tensor([[[0, 1], [3, VOID]]])),
+                 math.log(C))
+    # one MixUp pixel, target (0.7, 0.3), logits (0, ln 3) -> p = (1/4, 3/4); the second pixel is void
+    logits = torch.tensor([[[[0.0, 0.0]], [[math.log(3), 5.0]]]])
+    soft = torch.tensor([[[[0.7, 0.0]], [[0.3, 0.0]]]])
+    assert_close(CrossEntropyLoss()(logits, soft), -(0.7 * math.log(1 / 4) + 0.3 * math.log(3 / 4)))
+
+
+# --- focal ----------------------------------------------------------------------------------------
+
+def test_focal_hand_computed():
+    # one pixel, two classes, equal logits: p_t = 1/2, FL = -(1 - 1/2)^2 log(1/2)
+    assert_close(FocalLoss(gamma=2.0)(torch.zeros(1, 2, 1, 1), torch.zeros(1, 1, 1, dtype=torch.long)),
+                 0.25 * math.log(2))
+
+
+@pytest.mark.parametrize("weights", [None, WEIGHTS])
+def test_focal_with_gamma_zero_is_cross_entropy(weights):
+    logits, target = batch(1)
+    assert_close(FocalLoss(gamma=0.0, class_weights=weights)(logits, target),
+                 CrossEntropyLoss(class_weights=weights)(logits, target))
+
+
+def test_softmax_focal_matches_smp_and_soft_targets():
+    logits, target = batch(2)
+    valid = target != VOID
+    # smp's softmax focal has no void handling: give it the valid pixels as (N, C) rows
+    reference = softmax_focal_loss_with_logits(logits.permute(0, 2, 3, 1)[valid], target[valid], gamma=2.0)
+    assert_close(FocalLoss(gamma=2.0)(logits, target), reference)
+    assert_close(FocalLoss(gamma=2.0, class_weights=WEIGHTS)(logits, one_hot(target)),
+                 FocalLoss(gamma=2.0, class_weights=WEIGHTS)(logits, target))
+
+
+@pytest.mark.parametrize("alpha, weights", [(None, None), (0.25, None), (0.25, WEIGHTS)])
+def test_sigmoid_focal_matches_smp_multiclass_focal(alpha, weights):
+    logits, target = batch(3)
+    reference = smp_losses.FocalLoss("multiclass", alpha=alpha, gamma=2.0, ignore_index=VOID, class_weights=weights)
+    loss = FocalLoss(gamma=2.0, alpha=alpha, class_weights=weights, mode="sigmoid")
+    assert_close(loss(logits, target), reference(logits, target))
+    assert_close(loss(logits, one_hot(target)), reference(logits, target))
+
+
+# --- Dice and Tversky -----------------------------------------------------------------------------
+
+def test_dice_and_tversky_hand_computed():
+    # two pixels, labels (0, 1), equal logits: p = 1/2 everywhere, so per class TP = 1/2, P = T = 1
+    logits, target = torch.zeros(1, 2, 1, 2), torch.tensor([[[0, 1]]])
+    assert_close(DiceLoss(smooth=0.0)(logits, target), 1 - (2 * 0.5) / (1 + 1))
+    assert_close(DiceLoss(smooth=1.0)(logits, target), 1 - (2 * 0.5 + 1) / (1 + 1 + 1))
+    # FP = FN = 1/2: TI = 1/2 / (1/2 + 0.3 / 2 + 0.7 / 2) for any alpha + beta = 1
+    assert_close(TverskyLoss(alpha=0.3, beta=0.7, smooth=0.0)(logits, target), 1 - 0.5 / (0.5 + 0.15 + 0.35))
+    # FP weighed 1, FN 0: TI = 1/2 / (1/2 + 1/2)
+    assert_close(TverskyLoss(alpha=1.0, beta=0.0, smooth=0.0)(logits, target), 1 - 0.5 / 1.0)
+    # a third class absent from the target: skipped, or (kept) 1 - s / (P + s) with P = 0 there
+    three = torch.zeros(1, 3, 1, 2)  # p = 1/3: per present class TP = 1/3, P = 2/3, T = 1
+    present = 1 - (2 / 3 + 1) / (2 / 3 + 1 + 1)
+    assert_close(DiceLoss(smooth=1.0)(three, target), present)
+    assert_close(DiceLoss(smooth=1.0, skip_absent=False)(three, target), (2 * present + 1 - 1 / (2 / 3 + 1)) / 3)
+
+
+def test_dice_matches_smp():
+    # smp: (TP + s') / ((P + T) / 2 + s'), i.e. ours with s = 2 s'; all classes present -> same mean
+    logits, target = batch(4)
+    assert_close(DiceLoss(smooth=1.0)(logits, target),
+                 smp_losses.DiceLoss("multiclass", ignore_index=VOID, from_logits=True, smooth=0.5)(logits, target))
+    assert_close(DiceLoss(smooth=0.0, class_weights=WEIGHTS)(logits, target),
+                 smp_losses.DiceLoss("multiclass", ignore_index=VOID, class_weights=WEIGHTS)(logits, target))
+
+
+def test_dice_with_absent_class_matches_smp_rescaled():
+    # smp zeroes an absent class's loss but divides by all C; skip_absent divides by the present ones
+    logits, target = batch(5, absent=(2,))
+    smp_value = smp_losses.DiceLoss("multiclass", ignore_index=VOID, smooth=0.5)(logits, target)
+    assert_close(DiceLoss(smooth=1.0, skip_absent=True)(logits, target), smp_value * C / (C - 1))
+
+
+@pytest.mark.parametrize("alpha, beta", [(0.5, 0.5), (0.3, 0.7), (0.8, 0.2)])
+def test_tversky_matches_smp(alpha, beta):
+    logits, target = batch(6)
+    reference = smp_losses.TverskyLoss("multiclass", ignore_index=VOID, smooth=1.0, alpha=alpha, beta=beta)
+    assert_close(TverskyLoss(alpha=alpha, beta=beta, smooth=1.0)(logits, target), reference(logits, target))
+
+
+def test_tversky_half_half_is_dice_with_double_smoothing_and_soft_targets_agree():
+    logits, target = batch(7)
+    assert_close(TverskyLoss(alpha=0.5, beta=0.5, smooth=1.0)(logits, target), DiceLoss(smooth=2.0)(logits, target))
+    for loss in (DiceLoss(class_weights=WEIGHTS), TverskyLoss(), DiceLoss(skip_absent=False)):
+        assert_close(loss(logits, one_hot(target)), loss(logits, target))
+
+
+# --- Lovasz-Softmax -------------------------------------------------------------------------------
+
+def test_lovasz_hand_computed():
+    # two pixels labelled (1, 0) with p_1 = (0.8, 0.3).
+    # class 1: errors (0.2, 0.3), sorted 0.3 (bg), 0.2 (fg): Jaccard losses of the prefixes 1/2, 1 -> g = (1/2, 1/2)
+    # class 0: errors (0.2, 0.3), sorted 0.3 (fg), 0.2 (bg): Jaccard losses 1, 1 -> g = (1, 0)
+    logits = torch.tensor([[[[0.0, 0.0]], [[math.log(0.8 / 0.2), math.log(0.3 / 0.7)]]]])
+    loss = LovaszSoftmaxLoss()(logits, torch.tensor([[[1, 0]]]))
+    assert_close(loss, ((0.3 + 0.2) / 2 + 0.3) / 2)
+
+
+def test_lovasz_of_hard_predictions_is_one_minus_iou():
+    # errors in {0, 1}: the Lovasz extension is the Jaccard loss itself, 1 - IoU per class present in the target
+    _, target = batch(8, dtype=torch.float32)
+    pred = torch.randint(0, C, target.shape, generator=torch.Generator().manual_seed(8))
+    logits = 40.0 * F.one_hot(pred, C).permute(0, 3, 1, 2).double()
+    iou = scores_from_confusion(confusion_matrix(pred, target, C))["iou"]
+    present = torch.bincount(target[target != VOID], minlength=C) > 0
+    assert_close(LovaszSoftmaxLoss()(logits, target), (1 - iou[present]).mean())
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("absent", [(), (1, 3)])
+def test_lovasz_matches_smp(per_image, absent):
+    logits, target = batch(9, shape=(3, 6, 5), dtype=torch.float32, absent=absent)  # smp's Lovasz is float32-only
+    assert_close(LovaszSoftmaxLoss(per_image=per_image)(logits, target),
+                 smp_losses.LovaszLoss("multiclass", per_image=per_image, ignore_index=VOID)(logits, target))
+    assert_close(LovaszSoftmaxLoss(per_image=per_image, classes="all")(logits, target),
+                 _lovasz_softmax(logits.softmax(1), target, classes="all", per_image=per_image, ignore=VOID))
+
+
+def test_lovasz_refuses_soft_targets():
+    logits, target = batch(10)
+    with pytest.raises(SegeduError, match="hard labels"):
+        LovaszSoftmaxLoss()(logits, one_hot(target))
+
+
+# --- every loss: gradients, void pixels, empty batches ------------------------------------------
+
+ALL_LOSSES = [CrossEntropyLoss(class_weights=WEIGHTS, label_smoothing=0.1), FocalLoss(), FocalLoss(mode="sigmoid"),
+              DiceLoss(), DiceLoss(skip_absent=False), TverskyLoss(), LovaszSoftmaxLoss(),
+              LovaszSoftmaxLoss(per_image=True, classes="all")]
+
+
+@pytest.mark.parametrize("loss, soft", [(loss, soft) for loss in ALL_LOSSES for soft in (False, True)
+                                        if not (soft and isinstance(loss, LovaszSoftmaxLoss))],  # needs hard labels
+                         ids=repr)
+def test_gradients_finite_and_zero_at_void_pixels(loss, soft):
+    logits, target = batch(11)
+    target[1, :, 2] = VOID
+    logits.requires_grad_(True)
+    value = loss(logits, one_hot(target) if soft else target)
+    value.backward()
+    void = (target == VOID).unsqueeze(1).expand_as(logits)
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+    assert (logits.grad[void] == 0).all()
+    assert (logits.grad[~void] != 0).any()
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=lambda loss: repr(loss))
+def test_all_void_batch_gives_zero_loss_and_gradient(loss):
+    logits, target = batch(12)
+    logits.requires_grad_(True)
+    value = loss(logits, torch.full_like(target, VOID))
+    value.backward()
+    assert value.item() == 0.0
+    assert (logits.grad == 0).all()
+
+
+def test_bad_targets_raise_segedu_error():
+    logits, target = batch(13)
+    with pytest.raises(SegeduError, match="mask label 7"):
+        CrossEntropyLoss()(logits, torch.where(target == 0, 7, target))
+    with pytest.raises(SegeduError, match="target must be"):
+        DiceLoss()(logits, target[:, :-1])
+    with pytest.raises(SegeduError, match="integer class ids"):
+        FocalLoss()(logits, target.double())
+    with pytest.raises(SegeduError, match="class weights"):
+        CrossEntropyLoss(class_weights=[1.0, 2.0])(logits, target)
+
+
+# --- build_loss -------------------------------------------------------------------------------
+
+def test_build_loss_string_dict_and_list_specs_agree():
+    logits, target = batch(14)
+    ce, dice = CrossEntropyLoss(class_weights=WEIGHTS)(logits, target), DiceLoss(class_weights=WEIGHTS)(logits, target)
+    for spec in ("ce+0.5*dice", " ce + 0.5 * dice ", {"ce": 1.0, "dice": 0.5}, ["ce", "0.5*dice"],
+                 [{"name": "ce"}, {"name": "dice", "weight": 0.5}], {"ce": {}, "dice": {"weight": 0.5}}):
+        loss = build_loss(spec, num_classes=C, class_weights=WEIGHTS)
+        assert isinstance(loss, CompoundLoss)
+        assert_close(loss(logits, target), ce + 0.5 * dice)
+    terms = build_loss("0.7*focal+0.3*lovasz", num_classes=C).terms(logits, target)
+    assert list(terms) == ["focal", "lovasz"]
+    assert_close(terms["lovasz"], LovaszSoftmaxLoss()(logits, target))
+
+
+def test_build_loss_passes_shared_and_per_term_settings():
+    loss = build_loss([{"name": "focal", "gamma": 3.0}, "ce", "lovasz"], num_classes=C, ignore_index=0,
+                      class_weights=WEIGHTS, label_smoothing=0.2)
+    focal, ce, lovasz = loss.losses
+    assert focal.gamma == 3.0 and focal.ignore_index == 0 and focal.class_weights.tolist() == WEIGHTS
+    assert ce.label_smoothing == 0.2 and ce.class_weights.tolist() == WEIGHTS
+    assert lovasz.ignore_index == 0
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("ce+0.5*dcie", "unknown loss 'dcie'; known losses: " + ", ".join(LOSSES)),
+    ("ce+*dice", "cannot read the term"),
+    ("ce+ce", "twice"),
+    ("", "cannot read the term"),
+    ([], "names no loss"),
+    ([{"name": "focal", "gama": 2}], "takes no parameter"),
+    (3, "must be a string"),
+])
+def test_build_loss_errors_name_the_problem(spec, fragment):
+    with pytest.raises(SegeduError, match=fragment.replace("*", r"\*")):
+        build_loss(spec, num_classes=C)
+
+
+def test_compound_loss_with_lovasz_refuses_soft_targets():
+    logits, target = batch(15)
+    with pytest.raises(SegeduError, match="hard labels"):
+        build_loss("ce+lovasz", num_classes=C)(logits, one_hot(target))
