@@ -35,6 +35,7 @@ that way, and it weights small images and rare classes differently.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from .data.classes import IGNORE_INDEX
 from .errors import SegeduError
@@ -250,3 +251,26 @@ class SegMetrics:
             per_class = mean[len(SCALAR_KEYS):]
             scores.update(iou=per_class[:c], dice=per_class[c:2 * c], accuracy=per_class[2 * c:])
         return {key: float(value) if key in SCALAR_KEYS else value for key, value in scores.items()}
+
+
+def boundary_band(target: torch.Tensor, width: int, ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
+    """Pixels within ``width`` pixels (Chebyshev distance) of a change of label in ``target`` (B, H, W).
+
+    The "trimap" of Kohli et al. 2009 and Chen et al. 2018 (DeepLab, Sec. 4.1.2): scoring only these
+    pixels measures how well a model places boundaries, which coarse outputs get wrong first.
+    Ignored pixels are never in the band. Returns a bool tensor of ``target``'s shape.
+    """
+    t = target.unsqueeze(1).float()
+    k = 2 * width + 1
+    # a pixel is near a boundary when the labels in its (2w+1)^2 window are not all equal
+    local_max = F.max_pool2d(t, k, stride=1, padding=width)
+    local_min = -F.max_pool2d(-t, k, stride=1, padding=width)
+    band = (local_max != local_min).squeeze(1)
+    if ignore_index is not None:
+        band &= target != ignore_index
+    return band
+
+
+def mask_outside(target: torch.Tensor, keep: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """``target`` with every pixel outside ``keep`` set to ``ignore_index`` (score a region only)."""
+    return torch.where(keep, target, torch.full_like(target, ignore_index))

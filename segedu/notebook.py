@@ -22,6 +22,10 @@ class Session:
     device: object  # torch.device
     device_name: str
 
+    def run_dir(self, chapter: str, name: str) -> Path:
+        """Where a chapter's training run ``name`` writes: ``<checkout>/runs/<profile>/<chapter>/<name>``."""
+        return profiles.data_root().parent / "runs" / self.profile.name / chapter / name
+
     def describe(self) -> str:
         return (
             f"profile={self.profile.name} ({self.profile.description}); device={self.device} "

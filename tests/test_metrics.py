@@ -239,3 +239,18 @@ def test_cuda_state_stays_on_device_and_matches_cpu():
     expected = on_cpu.compute()
     for key, value in on_gpu.compute().items():
         assert_close(value, expected[key])
+
+
+def test_boundary_band_by_hand():
+    from segedu.metrics import boundary_band, mask_outside
+
+    target = torch.zeros(1, 6, 6, dtype=torch.int64)
+    target[0, :, 3:] = 1  # a vertical edge between columns 2 and 3
+    band = boundary_band(target, width=1)[0]
+    assert band[:, 2:4].all() and not band[:, :2].any() and not band[:, 4:].any()
+    wide = boundary_band(target, width=2)[0]
+    assert wide[:, 1:5].all() and not wide[:, 0].any() and not wide[:, 5].any()
+    target[0, 0, 0] = 255
+    assert not boundary_band(target, width=1)[0, 0, 0]
+    masked = mask_outside(target, band.unsqueeze(0))
+    assert (masked[0, :, :2] == 255).all() and torch.equal(masked[0, 1:, 2:4], target[0, 1:, 2:4])

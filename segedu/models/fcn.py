@@ -64,10 +64,11 @@ class FCNVGG16(nn.Module):
     are learned.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
+                 batch_norm: bool = False) -> None:
         super().__init__()
         self.pad100 = pad100
-        self.backbone = VGG16(width, fully_convolutional=True, conv1_padding=100 if pad100 else 1,
+        self.backbone = VGG16(width, batch_norm=batch_norm, fully_convolutional=True, conv1_padding=100 if pad100 else 1,
                               fc6_padding=0 if pad100 else 3, ceil_mode=pad100)
         self.score_fr = _score_layer(self.backbone.channels["fc7"], num_classes)
 
@@ -86,8 +87,9 @@ class FCNVGG16(nn.Module):
 class FCN32s(FCNVGG16):
     """FCN-32s (Fig. 3, top): fc7's class scores upsampled 32x in one step."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False) -> None:
-        super().__init__(num_classes, width=width, pad100=pad100)
+    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
+                 batch_norm: bool = False) -> None:
+        super().__init__(num_classes, width=width, pad100=pad100, batch_norm=batch_norm)
         self.upscore = self._upsampling(num_classes, 32, learnable=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,8 +101,9 @@ class FCN32s(FCNVGG16):
 class FCN16s(FCNVGG16):
     """FCN-16s (Fig. 3, middle): 2x-upsampled fc7 scores plus scores from pool4, upsampled 16x."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False) -> None:
-        super().__init__(num_classes, width=width, pad100=pad100)
+    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
+                 batch_norm: bool = False) -> None:
+        super().__init__(num_classes, width=width, pad100=pad100, batch_norm=batch_norm)
         self.upscore2 = self._upsampling(num_classes, 2, learnable=True)
         self.score_pool4 = _score_layer(self.backbone.channels["pool4"], num_classes)
         self.upscore16 = self._upsampling(num_classes, 16, learnable=False)
@@ -115,8 +118,9 @@ class FCN16s(FCNVGG16):
 class FCN8s(FCNVGG16):
     """FCN-8s (Fig. 3, bottom): as FCN-16s, then 2x again plus scores from pool3, upsampled 8x."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False) -> None:
-        super().__init__(num_classes, width=width, pad100=pad100)
+    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
+                 batch_norm: bool = False) -> None:
+        super().__init__(num_classes, width=width, pad100=pad100, batch_norm=batch_norm)
         self.upscore2 = self._upsampling(num_classes, 2, learnable=True)
         self.score_pool4 = _score_layer(self.backbone.channels["pool4"], num_classes)
         self.upscore_pool4 = self._upsampling(num_classes, 2, learnable=True)
@@ -200,30 +204,32 @@ def _pretrained(model: nn.Module, pretrained_backbone: bool | str | os.PathLike)
 
 @register("fcn32s")
 def fcn32s(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
-           pretrained_backbone: bool | str | os.PathLike = False) -> FCN32s:
+           batch_norm: bool = False, pretrained_backbone: bool | str | os.PathLike = False) -> FCN32s:
     """FCN-32s on VGG16.
 
     Args:
         num_classes: output channels.
         width: channel multiplier (1.0 = the paper).
         pad100: the authors' Caffe geometry (pad 100, crops) instead of padding to a multiple of 32.
+        batch_norm: VGG16 with batch norm after every convolution (torchvision's vgg16_bn; not in
+            the paper, which fine-tunes ImageNet weights; it lets the network train from scratch).
         pretrained_backbone: True or a path: torchvision's ImageNet VGG16, fc6/fc7 convolutionalised.
     """
-    return _pretrained(FCN32s(num_classes, width=width, pad100=pad100), pretrained_backbone)
+    return _pretrained(FCN32s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
 
 
 @register("fcn16s")
 def fcn16s(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
-           pretrained_backbone: bool | str | os.PathLike = False) -> FCN16s:
+           batch_norm: bool = False, pretrained_backbone: bool | str | os.PathLike = False) -> FCN16s:
     """FCN-16s on VGG16; arguments as :func:`fcn32s`."""
-    return _pretrained(FCN16s(num_classes, width=width, pad100=pad100), pretrained_backbone)
+    return _pretrained(FCN16s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
 
 
 @register("fcn8s")
 def fcn8s(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
-          pretrained_backbone: bool | str | os.PathLike = False) -> FCN8s:
+          batch_norm: bool = False, pretrained_backbone: bool | str | os.PathLike = False) -> FCN8s:
     """FCN-8s on VGG16; arguments as :func:`fcn32s`."""
-    return _pretrained(FCN8s(num_classes, width=width, pad100=pad100), pretrained_backbone)
+    return _pretrained(FCN8s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
 
 
 @register("fcn_resnet50")

@@ -145,3 +145,18 @@ def test_bad_options_are_clear_errors(config):
         TrainConfig.from_dict({"modle": "fcn8s"})
     with pytest.raises(SegeduError, match="cannot resume"):
         Trainer(dataclasses.replace(config, out=config.out + "-never"), resume=True)
+
+
+def test_checkpoint_of_another_model_or_class_count_is_refused(config):
+    from segedu.engine import checkpoint
+
+    trainer = train(dataclasses.replace(config, epochs=1))
+    state = checkpoint.load(trainer.run_dir)
+    with pytest.raises(SegeduError, match="checkpoint of model 'fcn32s', but 'fcn8s' was asked for"):
+        checkpoint.check_compatible(state, trainer.run_dir, "fcn8s", 11)
+    with pytest.raises(SegeduError, match="checkpoint has 11 classes, but the data has 5"):
+        checkpoint.check_compatible(state, trainer.run_dir, "fcn32s", 5)
+    bad = trainer.run_dir / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(SegeduError, match="cannot be read as a checkpoint"):
+        checkpoint.load(bad)

@@ -335,3 +335,16 @@ def test_pretrained_backbone_problems_name_the_file(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(SegeduError, match=r"other\.pth: not the weights of this ResNet \(missing: .*shape: "):
         models.create("fcn_resnet50", pretrained_backbone=tmp_path / "other.pth")
+
+
+def test_vgg_fcns_take_a_batch_norm_backbone():
+    from torch import nn
+
+    from segedu import models
+
+    for name in ("fcn32s", "fcn16s", "fcn8s"):
+        plain = models.create(name, width=0.125)
+        with_bn = models.create(name, width=0.125, batch_norm=True)
+        bns = [m for m in with_bn.modules() if isinstance(m, nn.BatchNorm2d)]
+        assert len(bns) == 13 and not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+        assert with_bn.eval()(torch.rand(1, 3, 45, 61)).shape == (1, 11, 45, 61)

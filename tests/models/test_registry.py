@@ -92,4 +92,4 @@ def test_every_model_takes_a_width_multiplier():
 
 
 def test_options_of_lists_a_builders_keyword_options():
-    assert models.options_of("fcn8s") == ["width", "pad100", "pretrained_backbone"]
+    assert models.options_of("fcn8s") == ["width", "pad100", "batch_norm", "pretrained_backbone"]

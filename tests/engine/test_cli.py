@@ -1,0 +1,50 @@
+"""`segedu train && segedu evaluate && segedu predict` from a shell, and their errors."""
+import json
+import subprocess
+import sys
+
+from segedu.inference import submission
+
+
+def segedu(*args):
+    return subprocess.run([sys.executable, "-m", "segedu", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_train_evaluate_predict_from_a_shell(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    out = segedu("train", "--model", "fcn8s", "--width", "0.125", "--profile", "smoke", "--data-dir", tiny_data,
+                 "--image-size", "32", "--num-workers", "0", "--device", "cpu", "--out", run, "--loss", "ce+0.5*dice",
+                 "--scheduler", "poly", "--warmup-steps", "1", "--augment", "flip", "cutout")
+    assert out.returncode == 0, out.stderr
+    assert "best val mIoU" in out.stdout
+    assert json.loads((run / "config.json").read_text())["loss"] == "ce+0.5*dice"
+
+    scores = tmp_path / "scores.json"
+    out = segedu("evaluate", run, "--data-dir", tiny_data, "--device", "cpu", "--out", scores)
+    assert out.returncode == 0, out.stderr
+    written = json.loads(scores.read_text())
+    assert len(written["iou"]) == 11 and len(written["confusion"]) == 11
+    assert "confusion matrix" in out.stdout and "Battery" in out.stdout
+    # the confusion matrix counts every labelled validation pixel once
+    from segedu.data.dataset import CocoSegmentation
+
+    val = CocoSegmentation(tiny_data, "val")
+    labelled = sum(int((m != 255).sum()) for _, m in val)
+    assert sum(map(sum, written["confusion"])) == labelled
+
+    csv = tmp_path / "submission.csv"
+    out = segedu("predict", run, "--data-dir", tiny_data, "--device", "cpu", "--out", csv)
+    assert out.returncode == 0, out.stderr
+    assert submission.validate(csv, tiny_data / "test.json") == len(json.loads((tiny_data / "test.json").read_text())["images"])
+
+
+def test_cli_errors_are_one_line(tiny_data, tmp_path):
+    out = segedu("train", "--model", "fcn9s", "--data-dir", tiny_data, "--out", tmp_path / "x", "--profile", "smoke")
+    assert out.returncode == 2 and "unknown model 'fcn9s' (did you mean 'fcn8s'?)" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = segedu("evaluate", tmp_path / "nothing-here")
+    assert out.returncode == 2 and "no checkpoint there" in out.stderr
+    out = segedu("train", "--data-dir", tmp_path / "missing", "--profile", "smoke", "--out", tmp_path / "y")
+    assert out.returncode == 2 and "does not exist" in out.stderr
+    out = segedu("predict", tmp_path / "nothing-here", "--out", tmp_path / "s.csv")
+    assert out.returncode == 2 and not (tmp_path / "s.csv").exists()
