@@ -89,6 +89,18 @@ TRAIN_FLAGS = {
 }
 
 
+def _config_field_help() -> dict[str, str]:
+    """Each TrainConfig field's comment in its source, as that flag's help (one place to edit)."""
+    import inspect
+    import re
+
+    from .engine.config import TrainConfig
+
+    lines = inspect.getsource(TrainConfig).splitlines()
+    found = (re.match(r"\s+(\w+):[^#]*#\s*(.+)$", line) for line in lines)
+    return {m.group(1): m.group(2) for m in found if m}
+
+
 def _train(args) -> int:
     import json
 
@@ -179,13 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model; writes a run directory (config, metrics, checkpoints)")
     t.add_argument("--config", help="an experiment file (JSON of TrainConfig fields); flags override it")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    field_help = _config_field_help()
     for name, kind in TRAIN_FLAGS.items():
-        t.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+        t.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                       help=field_help.get(name))
     t.add_argument("--width", type=float, default=None, help="model width multiplier (1.0 = the paper's)")
     t.add_argument("--augment", nargs="*", default=None, help="augmentation names (segedu.data.transforms)")
     t.add_argument("--option", action="append", metavar="KEY=VALUE", help="another model option")
     for flag in ("debug", "channels_last", "compile", "tensorboard"):
-        t.add_argument("--" + flag.replace("_", "-"), action="store_true")
+        t.add_argument("--" + flag.replace("_", "-"), action="store_true", help=field_help.get(flag))
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="score a checkpoint on a labelled split; per-class IoU, confusion matrix")

@@ -87,3 +87,24 @@ def show_batch(images, masks, names=CLASSES, alpha: float = 0.5, titles=None, ti
     legend_rows = -(-len(present) // 4)
     fig.tight_layout(rect=(0, 0.05 * legend_rows / n + 0.02, 1, 1))
     return fig
+
+
+def show_predictions(image, mask, predictions: dict, names=CLASSES, title=None):
+    """One row: the image, its ground truth, then each model's prediction (label -> (H, W) map)."""
+    import matplotlib.pyplot as plt
+
+    panels = [(image_to_uint8(image), "image"), (colorize(_to_numpy(mask)), "ground truth")]
+    panels += [(colorize(_to_numpy(pred)), label) for label, pred in predictions.items()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0), squeeze=False)
+    for ax, (panel, label) in zip(axes[0], panels):
+        ax.imshow(panel, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(label, fontsize=9)
+    present = sorted({int(c) for c in np.unique(_to_numpy(mask))})
+    fig.legend(handles=legend_handles(present, names), loc="lower center", ncol=min(6, len(present)),
+               fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig

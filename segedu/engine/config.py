@@ -23,46 +23,46 @@ SAMPLERS = ("uniform", "class_aware")
 class TrainConfig:
     """Everything that decides a training run's numbers (see the field comments)."""
 
-    model: str = "fcn8s"
+    model: str = "fcn8s"                 # a name from segedu.models.available()
     model_options: dict = dataclasses.field(default_factory=dict)  # e.g. {"width": 0.25}
     data_dir: str | None = None          # None: the profile's generated dataset
     train_split: str = "train"           # train | val | an annotation file
     val_split: str | None = "val"        # None: no validation
-    profile: str = "auto"
+    profile: str = "auto"                # smoke | cpu | gpu | auto: default sizes and budgets
     image_size: int | None = None        # None: the profile's
     epochs: int | None = None            # None: the profile's
     max_steps: int | None = None         # cap on optimiser steps (None: the profile's; 0: no cap)
     batch_size: int | None = None        # per optimiser micro-step; None: the profile's
     accumulate: int = 1                  # gradient accumulation: micro-batches per optimiser step
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    optimizer: str = "adamw"             # adamw | sgd
+    lr: float = 1e-3                     # peak learning rate
+    weight_decay: float = 1e-4           # decoupled (AdamW) or L2 (SGD)
     momentum: float = 0.9                # SGD only
     scheduler: str = "cosine"            # cosine | poly | plateau | constant
     warmup_steps: int = 0                # linear warm-up (LinearLR) before the scheduler
     poly_power: float = 0.9
     loss: str = "ce"                     # a segedu.losses spec, e.g. "ce+0.5*dice"
     class_weights: str | None = None     # None | inverse | sqrt_inverse | median_frequency
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0         # cross-entropy label smoothing epsilon (0: off)
     aux_weight: float = 0.4              # weight of an auxiliary head's loss, where a model has one
     augment: list = dataclasses.field(default_factory=list)  # names from segedu.data.transforms
     crop: str = "scale"                  # scale | crop_non_empty
     mix: str | None = None               # None | mixup | cutmix | snapmix | copypaste
-    mix_p: float = 0.5
+    mix_p: float = 0.5                   # probability that a batch is mixed
     sampler: str = "uniform"             # uniform | class_aware
     amp: str = "auto"                    # off | auto (bf16/fp16 on CUDA, off on CPU) | fp16 | bf16
-    channels_last: bool = False
-    compile: bool = False
+    channels_last: bool = False          # NHWC memory layout (faster convolutions on recent GPUs)
+    compile: bool = False                # torch.compile the model (GPU fast path)
     grad_clip: float | None = None       # max gradient norm
     ema_decay: float | None = None       # e.g. 0.999: evaluate an exponential moving average
     swa_start: int | None = None         # epoch from which SWA averages the weights
-    swa_lr: float | None = None
-    seed: int = 0
-    device: str = "auto"
+    swa_lr: float | None = None          # SWALR learning rate once SWA starts (None: a tenth of lr)
+    seed: int = 0                        # seeds weights, data order and augmentation
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N
     num_workers: int | None = None       # None: the profile's
     debug: bool = False                  # a handful of images, one epoch, every code path
     out: str = "runs/run"                # the run directory
-    tensorboard: bool = False
+    tensorboard: bool = False            # also log to TensorBoard in the run directory
     wandb: str | None = None             # None, or a W&B project name (offline unless WANDB_MODE says otherwise)
     checkpoint_every: int = 0            # also write last.pt every N optimiser steps (0: per epoch only)
 

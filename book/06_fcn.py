@@ -1,0 +1,234 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (segedu)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # FCN: fully convolutional networks
+#
+# **What you will learn.** How Long, Shelhamer and Darrell (CVPR 2015) turned an image
+# classifier into a segmentation network: the fully connected layers of VGG16 *are*
+# convolutions, so the network takes any input size and outputs a coarse map of class scores;
+# transposed convolutions bring that map back to full resolution; and skip connections from
+# earlier layers (FCN-16s, FCN-8s) put back the detail that 32× downsampling lost. We train the
+# three variants with segedu's engine and measure what the skips buy, overall and at the
+# boundaries.
+#
+# **What it builds on.** [Transposed convolution](05_transposed_convolution) for the
+# upsampling, [metrics](04_metrics) for mIoU, and [the dataloader](03_dataloader_and_augmentation).
+
+# %% tags=["parameters"]
+profile = "auto"
+data_dir = None
+seed = 0
+device = "auto"
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torchvision
+
+from segedu import metrics, models, viz
+from segedu.data import dataset
+from segedu.engine import TrainConfig, load_model, train
+from segedu.inference.predict import predict_logits
+from segedu.models import fcn
+from segedu.models.backbones import vgg
+from segedu.notebook import setup
+
+session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
+print(session.describe())
+
+# %% [markdown]
+# ## A classifier's fully connected layers are convolutions
+#
+# VGG16 ends with three fully connected layers: fc6 takes the 512×7×7 output of the last pooling
+# layer, fc7 and fc8 follow. A fully connected layer on a 7×7 map is a 7×7 convolution with no
+# padding: the same weights, reshaped from (4096, 25088) to (4096, 512, 7, 7). fc7 and fc8
+# become 1×1 convolutions. segedu's `ConvolutionalizedVGG16.from_torchvision` does exactly that
+# reshaping; on a 224×224 image both give the same 1000 scores (here with torchvision's VGG16
+# at random initialisation: no download is needed to check an identity).
+
+# %% tags=["nbval-check-output"]
+torch.manual_seed(seed)
+classifier = torchvision.models.vgg16(weights=None).eval()
+convolutional = fcn.ConvolutionalizedVGG16.from_torchvision(classifier).eval()
+print("fc6 weight:", tuple(classifier.classifier[0].weight.shape), "->",
+      tuple(vgg.linear_to_conv_weight(classifier.classifier[0].weight, 512, 7).shape))
+image = torch.rand(1, 3, 224, 224)
+with torch.no_grad():
+    scores_fc = classifier(image)
+    scores_conv = convolutional(image)
+print("FC output:", tuple(scores_fc.shape), "| conv output:", tuple(scores_conv.shape))
+print("same scores:", torch.allclose(scores_fc, scores_conv.flatten(1), atol=1e-5))
+
+# %% [markdown]
+# The convolutional version takes a larger image and returns a *map* of scores, one per 32-pixel
+# step: the classifier applied to every 224×224 window at once, sharing all computation. This is
+# the coarse output FCN starts from.
+
+# %% tags=["nbval-check-output"]
+with torch.no_grad():
+    for size in (224, 320, 512):
+        print(f"input {size}x{size} -> score map {tuple(convolutional(torch.rand(1, 3, size, size)).shape)}")
+del classifier, convolutional  # 138M parameters each
+
+# %% [markdown]
+# ## The fc6 7×7 problem, and padding by 100
+#
+# The 7×7 fc6 convolution needs a pool5 map of at least 7×7, i.e. an input of at least 224
+# pixels (every 2×2 pooling halves it; VGG's five poolings give a stride of 32), and its output
+# is 6 cells smaller than its input. The authors' Caffe model solves both by padding the *first*
+# convolution by 100 pixels, so any input of at least one pixel survives to fc7, and then
+# *cropping* each upsampled map back into register with the input (offsets 5, 9, 19, 27, 31,
+# derived from the layers' strides and paddings). The modern alternative, segedu's default,
+# pads the image to a multiple of 32, gives fc6 a padding of 3, and crops back at the end.
+# Shapes through FCN-8s for a 100×75 image, both ways:
+
+# %% tags=["nbval-check-output"]
+x = torch.rand(1, 3, 100, 75)
+for pad100 in (True, False):
+    net = models.create("fcn8s", width=0.125, pad100=pad100).eval()
+    with torch.no_grad():
+        feats = net._features(x)
+        out = net(x)
+    shapes = "  ".join(f"{k} {tuple(v.shape[-2:])}" for k, v in feats.items())
+    print(f"pad100={pad100!s:<5} {shapes}  -> logits {tuple(out.shape[-2:])}")
+print("Caffe crop offsets:", fcn.CAFFE_OFFSETS)
+
+# %% [markdown]
+# ## FCN-32s, FCN-16s, FCN-8s
+#
+# FCN-32s upsamples fc7's class scores 32× in one step (a transposed convolution fixed to
+# bilinear interpolation). FCN-16s first upsamples 2×, adds class scores computed from pool4
+# (stride 16), then upsamples 16×; FCN-8s does the same once more with pool3 (stride 8). The
+# new score layers start at zero, so each variant starts out predicting exactly what the
+# coarser one did. Parameter counts at the paper's scale (21 PASCAL classes; the paper reports
+# 134M for FCN-VGG16), built on the `meta` device so nothing is allocated:
+
+# %% tags=["nbval-check-output"]
+for name in ("fcn32s", "fcn16s", "fcn8s"):
+    with torch.device("meta"):
+        net = models.create(name, num_classes=21)
+    learned = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    print(f"{name}: {learned / 1e6:.2f}M learned parameters")
+
+# %% [markdown]
+# ## Training the three variants
+#
+# Without ImageNet weights (nothing is downloaded here), a plain VGG16 trains slowly from
+# scratch, so the book uses its batch-norm variant (`batch_norm=True`, torchvision's
+# `vgg16_bn` layout) at the profile's reduced width. Everything else is the same for the three
+# runs: data, augmentation, schedule, budget. FCN-32s and FCN-8s are trained with two seeds to
+# see how much of a difference is noise.
+
+# %%
+prof = session.profile
+runs = {}
+plan = [("fcn32s", s) for s in prof.seeds[:2]] + [("fcn16s", prof.seeds[0])] + [("fcn8s", s) for s in prof.seeds[:2]]
+for name, run_seed in plan:
+    config = TrainConfig(model=name, model_options={"width": prof.width, "batch_norm": True},
+                         data_dir=str(session.data_dir), profile=prof.name, seed=run_seed,
+                         device=str(session.device), out=str(session.run_dir("06_fcn", f"{name}-seed{run_seed}")))
+    trainer = train(config)
+    runs[(name, run_seed)] = trainer
+    print(f"{name} seed {run_seed}: val mIoU {trainer.best_miou:.4f} after {trainer.step} steps "
+          f"({sum(r['seconds'] for r in trainer.history):.0f} s)")
+
+# %%
+history = {key: [r["val_miou"] for r in t.history] for key, t in runs.items()}
+fig, ax = plt.subplots(figsize=(6.5, 3.4))
+for (name, run_seed), values in history.items():
+    ax.plot(range(1, len(values) + 1), values, marker="o", label=f"{name}, seed {run_seed}")
+ax.set_xlabel("epoch")
+ax.set_ylabel("validation mIoU")
+ax.set_title("FCN variants, same budget")
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Per class, and at the boundaries
+#
+# Each model's best checkpoint is scored on the validation images at their own resolution:
+# over all pixels, and only on the pixels within 3 pixels of a boundary between two classes
+# (the "trimap" band, `segedu.metrics.boundary_band`), where a coarse output must fail first.
+
+# %%
+val = dataset.CocoSegmentation(session.data_dir, "val")
+loader = dataset.make_loader(val, batch_size=prof.batch_size)
+names = val.class_names
+table = {}
+for (name, run_seed), trainer in runs.items():
+    model, config, _ = load_model(trainer.run_dir, session.device)
+    overall, band = metrics.SegMetrics(len(names)), metrics.SegMetrics(len(names))
+    for images, masks in loader:
+        images, masks = images.to(session.device), masks.to(session.device)
+        logits = predict_logits(model, images, config.image_size)
+        overall.update(logits, masks)
+        band.update(logits, metrics.mask_outside(masks, metrics.boundary_band(masks, 3)))
+    table[(name, run_seed)] = (overall.compute(), band.compute())
+
+print(f"{'model':<16}{'mIoU':>8}{'boundary mIoU':>15}{'pixel acc':>11}  " + " ".join(f"{n[:7]:>7}" for n in names))
+for (name, run_seed), (o, b) in table.items():
+    per_class = " ".join(f"{v:>7.3f}" for v in np.nan_to_num(o["iou"].numpy()))
+    print(f"{name + ' s' + str(run_seed):<16}{o['miou']:>8.4f}{b['miou']:>15.4f}{o['pixel_accuracy']:>11.4f}  {per_class}")
+
+# %%
+def mean_std(name, key):
+    vals = [table[k][0 if key == "miou" else 1]["miou"] for k in table if k[0] == name]
+    return np.mean(vals), (np.std(vals) if len(vals) > 1 else float("nan")), len(vals)
+
+
+for key, label in (("miou", "mIoU"), ("band", "boundary mIoU")):
+    (m32, s32, n32), (m8, s8, n8) = mean_std("fcn32s", key), mean_std("fcn8s", key)
+    spread = max(s32, s8)
+    verdict = "more than" if abs(m8 - m32) > 2 * spread else "not more than"
+    print(f"{label}: FCN-8s {m8:.4f} ± {s8:.4f} vs FCN-32s {m32:.4f} ± {s32:.4f} (n={n8}, {n32}): "
+          f"difference {m8 - m32:+.4f}, {verdict} twice the seed spread")
+
+# %% [markdown]
+# Predictions of the three variants on one validation image (seed of the session):
+
+# %%
+image, mask = val[0]
+panels = [(viz.image_to_uint8(image), "image"), (viz.colorize(mask), "ground truth")]
+for name in ("fcn32s", "fcn16s", "fcn8s"):
+    model, config, _ = load_model(runs[(name, prof.seeds[0])].run_dir, session.device)
+    pred = predict_logits(model, image[None].to(session.device), config.image_size).argmax(1)[0]
+    panels.append((viz.colorize(pred), name))
+fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.3))
+for ax, (panel, title) in zip(axes, panels):
+    ax.imshow(panel, interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+present = sorted(set(np.unique(mask.numpy()).tolist()))
+fig.legend(handles=viz.legend_handles(present, names), loc="lower center", ncol=6, fontsize=8, frameon=False)
+fig.tight_layout(rect=(0, 0.1, 1, 1))
+plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# * VGG16's fully connected layers, reshaped, are convolutions with the same outputs (`same
+#   scores: True`), and the convolutional network maps any input size to a score map.
+# * Padding conv1 by 100 and cropping (Caffe) or padding to a multiple of 32 (segedu's default)
+#   both return logits at the input size; the shapes table shows both.
+# * The training table and the seed comparison above give, on this profile's data and budget,
+#   the mIoU of FCN-32s, -16s and -8s, their boundary mIoU, and whether FCN-8s's gain over
+#   FCN-32s exceeds twice the seed spread. The boundary band is where the skips are expected to
+#   matter most: compare its column with the overall one.
+#
+# ## Exercises
+#
+# 1. Train FCN-16s starting from the FCN-32s checkpoint (`load_state_dict(..., strict=False)`),
+#    as the paper does. Does it reach the same mIoU in fewer epochs?
+# 2. Change the boundary band from 3 to 1 and 8 pixels. How does the gap between FCN-32s and
+#    FCN-8s change with the band width?
+# 3. Train FCN-8s with `pad100=True`. Are the results different? Is it slower, and why?

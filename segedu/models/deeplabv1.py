@@ -1,0 +1,96 @@
+"""DeepLab v1, the LargeFOV variant: Chen, Papandreou, Kokkinos, Murphy & Yuille, "Semantic Image
+Segmentation with Deep Convolutional Nets and Fully Connected CRFs", ICLR 2015 (arXiv:1412.7062),
+Sec. 3.1 and 4, Table 1 ("DeepLab-LargeFOV", 20.5M parameters).
+
+VGG16 made dense without losing its field of view (Sec. 3.1, the "hole algorithm", i.e. atrous
+convolution):
+
+* pool4 and pool5 keep stride 1, so the scores come at output stride 8 instead of 32;
+* the three conv5 layers, which followed a stride-2 pooling, are dilated by 2 to see what they saw
+  before;
+* fc6 becomes a 3x3 convolution with atrous rate 12 and 1024 channels: it spans
+  (3 - 1) * 12 + 1 = 25 cells, the field of view (224 pixels in Table 1) of the ImageNet 7x7 fc6 at
+  rate 4 with 4096 channels, with 15% of the parameters (20.5M against 134.3M for the whole
+  net); fc7 is 1x1 with 1024 channels, fc8 the class scores;
+* the scores are upsampled bilinearly to the image size (Sec. 3.1, "we simply bilinearly
+  interpolate"); the fully connected CRF of Sec. 4 is post-processing and not part of the network.
+
+All five poolings are 3x3 with padding 1, as in the authors' released prototxt (strides 2, 2, 2,
+1, 1), so any H x W works: the scores are ceil(H/8) x ceil(W/8) before upsampling. The layers keep
+torchvision's ``vgg16`` ``features`` layout, so its ImageNet weights load into the convolutions;
+fc6/fc7 start fresh (the authors instead subsampled the ImageNet fc6/fc7 weights).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from ..data.classes import NUM_CLASSES
+from . import register
+from .backbones import VGG16, load_imagenet
+from .blocks import bilinear_upsample, scaled
+
+#: Strides of pool1..pool5 (Sec. 3.1: "we skip subsampling after the last two max-pooling layers").
+POOL_STRIDES = (2, 2, 2, 1, 1)
+#: conv5 follows the first skipped subsampling: rate 2 (Sec. 3.1: "2x in the last three
+#: convolutional layers").
+CONV5_DILATION = 2
+#: fc6 of LargeFOV: "kernel size 3x3, input stride = 12", 1024 channels (Table 1).
+FC6_RATE = 12
+FC_CHANNELS = 1024
+OUTPUT_STRIDE = 8
+
+
+def largefov_vgg16(width: float = 1.0) -> VGG16:
+    """torchvision's VGG16 layout with DeepLab's poolings and atrous conv5 (no parameter changes)."""
+    backbone = VGG16(width)
+    pools = [index for index, layer in enumerate(backbone.features) if isinstance(layer, nn.MaxPool2d)]
+    for index, stride in zip(pools, POOL_STRIDES):
+        backbone.features[index] = nn.MaxPool2d(3, stride=stride, padding=1)
+    for layer in backbone.features[pools[3] + 1:pools[4]]:
+        if isinstance(layer, nn.Conv2d):
+            layer.dilation = layer.padding = (CONV5_DILATION, CONV5_DILATION)
+    return backbone
+
+
+class DeepLabLargeFOV(nn.Module):
+    """DeepLab-LargeFOV: atrous VGG16 (``backbone``, output stride 8), ``fc6`` (3x3, rate 12,
+    1024), ``fc7`` (1x1, 1024), each with ReLU and dropout 0.5, and ``fc8`` (class scores)."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> None:
+        super().__init__()
+        self.backbone = largefov_vgg16(width)
+        channels, fc_channels = self.backbone.channels["pool5"], scaled(FC_CHANNELS, width)
+        self.fc6 = nn.Sequential(nn.Conv2d(channels, fc_channels, 3, padding=FC6_RATE, dilation=FC6_RATE),
+                                 nn.ReLU(inplace=True), nn.Dropout(0.5))
+        self.fc7 = nn.Sequential(nn.Conv2d(fc_channels, fc_channels, 1), nn.ReLU(inplace=True), nn.Dropout(0.5))
+        self.fc8 = nn.Conv2d(fc_channels, num_classes, 1)
+        for layer in (self.fc6[0], self.fc7[0]):  # as the VGG16 convolutions
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+        # the prototxt's Gaussian(0.01) for the new score layer
+        nn.init.normal_(self.fc8.weight, std=0.01)
+        nn.init.zeros_(self.fc8.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.fc8(self.fc7(self.fc6(self.backbone(x)["pool5"])))
+        return bilinear_upsample(scores, x.shape[-2:])
+
+
+@register("deeplabv1")
+def deeplabv1(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
+              pretrained_backbone: bool | str | os.PathLike = False) -> DeepLabLargeFOV:
+    """DeepLab v1, LargeFOV (VGG16, output stride 8).
+
+    Args:
+        num_classes: output channels.
+        width: channel multiplier (1.0 = the paper).
+        pretrained_backbone: True or a path: torchvision's ImageNet VGG16 convolutions (fc6/fc7 start
+            fresh).
+    """
+    model = DeepLabLargeFOV(num_classes, width=width)
+    if pretrained_backbone:
+        load_imagenet(model.backbone, pretrained_backbone)
+    return model

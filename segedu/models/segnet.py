@@ -1,0 +1,207 @@
+"""SegNet: Badrinarayanan, Kendall & Cipolla, "SegNet: A Deep Convolutional Encoder-Decoder
+Architecture for Image Segmentation", IEEE TPAMI 39(12), 2017 (arXiv:1511.00561), Sec. 3 and
+Fig. 2-3.
+
+* :class:`EncoderStage` / :class:`Encoder` -- Sec. 3: "the 13 convolutional layers in the VGG16
+  network", each followed by batch normalisation and ReLU, a 2x2 max pooling of stride 2 ending
+  each of the five stages. The pooling keeps the position of every maximum,
+  :class:`PoolingIndices` ("storing only the max-pooling indices", Sec. 3). No fully connected
+  layers: dropping them takes the encoder from 134M to 14.7M parameters.
+* :class:`Unpooling` / :class:`DecoderStage` -- Fig. 3: a decoder upsamples its input by putting
+  each value back where its encoder's maximum was (a sparse map, zeros elsewhere), then
+  "convolved with a trainable decoder filter bank" -- conv, batch norm, ReLU.
+* :class:`SegNet` -- Fig. 2: encoder, a decoder stage per encoder stage in reverse order, and a
+  per-pixel classifier whose softmax lives in the loss.
+
+The encoder, unpooling and decoder stage are shared with DeconvNet (``segedu.models.deconvnet``),
+whose decoder unpools with the same indices ("switch variables") and then applies transposed
+convolutions.
+
+Layout follows the authors' Caffe model (SegNet-Tutorial ``segnet_train.prototxt``): decoder stage
+k mirrors encoder stage k's convolutions in reverse, the last one of each stage narrowing to the
+channels of the stage below; the 13th decoder convolution, ``conv1_1_D``, is the classifier itself
+(3x3, ``num_classes`` outputs, no batch norm), followed by the softmax loss.
+
+Any H x W: the image is zero-padded at the bottom/right to a multiple of 32, so every pooling
+halves exactly and every unpooling restores the size its pooling saw; the logits are cropped back.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torchvision.models import VGG16_BN_Weights, WeightsEnum
+
+from ..data.classes import NUM_CLASSES
+from . import register
+from .backbones import load_imagenet
+from .blocks import ConvBNReLU, pad_to_multiple, scaled
+
+#: VGG16's five stages (Simonyan & Zisserman, Table 1 column D): (output channels, 3x3 convolutions).
+VGG16_STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+#: Total stride of the five poolings.
+STRIDE = 32
+
+
+class PoolingIndices(NamedTuple):
+    """What a max pooling remembers for its unpooling: the flat position of each maximum in its
+    input plane (SegNet's "max-pooling indices"; DeconvNet's "switch variables") and that input's
+    height and width, so the unpooled map has exactly the pooled map's size."""
+
+    indices: torch.Tensor
+    size: torch.Size
+
+
+class EncoderStage(nn.Module):
+    """``num_layers`` times 3x3 conv -> batch norm -> ReLU, then 2x2 max pooling of stride 2 that
+    returns its :class:`PoolingIndices`.
+
+    The convolutions keep their bias (redundant before batch norm) so that torchvision's
+    ``vgg16_bn`` ImageNet weights load; the authors' Caffe encoder has them too.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_layers: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for index in range(num_layers):
+            layers += [nn.Conv2d(in_channels if index == 0 else out_channels, out_channels, 3, padding=1),
+                       nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+        self.convs = nn.Sequential(*layers)
+        self.pool = nn.MaxPool2d(2, stride=2, return_indices=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, PoolingIndices]:
+        x = self.convs(x)
+        pooled, indices = self.pool(x)
+        return pooled, PoolingIndices(indices, x.shape[-2:])
+
+
+class Unpooling(nn.MaxUnpool2d):
+    """2x2 max unpooling (Fig. 3): each value goes back to the position its pooling window's maximum
+    came from; the other three cells of the window stay zero."""
+
+    def __init__(self) -> None:
+        super().__init__(2, stride=2)
+
+    def forward(self, x: torch.Tensor, pooling: PoolingIndices) -> torch.Tensor:
+        return super().forward(x, pooling.indices, output_size=pooling.size)
+
+
+class DecoderStage(nn.Module):
+    """:class:`Unpooling` with an encoder stage's indices, then ``num_layers`` layers mirroring that
+    stage's convolutions: ``in_channels`` wide, the last narrowing to ``out_channels``.
+
+    ``layer(in_channels, out_channels)`` builds one of them: conv -> BN -> ReLU for SegNet,
+    a transposed convolution -> BN -> ReLU for DeconvNet.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_layers: int,
+                 layer: Callable[[int, int], nn.Module] = ConvBNReLU) -> None:
+        super().__init__()
+        self.unpool = Unpooling()
+        self.convs = nn.Sequential(*(layer(in_channels, in_channels) for _ in range(num_layers - 1)),
+                                   layer(in_channels, out_channels))
+
+    def forward(self, x: torch.Tensor, pooling: PoolingIndices) -> torch.Tensor:
+        return self.convs(self.unpool(x, pooling))
+
+
+class Encoder(nn.Module):
+    """VGG16's 13 convolutions with batch norm in five :class:`EncoderStage`\\ s; ``forward``
+    returns the pool5 map and the five stages' :class:`PoolingIndices`, first stage first.
+
+    A backbone for :func:`~segedu.models.backbones.load_imagenet`: ``width``, ``imagenet_weights``
+    (torchvision's ``vgg16_bn``) and ``from_torchvision``. ``channels`` lists each stage's output
+    channels.
+    """
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__()
+        self.width = width
+        self.channels = [scaled(channels, width) for channels, _ in VGG16_STAGES]
+        in_channels = [3, *self.channels[:-1]]
+        self.stages = nn.ModuleList(EncoderStage(i, o, n)
+                                    for i, o, (_, n) in zip(in_channels, self.channels, VGG16_STAGES))
+        # torchvision's VGG initialisation, for training from scratch
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[PoolingIndices]]:
+        indices = []
+        for stage in self.stages:
+            x, pooling = stage(x)
+            indices.append(pooling)
+        return x, indices
+
+    @property
+    def imagenet_weights(self) -> WeightsEnum:
+        return VGG16_BN_Weights.IMAGENET1K_V1
+
+    def from_torchvision(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """torchvision's ``vgg16_bn`` state dict in this encoder's keys (its classifier dropped).
+
+        torchvision's ``features`` is flat: per convolution three entries (conv, BN, ReLU), per
+        stage one more (the pooling); here conv k of stage s is ``stages.s.convs.3k``, its BN 3k+1.
+        """
+        converted = {}
+        position = 0  # index in torchvision's features
+        for stage, (_, num_layers) in enumerate(VGG16_STAGES):
+            for layer in range(num_layers):
+                for offset in (0, 1):  # conv, BN
+                    source, target = f"features.{position + offset}.", f"stages.{stage}.convs.{3 * layer + offset}."
+                    converted.update({target + key[len(source):]: value for key, value in state_dict.items()
+                                      if key.startswith(source)})
+                position += 3
+            position += 1
+        return converted
+
+
+class SegNet(nn.Module):
+    """SegNet (Fig. 2): :class:`Encoder`, five :class:`DecoderStage`\\ s with conv-BN-ReLU, and the
+    classifier ``conv1_1_D`` (3x3 to ``num_classes``).
+
+    ``decoder[0]`` mirrors encoder stage 5 (3 x 512 -> 512), ..., ``decoder[4]`` stage 1, whose
+    mirror of conv1_1 is the classifier, so it keeps one conv-BN-ReLU (conv1_2_D).
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> None:
+        super().__init__()
+        self.encoder = Encoder(width)
+        channels = self.encoder.channels
+        stages = []
+        for stage in reversed(range(len(VGG16_STAGES))):
+            num_layers = VGG16_STAGES[stage][1]
+            if stage == 0:
+                stages.append(DecoderStage(channels[0], channels[0], num_layers - 1))
+            else:
+                stages.append(DecoderStage(channels[stage], channels[stage - 1], num_layers))
+        self.decoder = nn.ModuleList(stages)
+        self.classifier = nn.Conv2d(channels[0], num_classes, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        x, indices = self.encoder(pad_to_multiple(x, STRIDE))
+        for stage, pooling in zip(self.decoder, reversed(indices)):
+            x = stage(x, pooling)
+        return self.classifier(x)[..., :height, :width]
+
+
+@register("segnet")
+def segnet(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
+           pretrained_backbone: bool | str | os.PathLike = False) -> SegNet:
+    """SegNet on VGG16 with batch norm (Badrinarayanan et al., TPAMI 2017).
+
+    Args:
+        num_classes: output channels.
+        width: channel multiplier (1.0 = the paper).
+        pretrained_backbone: True or a path: torchvision's ImageNet ``vgg16_bn`` (``VGG16_BN_Weights``)
+            in the encoder, as the paper initialises its encoder from VGG16 (Sec. 3).
+    """
+    model = SegNet(num_classes, width=width)
+    if pretrained_backbone:
+        load_imagenet(model.encoder, pretrained_backbone)
+    return model
