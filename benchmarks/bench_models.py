@@ -28,7 +28,6 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from segedu import models
-from segedu.engine.trainer import amp_dtype
 from segedu.inference.predict import autocast
 
 NUM_CLASSES = 11
@@ -103,7 +102,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     fast = args.path == "fast"
-    dtype = amp_dtype("bf16", device) if fast else None
+    dtype = torch.bfloat16 if fast else None  # the engine's --amp bf16
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else (
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
     print(f"device: {where}; torch {torch.__version__}, torchvision {torchvision.__version__}")

@@ -86,6 +86,21 @@ print(f"ratio common / rare: {fg.max() / fg.min():.0f}x")
 # SegNet), gives the rare classes a voice. The weights below are what `segedu.data.stats`
 # computes; the imbalance chapter trains with them and measures whether the rare classes'
 # IoU goes up.
+#
+# First on four made-up pixel counts, where the arithmetic is easy to follow: class 3 has a
+# hundredth of class 1's pixels, so inverse frequency weighs it 100 times more, its square root
+# 10 times. Median frequency balancing divides the median of the class frequencies (here
+# halfway between classes 1 and 2) by each class's frequency: classes more common than the
+# median get weights below 1, rarer ones above 1, and the rare-to-common ratio is again 100.
+
+# %% tags=["nbval-check-output"]
+toy_counts = [8000, 1000, 100, 10]
+for method in stats.WEIGHTINGS:
+    w = stats.class_weights(toy_counts, method)
+    print(f"{method:<17}" + "  ".join(f"{v:8.3f}" for v in w) + f"   rare / common: {w[3] / w[1]:.0f}x")
+
+# %% [markdown]
+# On the dataset's own pixel counts:
 
 # %%
 weights = {m: stats.class_weights(counts, m) for m in stats.WEIGHTINGS}
