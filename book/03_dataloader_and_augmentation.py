@@ -38,7 +38,7 @@ import torch
 
 from segedu import viz
 from segedu.data import IGNORE_INDEX, dataset, mixing, sampler, splits, stats, transforms
-from segedu.notebook import setup
+from segedu.notebook import setup, shape_text
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
 print(session.describe())
@@ -59,9 +59,10 @@ val_set = dataset.CocoSegmentation(session.data_dir, "val", transforms.val_trans
 test_set = dataset.CocoSegmentation(session.data_dir, "test", transforms.test_transform(session.profile))
 loader = dataset.make_loader(train_set, batch_size=4, shuffle=True, seed=seed)
 images, masks = next(iter(loader))
-print("train batch: images", tuple(images.shape), images.dtype, "| masks", tuple(masks.shape), masks.dtype)
+S = session.profile.image_size  # the profile's training size; shapes below write it as S
+print("train batch: images", shape_text(images, S), images.dtype, "| masks", shape_text(masks, S), masks.dtype)
 test_images, names = next(iter(dataset.make_loader(test_set, batch_size=2)))
-print("test batch:  images", tuple(test_images.shape), "| file names", type(names).__name__, len(names))
+print("test batch:  images", shape_text(test_images, S), "| file names", type(names).__name__, len(names))
 
 # %%
 print(f"{len(train_set)} train, {len(val_set)} val, {len(test_set)} test images; first test file: {names[0]}")
@@ -209,9 +210,9 @@ plt.show()
 # %% tags=["nbval-check-output"]
 soft = mixing.mixup(vi, vm, g, alpha=0.4).targets
 valid = soft.sum(1) > 0
-print("MixUp target:", tuple(soft.shape), "- each valid pixel's class probabilities sum to 1:",
+print("MixUp target:", shape_text(soft, S), "- each valid pixel's class probabilities sum to 1:",
       bool(torch.allclose(soft.sum(1)[valid], torch.ones(()))))
-print("CutMix target:", tuple(mixed["CutMix"].targets.shape), mixed["CutMix"].targets.dtype)
+print("CutMix target:", shape_text(mixed["CutMix"].targets, S), mixed["CutMix"].targets.dtype)
 
 # %% [markdown]
 # ## Train and validation splits

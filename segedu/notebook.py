@@ -73,3 +73,13 @@ def setup(profile: str = "auto", data_dir: str | Path | None = None, seed: int =
             )
     _configure_plots()
     return Session(prof, path, seed, dev, env.device_name(dev))
+
+
+def shape_text(tensor, size: int, symbol: str = "S") -> str:
+    """A tensor's shape with each spatial side equal to ``size`` written as ``symbol``: "(4, 3, S, S)".
+
+    A chapter prints shapes that depend on the profile's image size this way, so the printed text is
+    the same in every profile and nbval can compare it.
+    """
+    dims = [symbol if i >= len(tensor.shape) - 2 and d == size else str(d) for i, d in enumerate(tensor.shape)]
+    return "(" + ", ".join(dims) + ")"
