@@ -54,8 +54,11 @@ html: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests book --nbval-lax --nbval-current-env -p no:cacheprovider
 
+# .jupyter/ (see its README.txt) makes a double-click on a chapter's .py open it as a notebook; jupytext's
+# contents manager (enabled by the jupytext package) pairs it with its .ipynb via book/jupytext.toml.
 lab: $(STAMP)
-	$(PY) -m jupyter lab --notebook-dir=. book/00_how_to_use.py
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+		$(PY) -m jupyter lab --notebook-dir=. book/00_how_to_use.py
 
 clean-env:
 	rm -rf $(VENV)

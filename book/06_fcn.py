@@ -108,8 +108,8 @@ print("Caffe crop offsets:", fcn.CAFFE_OFFSETS)
 # FCN-32s upsamples fc7's class scores 32× in one step (a transposed convolution fixed to
 # bilinear interpolation). FCN-16s first upsamples 2×, adds class scores computed from pool4
 # (stride 16), then upsamples 16×; FCN-8s does the same once more with pool3 (stride 8). The
-# new score layers start at zero, so each variant starts out predicting exactly what the
-# coarser one did. Parameter counts at the paper's scale (21 PASCAL classes; the paper reports
+# new score layers start at zero, so each variant starts out predicting almost what the
+# coarser one did (almost: two bilinear upsamplings in a row are not one bilinear upsampling). Parameter counts at the paper's scale (21 PASCAL classes; the paper reports
 # 134M for FCN-VGG16), built on the `meta` device so nothing is allocated:
 
 # %% tags=["nbval-check-output"]

@@ -136,8 +136,22 @@ def execute(py_path: Path, out_path: Path | None = None, *, profile: str = "smok
             )
         except papermill.PapermillExecutionError as exc:
             raise _failure(py_path, nb.cells, exc) from None
+        _hide_injected_parameters(done)
         os.replace(done, out_path)  # same folder: atomic
     return out_path
+
+
+def _hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell``: the HTML book shows the chapter's own
+    parameters cell (the defaults a reader edits) and the setup line that prints what ran, not both."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, path)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -108,3 +108,21 @@ def show_predictions(image, mask, predictions: dict, names=CLASSES, title=None):
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
+
+
+def plot_learning_curves(histories: dict, key: str = "val_miou", title: str | None = None,
+                         ylabel: str = "validation mIoU"):
+    """One line per run (label -> list of per-epoch records, e.g. ``trainer.history``); returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.2))
+    for label, records in histories.items():
+        values = [record[key] for record in records]
+        ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

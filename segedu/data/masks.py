@@ -92,6 +92,17 @@ def semantic_mask(coco_data: CocoData, image: dict) -> np.ndarray:
     return np.ascontiguousarray(transposed.T)
 
 
+def instance_mask(coco_data: CocoData, image: dict) -> np.ndarray:
+    """(height, width) int32 instance labels of one image: 0 where no object is, and the i-th
+    annotation in painting order labelled i (later objects overwrite earlier ones, as in
+    :func:`semantic_mask`). The U-Net boundary weight map needs objects, not classes."""
+    height, width = image["height"], image["width"]
+    labels = np.zeros((height, width), np.int32)
+    for i, ann in enumerate(paint_order(coco_data.annotations(image)), 1):
+        labels[mask_utils.decode(annotation_rle(ann["segmentation"], height, width)).astype(bool)] = i
+    return labels
+
+
 def cache_root(data_dir: Path) -> Path:
     """``$SEGEDU_CACHE``, else ``data_dir/.segedu-cache`` when writable, else ``~/.cache/segedu``."""
     env = os.environ.get(CACHE_ENV)

@@ -21,6 +21,7 @@ import copy
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import main_output
@@ -137,6 +138,7 @@ def _square(value: int | tuple[int, ...], layer: nn.Module) -> int:
 
 
 def _average_instead_of_max_pooling(module: nn.Module) -> None:
+    replace_switches(module)
     for name, child in module.named_children():
         if isinstance(child, nn.MaxPool2d):
             if _square(child.dilation, child) != 1:
@@ -161,3 +163,42 @@ def _positive_constant_weights(module: nn.Module) -> None:
             buffer.zero_()
         elif name.endswith("running_var"):
             buffer.fill_(1.0)
+
+
+class _AveragePoolingWithIndices(nn.Module):
+    """Average pooling with the geometry of a ``MaxPool2d(return_indices=True)``; returns the pooled
+    map and placeholder indices (zeros), which :class:`_DenseUnpooling` ignores."""
+
+    def __init__(self, pooling: nn.MaxPool2d) -> None:
+        super().__init__()
+        if pooling.dilation not in (1, (1, 1)):
+            raise ValueError(f"{pooling}: dilated max pooling has no average-pooling twin")
+        self.pool = nn.AvgPool2d(pooling.kernel_size, pooling.stride, pooling.padding, ceil_mode=pooling.ceil_mode)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.pool(x)
+        return pooled, torch.zeros(pooled.shape, dtype=torch.long, device=pooled.device)
+
+
+class _DenseUnpooling(nn.Module):
+    """Nearest-neighbour upsampling in place of a max unpooling: every cell of a window receives
+    the value a switch would have put in one of them."""
+
+    def forward(self, x: torch.Tensor, indices, output_size=None) -> torch.Tensor:
+        size = getattr(indices, "size", None)  # segedu's PoolingIndices carry the pooled map's size
+        size = size if isinstance(size, torch.Size) else output_size
+        if size is None:
+            size = tuple(2 * s for s in x.shape[-2:])
+        return F.interpolate(x, size=tuple(size)[-2:], mode="nearest")
+
+
+def replace_switches(module: nn.Module) -> None:
+    """In place: max poolings that return switches average instead, and max unpoolings upsample
+    densely, so every position a switch could choose is connected (SegNet, DeconvNet)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.MaxPool2d) and child.return_indices:
+            setattr(module, name, _AveragePoolingWithIndices(child))
+        elif isinstance(child, nn.MaxUnpool2d):
+            setattr(module, name, _DenseUnpooling())
+        else:
+            replace_switches(child)

@@ -36,6 +36,11 @@ def test_execute_writes_the_executed_notebook(tmp_path):
                       for c in nb["cells"] for o in c.get("outputs", []))
     assert "ran smoke 7" in printed
     assert out == py.with_suffix(".ipynb")
+    # the HTML shows the chapter's own parameters cell, not papermill's injected copy as well
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert len(injected) == 1 and "remove-cell" in injected[0]["metadata"]["tags"]
+    own = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert len(own) == 1 and "remove-cell" not in own[0]["metadata"]["tags"]
 
 
 def test_failed_run_names_the_cell_and_keeps_the_previous_ipynb(tmp_path):

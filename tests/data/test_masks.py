@@ -61,6 +61,21 @@ def test_smaller_object_on_top_stays_visible(make_dataset, kit, reverse_file_ord
     np.testing.assert_array_equal(masks.semantic_mask(loaded, loaded.images[0]), expected)
 
 
+def test_instance_mask_numbers_objects_in_painting_order(make_dataset, kit):
+    data = kit.base_coco()
+    data["annotations"].append(kit.polygon_annotation(7, 1, 2, kit.rect(14, 10, 18, 14)))  # a second Paper
+    loaded = coco.load(make_dataset(data))
+    instances = masks.instance_mask(loaded, loaded.images[0])
+    expected = np.zeros((kit.HEIGHT, kit.WIDTH), np.int32)
+    expected[0:10, 0:12] = 1    # the large Paper (area 120) first
+    expected[4:8, 4:8] = 2      # Metal (area 16, annotation id 2) on top of it
+    expected[10:14, 14:18] = 3  # the second Paper: also area 16, so after id 2 by its id 7
+    np.testing.assert_array_equal(instances, expected)
+    semantic = masks.semantic_mask(loaded, loaded.images[0])
+    assert set(np.unique(semantic[instances == 3])) == {2}  # two Papers: one class, two instances
+    assert set(np.unique(semantic[instances == 1])) == {2}
+
+
 def test_equal_areas_are_painted_by_annotation_id(make_dataset, kit):
     data = kit.base_coco()
     data["annotations"] = [kit.polygon_annotation(9, 1, 5, kit.rect(0, 0, 6, 6)),

@@ -12,20 +12,9 @@ from segedu import models
 from segedu.errors import SegeduError
 from segedu.models import dilatednet, hrnet, pspnet
 
+from model_checks import count
+
 TINY = 0.125
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared 2-core machine: one thread is fastest."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def count(model):
-    return sum(p.numel() for p in model.parameters())
 
 
 def conv(in_channels, out_channels, kernel_size, bias=True):

@@ -14,28 +14,13 @@ from segedu.errors import SegeduError
 from segedu.models.deconvnet import ConvolutionNetwork
 from segedu.models.segnet import Encoder, PoolingIndices, Unpooling
 
+from model_checks import conv, norm, randomize_batch_norm
+
 TINY = 0.125
 NAMES = ("deconvnet", "segnet")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared 2-core machine: one thread is fast everywhere."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- parameter counts at paper scale (meta device: nothing allocated) -------------------------
-
-def conv(in_channels, out_channels, kernel_size, bias=True):
-    return in_channels * out_channels * kernel_size**2 + (out_channels if bias else 0)
-
-
-def norm(channels):
-    return 2 * channels  # BatchNorm2d's scale and shift; running statistics are buffers
-
 
 def conv_bn(in_channels, out_channels, kernel_size=3, bias=False):
     return conv(in_channels, out_channels, kernel_size, bias) + norm(out_channels)
@@ -211,16 +196,7 @@ def test_one_sgd_step_reaches_the_first_convolution_and_lowers_the_loss(name):
 def tiny_vgg16_bn_features(generator):
     """torchvision's own vgg16_bn feature layers at width 1/8, BN statistics randomised."""
     config = [max(1, round(c * TINY)) if c != "M" else c for c in torchvision.models.vgg.cfgs["D"]]
-    features = torchvision.models.vgg.make_layers(config, batch_norm=True)
-    for module in features.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            with torch.no_grad():
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
-    return features
+    return randomize_batch_norm(torchvision.models.vgg.make_layers(config, batch_norm=True), generator)
 
 
 def test_the_encoder_takes_torchvisions_vgg16_bn_layers():

@@ -16,33 +16,10 @@ from segedu.models.aspp import ASPPv2
 from segedu.models.backbones.xception import SeparableConv2d, Xception65
 from segedu.models.blocks import bilinear_upsample
 
+from model_checks import count, randomize_batch_norm
+
 TINY = 0.125
 PASCAL = 21  # the papers' 20 classes + background
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one OpenMP thread is fast on any machine, and does not wait on a busy one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def count(model):
-    return sum(p.numel() for p in model.parameters())
-
-
-def randomize_batch_norm(model, generator):
-    """Non-trivial running statistics and affine parameters, so eval-mode BN is not the identity."""
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            with torch.no_grad():
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
 
 
 # --- hand counts from layer shapes --------------------------------------------------------------

@@ -17,18 +17,10 @@ from segedu.models import fcn
 from segedu.models.backbones import VGG16, load_imagenet
 from segedu.models.blocks import bilinear_conv_transpose, bilinear_kernel, bilinear_upsample
 
+from model_checks import randomize_batch_norm
+
 TINY = 0.125
 VGG_FAMILY = ("fcn32s", "fcn16s", "fcn8s")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tests run small tensors; on a shared 2-core machine torch's second OpenMP thread waits
-    for the other processes and makes them 10-30x slower. One thread is fast on any machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- bilinear upsampling (Sec. 3.3) -----------------------------------------------------------
@@ -235,17 +227,6 @@ def test_crop_offsets_follow_from_the_layer_geometry(pad100):
 
 
 # --- torchvision's FCN-ResNet -----------------------------------------------------------------
-
-def randomize_batch_norm(model, generator):
-    """Non-trivial running statistics and affine parameters, so eval-mode BN is not the identity."""
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            with torch.no_grad():
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
 
 
 @pytest.mark.parametrize("name, aux", [("fcn_resnet50", True), ("fcn_resnet101", False)])

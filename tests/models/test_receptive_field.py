@@ -4,17 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from segedu import models
 from segedu.models.dilatednet import ContextModule, FrontEnd
 from segedu.models.receptive_field import (empirical_receptive_field, receptive_fields,
                                            theoretical_receptive_field)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def conv_stack(n, dilation=1, channels=2):
@@ -82,3 +75,14 @@ def test_a_too_small_input_and_non_chain_layers_are_refused():
         theoretical_receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3), nn.ConvTranspose2d(1, 1, 2, 2)))
     with pytest.raises(ValueError, match="not square"):
         theoretical_receptive_field(nn.Conv2d(1, 1, (1, 3)))
+
+
+def test_networks_with_pooling_switches_are_measured_through_their_unpooling():
+    """SegNet's max poolings return switches and its decoder unpools with them; the measurement
+    connects every position a switch could choose, so it equals the dense probe's field."""
+    from segedu.models import measure
+
+    model = models.create("segnet", num_classes=2, width=0.125)
+    direct = empirical_receptive_field(model, (3, 480, 480), "cpu")
+    probed = empirical_receptive_field(measure.dense_unpooling(model), (3, 480, 480), "cpu")
+    assert direct == probed and direct[0] > 200

@@ -8,16 +8,6 @@ from segedu.errors import SegeduError
 TINY = 0.125  # width that keeps every model a few hundred kilobytes
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tests run small tensors; on a shared 2-core machine torch's second OpenMP thread waits
-    for the other processes and makes them 10-30x slower. One thread is fast on any machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_available_lists_the_fcn_family_sorted():
     names = models.available()
     assert {"fcn32s", "fcn16s", "fcn8s", "fcn_resnet50", "fcn_resnet101"} <= set(names)

@@ -15,29 +15,11 @@ from segedu.errors import SegeduError
 from segedu.models import unet
 from segedu.models.fcdensenet import DenseBlock
 
+from model_checks import conv, count
+from model_checks import norm as batch_norm
+
 TINY = 0.125
 ALL = ("fcdensenet56", "fcdensenet67", "fcdensenet103", "unet", "unetpp")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared 2-core machine: one thread is fast on any machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def conv(in_channels, out_channels, kernel_size, bias=True):
-    return in_channels * out_channels * kernel_size**2 + (out_channels if bias else 0)
-
-
-def batch_norm(channels):
-    return 2 * channels  # gamma and beta; running statistics are buffers
-
-
-def count(model):
-    return sum(p.numel() for p in model.parameters())
 
 
 # --- FC-DenseNet -------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""What a model costs, measured: parameters, forward speed, the activations a training step keeps
+for its backward pass; and a probe that lets the receptive-field measurement see through
+unpooling with switches.
+
+* :func:`parameter_count` -- the number of weights (all, or only the trainable ones).
+* :func:`forward_speed` -- images per second of an inference forward pass (eval mode, no
+  gradients) on a random batch: the median of several timed passes after warm-up, synchronised on
+  CUDA. A timing: it depends on the machine, its load and the thread count.
+* :func:`saved_activation_bytes` -- the bytes of the tensors autograd saves for the backward pass
+  during one training-mode forward pass (parameters excluded, each storage counted once). This is
+  the memory that grows with batch size and image size, and it is the same count on any machine
+  for the same operations; it is not an allocator's peak (temporary buffers, the gradients and the
+  optimiser state come on top).
+* :func:`dense_unpooling` -- a copy of an encoder-decoder in which every max pooling that returns
+  its indices (SegNet's and DeconvNet's "switches") becomes an average pooling and every
+  ``nn.MaxUnpool2d`` a nearest-neighbour upsampling. Which input pixels an output pixel of the
+  real network sees depends on where the maxima were; the copy connects every position a switch
+  could choose, so :func:`segedu.models.receptive_field.empirical_receptive_field` on it gives the
+  largest region any switch configuration can connect (the theoretical receptive field).
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import main_output
+from .receptive_field import replace_switches
+
+
+def parameter_count(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``model`` (works on the ``meta`` device)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def forward_speed(model: nn.Module, batch_size: int, image_size: int | tuple[int, int], device="cpu", *,
+                  repeats: int = 5, warmup: int = 1, seed: int = 0) -> float:
+    """Images per second of ``model``'s eval-mode forward pass on a random (batch_size, 3, H, W) batch.
+
+    The median of ``repeats`` timed passes after ``warmup`` untimed ones; the model's training mode
+    is restored afterwards.
+    """
+    device = torch.device(device)
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch_size, 3, height, width, generator=generator).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        times = []
+        for index in range(warmup + repeats):
+            _synchronize(device)
+            start = time.perf_counter()
+            main_output(model(images))
+            _synchronize(device)
+            if index >= warmup:
+                times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    return batch_size / statistics.median(times)
+
+
+def saved_activation_bytes(model: nn.Module, images: torch.Tensor) -> int:
+    """Bytes autograd saves for the backward pass in one training-mode forward pass of ``images``.
+
+    Runs on a copy of ``model``, so its batch-norm statistics are not touched. Tensors sharing one
+    storage (an in-place ReLU's output and its input, views) count once; parameters not at all.
+    """
+    probe = copy.deepcopy(model).train()
+    parameters = {p.untyped_storage().data_ptr() for p in probe.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = main_output(probe(images))
+    del output
+    return sum(saved.values())
+
+
+def dense_unpooling(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose switch poolings average and whose unpoolings upsample densely
+    (see the module docstring); the original is not changed."""
+    probe = copy.deepcopy(model)
+    replace_switches(probe)
+    return probe
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,379 @@
+"""The solutions page (book/solutions/index.md) states what segedu computes.
+
+Each test computes an exercise's answer with segedu (or torch / pycocotools where the chapter
+does) on small tensors and checks both the answer and the sentence of the solutions page that
+states it, so the page fails here when the code or the chapter changes under it.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segedu import env, metrics, models
+from segedu.data import IGNORE_INDEX, coco, masks, sampler, transforms
+from segedu.errors import SegeduError
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "book" / "solutions" / "index.md"
+
+
+def section(number: str) -> str:
+    """The page's text for chapter ``number``, with line breaks and indentation folded to spaces."""
+    text = PAGE.read_text()
+    match = re.search(rf"^## {number} .*?(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"the solutions page has no section for chapter {number}"
+    return re.sub(r"\s+", " ", match.group(0))
+
+
+def says(number: str, *phrases: str) -> None:
+    body = section(number)
+    for phrase in phrases:
+        assert re.sub(r"\s+", " ", phrase) in body, f"chapter {number} solution should say {phrase!r}"
+
+
+def test_sections_name_the_chapters_by_their_titles():
+    """Chapters 00-06 are covered (later chapters may add sections); each heading is the chapter's title."""
+    from segedu import book
+
+    titles = {py.stem[:2]: jupytext.read(py).cells[0].source.splitlines()[0].lstrip("# ") for py in book.notebooks(ROOT)}
+    headings = re.findall(r"^## (\d\d) (.+)$", PAGE.read_text(), re.M)
+    assert [n for n, _ in headings] == sorted(n for n, _ in headings)
+    assert {f"{n:02d}" for n in range(7)} <= {n for n, _ in headings}
+    for number, heading in headings:
+        assert titles.get(number) == heading, f"solutions heading '## {number} {heading}' vs chapter title {titles.get(number)!r}"
+        assert "## Exercises" in (ROOT / "book" / f"{[p.stem for p in book.notebooks(ROOT) if p.stem[:2] == number][0]}.py").read_text()
+
+
+# --- 00 How to use this book -------------------------------------------------------------------
+
+def _tiny_batch():
+    """The chapter's own ``tiny_batch``, taken from its source so the answer follows the chapter."""
+    cells = jupytext.read(ROOT / "book" / "00_how_to_use.py").cells
+    source = next(c.source for c in cells if "def tiny_batch" in c.source)
+    namespace = {"torch": torch, "IGNORE_INDEX": IGNORE_INDEX}
+    exec(source.split("\nimages, labels = tiny_batch")[0], namespace)
+    return namespace["tiny_batch"](generator=torch.Generator().manual_seed(0))
+
+
+def test_00_smoke_profile_and_cuda_without_gpu(monkeypatch):
+    from segedu.notebook import setup
+
+    described = setup(profile="smoke", device="cpu").describe()
+    prefix = described.split("[")[0] + "["
+    assert prefix == "profile=smoke (every code path on tiny data (CI)); device=cpu ["
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SegeduError) as err:
+        setup(profile="smoke", device="cuda")
+    message = str(err.value).split("(")[0]
+    says("00", prefix, f"SegeduError: {message}(...)")
+
+
+def test_00_constant_background_accuracy():
+    images, labels = _tiny_batch()
+    valid = labels != IGNORE_INDEX
+    background, labelled = int((labels[valid] == 0).sum()), int(valid.sum())
+    accuracy = background / labelled
+    says("00", f"{background} of {labelled}, {accuracy:.3f}")
+    # ... and the chapter's untrained 1x1 conv (seeded as the chapter's setup seeds it) is far below
+    env.seed_everything(0)
+    model = torch.nn.Conv2d(3, 11, kernel_size=1)
+    with torch.no_grad():
+        prediction = model(images).argmax(1)
+    assert (prediction[valid] == labels[valid]).float().mean().item() < accuracy / 2
+
+
+def _one_image_coco(tmp_path, annotations, categories):
+    raw = {"images": [{"id": 1, "file_name": "a.jpg", "height": 20, "width": 20}],
+           "categories": categories, "annotations": annotations}
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def test_00_painting_order_largest_first(tmp_path):
+    can = {"id": 1, "image_id": 1, "category_id": 4, "segmentation": [[2, 2, 16, 2, 16, 18, 2, 18]],
+           "area": 224.0, "bbox": [2, 2, 14, 16], "iscrowd": 0}
+    battery = {"id": 2, "image_id": 1, "category_id": 9, "segmentation": [[6, 6, 10, 6, 10, 12, 6, 12]],
+               "area": 24.0, "bbox": [6, 6, 4, 6], "iscrowd": 0}
+    cats = [{"id": 4, "name": "Metal"}, {"id": 9, "name": "Battery"}]
+    for order in ([can, battery], [battery, can]):
+        data = coco.load(_one_image_coco(tmp_path, order, cats), check_images=False)
+        mask = masks.semantic_mask(data, data.images[0])
+        assert mask[8, 8] == 9 and mask[4, 4] == 4  # the battery on the can keeps its class
+    # painting in a given order, the last object wins (what the exercise's reordering does)
+    label = np.zeros((20, 20), np.uint8)
+    label[6:12, 6:10] = 9
+    label[2:18, 2:16] = 4
+    assert label[8, 8] == 4
+    says("00", "get **Metal**", "paints the **largest object first**")
+
+
+# --- 01 The COCO format ------------------------------------------------------------------------
+
+def test_01_rle_needs_fortran_order():
+    from pycocotools import mask as mask_utils
+
+    m = np.zeros((5, 7), dtype=np.uint8)
+    r, c = 3, 4
+    m[r, c] = 1
+    with pytest.raises(ValueError, match="ndarray is not Fortran contiguous"):
+        mask_utils.encode(np.ascontiguousarray(m))
+    rle = mask_utils.encode(np.asfortranarray(m))
+    assert np.array_equal(mask_utils.decode(rle), m)
+    uncompressed = _rle_counts(m)
+    assert uncompressed[0] == c * m.shape[0] + r
+    says("01", "`ValueError: ndarray is not Fortran contiguous`", "starts after `c * h + r` zeros")
+
+
+def _rle_counts(m: np.ndarray) -> list[int]:
+    """COCO's uncompressed counts: runs of 0s and 1s, column by column, starting with 0s."""
+    flat = m.flatten(order="F")
+    counts, value, run = [], 0, 0
+    for v in flat:
+        if v == value:
+            run += 1
+        else:
+            counts.append(run)
+            value, run = v, 1
+    counts.append(run)
+    return counts
+
+
+def test_01_nan_polygon_message(tmp_path):
+    ann = {"id": 7, "image_id": 1, "category_id": 9, "segmentation": [[1, 1, 8, 1, 8, float("nan")]],
+           "area": 24.5, "bbox": [1, 1, 7, 7], "iscrowd": 0}
+    path = _one_image_coco(tmp_path, [ann], [{"id": 9, "name": "Battery"}])
+    report = coco.validate(path, check_images=False).render()
+    line = "annotations[0] (id 7): segmentation polygon 0 has NaN or infinite coordinates"
+    assert line in report
+    says("01", f"`{line}`")
+
+
+# --- 02 Exploratory data analysis --------------------------------------------------------------
+
+def test_02_power_one_draws_the_rarest_class_in_n_over_sum_w():
+    rng = np.random.default_rng(0)
+    presence = rng.random((200, 6)) < np.array([1.0, 0.5, 0.3, 0.2, 0.1, 0.03])
+    presence[:, 0] = True  # background everywhere
+    presence[:6, 5] = True  # a rare class in a few images
+    w = sampler.image_weights(presence, power=1.0)
+    rarest = presence[:, 1:].mean(0).argmin() + 1
+    share = w[presence[:, rarest]].sum() / w.sum()
+    assert np.isclose(share, len(w) / w.sum())
+    # one class per image besides the background: every class drawn 1/K of the time
+    K = 4
+    one = np.zeros((120, K + 1), bool)
+    one[:, 0] = True
+    one[np.arange(120), 1 + np.repeat(np.arange(K), [60, 30, 20, 10])] = True
+    w1 = sampler.image_weights(one, power=1.0)
+    assert np.allclose([(w1[one[:, c]]).sum() / w1.sum() for c in range(1, K + 1)], 1 / K)
+    says("02", "**`N / Σᵢ wᵢ`**", "**`1 / K`**")
+
+
+def test_02_training_size_for_fewer_than_10_percent_small_objects():
+    rng = np.random.default_rng(1)
+    sides, width = rng.lognormal(3.5, 0.8, 5000), 256
+    q10 = np.quantile(sides, 0.1)
+    size = 32 * width / q10
+    assert np.mean(sides * size / width < 32) <= 0.1
+    assert np.mean(sides * (0.98 * size) / width < 32) > 0.1
+    says("02", "**`S ≥ 32 · W / q₁₀`**")
+
+
+# --- 03 Dataset, dataloader and augmentation ---------------------------------------------------
+
+def test_03_cutout_with_ignore_fill():
+    aug = transforms.reseed(transforms.A.Compose(
+        [transforms.augmentation("cutout", "cpu", p=1.0, fill_mask=IGNORE_INDEX)]), 0)
+    size = 128
+    image, mask = np.full((size, size, 3), 200, np.uint8), np.ones((size, size), np.uint8)
+    shares = []
+    for _ in range(200):
+        out = aug(image=image, mask=mask)
+        dropped = out["mask"] == IGNORE_INDEX
+        assert np.array_equal(dropped, (out["image"] == 0).all(-1))  # exactly the blanked pixels
+        shares.append(dropped.mean())
+    shares = np.array(shares)
+    assert 0.06 < shares.mean() < 0.08 and shares.min() >= 0.008 and shares.max() <= 0.25
+    assert 1000 < shares.mean() * size * size < 1200
+    says("03", "**about 7% of the pixels on average**", "(about 1,100 of 16,384)", "at most 25%")
+
+
+def test_03_expected_battery_factor():
+    rng = np.random.default_rng(2)
+    presence = rng.random((300, 11)) < np.linspace(1.0, 0.15, 11)
+    presence[:, 0] = True
+    presence[:, 9] = False
+    presence[rng.choice(300, 5, replace=False), 9] = True  # Battery: the rarest class
+    w = sampler.image_weights(presence, power=0.5)
+    battery_weight = presence[:, 9].mean() ** -0.5
+    assert np.allclose(w[presence[:, 9]], battery_weight)
+    expected = (w[presence[:, 9]].sum() / w.sum()) / presence[:, 9].mean()  # draw share / uniform share
+    assert np.isclose(expected, battery_weight * len(w) / w.sum())
+    draws = np.fromiter(sampler.ClassAwareSampler(presence, num_samples=200_000, seed=0), int)
+    measured = presence[draws, 9].mean() / presence[:, 9].mean()
+    assert abs(measured / expected - 1) < 0.05
+    says("03", "**`w_B · N / Σᵢ wᵢ`**")
+
+
+# --- 04 Metrics --------------------------------------------------------------------------------
+
+def test_04_dice_by_hand_and_the_iou_identity():
+    target = np.zeros((6, 6), dtype=np.int64)
+    target[1:4, 1:5] = 1
+    target[4:6, 4:6] = 2
+    rough = np.zeros_like(target)
+    rough[1:4, 2:5] = 1
+    rough[3:6, 4:6] = 2
+    cm = metrics.confusion_matrix(torch.from_numpy(rough)[None], torch.from_numpy(target)[None], num_classes=3)
+    scores = metrics.scores_from_confusion(cm)
+    inter, pred, true = cm.diag(), cm.sum(0), cm.sum(1)
+    by_hand = (2 * inter / (pred + true)).double()
+    assert torch.allclose(by_hand, scores["dice"])
+    iou = scores["iou"]
+    assert torch.allclose(scores["dice"], 2 * iou / (1 + iou))
+    assert (scores["dice"] >= iou).all()
+    parts = [f"{2}\\cdot{int(i)}/({int(p)}+{int(t)}) = {d:.3f}" for i, p, t, d in zip(inter, pred, true, by_hand)]
+    says("04", f"background ${parts[0]}$", f"large object ${parts[1]}$", f"small object ${parts[2]}$",
+         f"(background: IoU ${iou[0]:.3f}$, Dice ${scores['dice'][0]:.3f}$)")
+
+
+def test_04_fwiou_of_all_background_is_accuracy_squared():
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 5, (3, 16, 16), generator=gen)
+    target[:, :8] = 0
+    target[0, 0, :4] = IGNORE_INDEX
+    m = metrics.SegMetrics(num_classes=5)
+    m.update(torch.zeros_like(target), target)
+    s = m.compute()
+    assert np.isclose(float(s["fwiou"]), float(s["pixel_accuracy"]) ** 2)
+    says("04", "**fwIoU $= b^2 =$ (pixel accuracy)$^2$**")
+
+
+# --- 05 Transposed convolution -----------------------------------------------------------------
+
+def _conv_matrix(weight, in_size, **conv_args):
+    units = torch.eye(in_size * in_size).view(-1, 1, in_size, in_size)
+    return F.conv2d(units, weight, **conv_args).flatten(1).T
+
+
+def test_05_matrix_of_a_strided_padded_conv():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(1, 1, 3, 3, generator=g)
+    C = _conv_matrix(w, 6, stride=2, padding=1)
+    assert C.shape == (9, 36)
+    z = torch.randn(1, 1, 3, 3, generator=g)
+    full = F.conv_transpose2d(z, w, stride=2, padding=1, output_padding=1)
+    assert full.shape[-2:] == (6, 6)
+    assert torch.allclose((C.T @ z.flatten()).view(6, 6), full[0, 0], atol=1e-5)
+    short = F.conv_transpose2d(z, w, stride=2, padding=1)
+    assert short.shape[-2:] == (5, 5)
+    assert torch.allclose(short[0, 0], full[0, 0, :5, :5], atol=1e-5)
+    says("05", "$C$ is 9×36", "`conv_transpose2d(z, w, stride=2, padding=1, output_padding=1)`", "returns 5×5")
+
+
+def test_05_output_padding_that_undoes_a_strided_conv():
+    for n in range(5, 14):
+        for k, p, s, d in [(3, 1, 2, 1), (4, 1, 2, 1), (3, 0, 2, 1), (5, 2, 3, 1), (3, 2, 2, 2)]:
+            a = (n + 2 * p - d * (k - 1) - 1) % s
+            conv = torch.nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d)
+            back = torch.nn.ConvTranspose2d(1, 1, k, stride=s, padding=p, dilation=d, output_padding=a)
+            with torch.no_grad():
+                assert back(conv(torch.zeros(1, 1, n, n))).shape[-1] == n, (n, k, p, s, d)
+    assert (9 + 2 - 2 - 1) % 2 == 0 and (8 + 2 - 2 - 1) % 2 == 1
+    says("05", r"**$a = (n + 2p - d(k-1) - 1) \bmod s$**", r"$a = 8 \bmod 2 = 0$", "would need $a = 1$")
+
+
+def test_05_resize_then_conv_has_no_checkerboard():
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((1, 1, 8, 8), 0.7)
+    for _ in range(5):
+        w = torch.randn(1, 1, 3, 3, generator=g)
+        up = F.conv2d(F.interpolate(flat, scale_factor=2, mode="nearest"), w, padding=1)[0, 0, 1:-1, 1:-1]
+        assert torch.allclose(up, 0.7 * w.sum() * torch.ones_like(up), atol=1e-5)
+        transposed = F.conv_transpose2d(flat, w, stride=2)[0, 0, 3:-3, 3:-3]
+        assert transposed.max() - transposed.min() > 1e-3  # k=3, s=2: uneven overlaps, a checkerboard
+    says("05", r"$c \sum w$ at every pixel")
+
+
+# --- 06 FCN ------------------------------------------------------------------------------------
+
+def test_06_fcn16s_from_fcn32s():
+    torch.manual_seed(0)
+    fcn32 = models.create("fcn32s", width=0.125).eval()
+    torch.nn.init.normal_(fcn32.score_fr.weight)  # a trained-looking score layer (it starts at zero)
+    fcn16 = models.create("fcn16s", width=0.125).eval()
+    result = fcn16.load_state_dict(fcn32.state_dict(), strict=False)
+    assert sorted(result.missing_keys) == ["score_pool4.bias", "score_pool4.weight", "upscore16.weight", "upscore2.weight"]
+    assert result.unexpected_keys == ["upscore.weight"]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        score = fcn16.score_fr(fcn16._features(x)["fc7"])
+        two_steps = fcn16.upscore16(fcn16.upscore2(score))[..., :64, :64]
+        out16, out32 = fcn16(x), fcn32(x)
+    assert torch.allclose(out16, two_steps, atol=1e-5)  # score_pool4 adds nothing yet
+    assert not torch.allclose(out16, out32, atol=1e-3)  # but 2x then 16x is not one 32x step
+    says("06", "`upscore2`, `score_pool4` and `upscore16`", "`upscore` as unexpected",
+         "almost the same prediction, not an identical one")
+
+
+def test_06_pad100_sizes():
+    sizes = {}
+    with torch.device("meta"):
+        for pad100 in (True, False):
+            net = models.create("fcn8s", width=0.125, pad100=pad100)
+            for n in (128, 512):
+                feats = net._features(torch.empty(1, 3, n, n))
+                sizes[pad100, n] = {k: feats[k].shape[-1] for k in ("pool1", "pool5")}
+    assert sizes[True, 128] == {"pool1": 163, "pool5": 11} and sizes[False, 128] == {"pool1": 64, "pool5": 4}
+    ratio_128 = (sizes[True, 128]["pool1"] / sizes[False, 128]["pool1"]) ** 2
+    ratio_512 = (sizes[True, 512]["pool1"] / sizes[False, 512]["pool1"]) ** 2
+    assert round(ratio_128, 1) == 6.5 and round(ratio_512, 1) == 1.9
+    assert round((712 / 512) ** 2, 1) == 1.9
+    says("06", "pool1 is 163×163 instead of 64×64 (6.5 times the pixels)", "pool5 11×11 instead of 4×4",
+         r"$(712/512)^2 \approx 1.9$")
+
+
+# --- 07 Decoder models -----------------------------------------------------------------------
+
+def test_07_pad_fc6_pixel_ratio_and_pool5_cells():
+    from segedu.models import deconvnet
+
+    assert deconvnet.MIN_SIZE == 224
+    ratio = (deconvnet.MIN_SIZE / 128) ** 2
+    assert ratio == 3.0625
+    # n pool5 cells per side see 212 + 32 (n - 1) pixels
+    cells = {field: (field - 212) / 32 + 1 for field in (372, 404)}
+    assert cells == {372: 6, 404: 7}
+    says("07", "$(224/128)^2 = 3.0625$", "372 pixels are 6 pool5 cells per side and 404 pixels are 7")
+
+
+# --- 08 Skip connections ---------------------------------------------------------------------
+
+def test_08_fcdensenet_parameter_scaling():
+    counts = {}
+    for depth in (56, 67, 103):
+        with torch.device("meta"):
+            model = models.create(f"fcdensenet{depth}", num_classes=11)
+        counts[depth] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert [round(counts[d] / 1e6, 2) for d in (56, 67, 103)] == [1.38, 3.46, 9.32]
+    assert round(counts[67] / counts[56], 1) == 2.5 and round(counts[103] / counts[67], 1) == 2.7
+    says("08", "1.38M, 3.46M and 9.32M", "about 2.5 and 2.7")
+
+
+def test_08_valid_unet_input_for_a_128_crop():
+    model = models.create("unet", num_classes=2, width=0.0625, padding="valid").eval()
+    seen = []
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[-1]) and None)
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 128, 128)).shape[-1] == 128
+    assert 300 <= seen[0] <= 320 and 5.5 <= (seen[0] / 128) ** 2 <= 6.3, seen
+    says("08", "about 316 pixels per side", "about 6 times the pixels")

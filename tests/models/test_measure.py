@@ -1,0 +1,102 @@
+"""segedu.models.measure: parameter counts, forward speed, saved-activation bytes and the dense
+unpooling probe, against hand-computed cases."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from segedu import models
+from segedu.models import measure
+from segedu.models.receptive_field import empirical_receptive_field
+
+
+def test_parameter_count_by_hand():
+    # conv 3->4, 3x3 with bias: 4*3*9 + 4 = 112; batch norm: weight and bias 4 + 4 (buffers are not parameters)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    assert measure.parameter_count(net) == 120
+    net[1].requires_grad_(False)
+    assert measure.parameter_count(net, trainable_only=True) == 112
+    assert measure.parameter_count(net) == 120
+    with torch.device("meta"):
+        assert measure.parameter_count(nn.Linear(10, 5)) == 55
+
+
+def test_saved_activation_bytes_by_hand():
+    x = torch.rand(2, 3, 8, 8)
+    # a convolution keeps its input for the weight gradient: 2*3*8*8 float32 = 1536 bytes
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    assert measure.saved_activation_bytes(nn.Sequential(conv), x) == 1536
+    # a (not in-place) ReLU also keeps its output: 2*4*8*8*4 = 2048 more
+    assert measure.saved_activation_bytes(nn.Sequential(conv, nn.ReLU()), x) == 1536 + 2048
+    # max pooling with 2x2 windows keeps its input (the conv output, 2048 bytes) and the int64
+    # indices of the 2*4*4*4 maxima
+    pooled = nn.Sequential(conv, nn.MaxPool2d(2))
+    assert measure.saved_activation_bytes(pooled, x) == 1536 + 2048 + 2 * 4 * 4 * 4 * 8
+
+
+def test_saved_activation_bytes_leaves_the_model_alone():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    measure.saved_activation_bytes(net, torch.rand(2, 3, 8, 8) + 5)
+    assert not net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # running stats untouched
+
+
+def test_forward_speed_restores_the_mode():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout())
+    speed = measure.forward_speed(net, 2, (16, 12), repeats=2, warmup=0)
+    assert speed > 0 and math.isfinite(speed)
+    assert net.training
+
+
+class _PoolUnpool(nn.Module):
+    """conv 3x3 -> 2x2 max pooling with switches -> unpooling -> conv 3x3."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1)
+        self.pool, self.unpool = nn.MaxPool2d(2, 2, return_indices=True), nn.MaxUnpool2d(2, 2)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        pooled, indices = self.pool(y)
+        return self.conv2(self.unpool(pooled, indices, output_size=y.shape[-2:]))
+
+
+def test_dense_unpooling_receptive_field_by_hand():
+    # centre output pixel 8 of 16: conv2 sees unpooled pixels 7..9, i.e. pooling windows 3 and 4
+    # (pixels 6..9 of conv1's output), and conv1 adds one pixel on each side: input 5..10, 6 pixels.
+    # A centre pixel at 7 of 15 sees 6..8, windows 3 and 4 again: input 5..10.
+    net = _PoolUnpool()
+    probe = measure.dense_unpooling(net)
+    assert empirical_receptive_field(probe, (1, 16, 16)) == (6, 6)
+    assert empirical_receptive_field(probe, (1, 15, 17)) == (6, 6)
+    # the original keeps its switches
+    assert isinstance(net.pool, nn.MaxPool2d) and isinstance(net.unpool, nn.MaxUnpool2d)
+
+
+def test_dense_unpooling_on_segnet_keeps_shapes_and_encoder_field():
+    net = models.create("segnet", num_classes=3, width=0.03125).eval()
+    probe = measure.dense_unpooling(net).eval()
+    x = torch.rand(1, 3, 37, 45)
+    assert probe(x).shape == net(x).shape == (1, 3, 37, 45)
+    # a pool5 cell sees VGG16's pool5 field: by r <- r + (k - 1) j over the five stages (3x3 convs,
+    # then the 2x2 pooling), 1 + 4 + 1 + 8 + 2 + 24 + 4 + 48 + 8 + 96 + 16 = 212 pixels.
+    encoder = measure.dense_unpooling(net.encoder)
+
+    class Pool5(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, x):
+            return self.encoder(x)[0]
+
+    assert empirical_receptive_field(Pool5(), (3, 320, 320)) == (212, 212)
+
+
+def test_dense_unpooling_refuses_dilated_switch_pooling():
+    net = nn.Sequential(nn.MaxPool2d(2, 2, dilation=2, return_indices=True))
+    with pytest.raises(ValueError):
+        measure.dense_unpooling(net)
