@@ -101,3 +101,14 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad the bottom and right of (B, C, H, W) so H and W are multiples of ``multiple``."""
     height, width = x.shape[-2:]
     return F.pad(x, (0, -width % multiple, 0, -height % multiple))
+
+
+def main_and_aux(features: dict[str, torch.Tensor], head: nn.Module, aux_head: nn.Module | None,
+                 size: torch.Size | tuple[int, int], training: bool) -> torch.Tensor | dict[str, torch.Tensor]:
+    """The output of a dilated-ResNet model with a head on layer4 and an optional auxiliary head on
+    layer3 (FCN-ResNet, DeepLab v3, PSPNet): logits upsampled to ``size``, and in training mode with
+    an auxiliary head ``{"out": logits, "aux": aux_logits}`` (torchvision's convention)."""
+    out = bilinear_upsample(head(features["layer4"]), size)
+    if not training or aux_head is None:
+        return out
+    return {"out": out, "aux": bilinear_upsample(aux_head(features["layer3"]), size)}

@@ -26,7 +26,7 @@ from ..data.classes import NUM_CLASSES
 from . import register
 from .aspp import ASPP, atrous_rates
 from .backbones import ResNet, load_imagenet
-from .blocks import ConvBNReLU, bilinear_upsample, scaled
+from .blocks import ConvBNReLU, main_and_aux, scaled
 from .fcn import FCNHead
 
 #: Channels of every ASPP branch and of the projection (Sec. 3.3).
@@ -68,11 +68,7 @@ class DeepLabV3(nn.Module):
         self.aux_classifier = FCNHead(channels["layer3"], num_classes) if aux else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        features = self.backbone(x)
-        out = bilinear_upsample(self.classifier(features["layer4"]), x.shape[-2:])
-        if not self.training or self.aux_classifier is None:
-            return out
-        return {"out": out, "aux": bilinear_upsample(self.aux_classifier(features["layer3"]), x.shape[-2:])}
+        return main_and_aux(self.backbone(x), self.classifier, self.aux_classifier, x.shape[-2:], self.training)
 
 
 def _build(depth: int, num_classes: int, width: float, output_stride: int, multi_grid: bool, aux: bool,

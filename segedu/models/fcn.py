@@ -31,7 +31,7 @@ from ..data.classes import NUM_CLASSES
 from . import register
 from .backbones import ResNet, VGG16, load_imagenet
 from .backbones.vgg import fully_convolutional_state_dict, linear_to_conv_weight
-from .blocks import ConvBNReLU, bilinear_conv_transpose, bilinear_upsample, crop_like, pad_to_multiple
+from .blocks import ConvBNReLU, bilinear_conv_transpose, crop_like, main_and_aux, pad_to_multiple
 
 #: Crop offsets of the pad-100 nets, as in the authors' voc-fcn{32,16,8}s/net.py. An offset is
 #: where the cropped map's first pixel falls in the bigger map. Composing each layer's
@@ -189,11 +189,7 @@ class FCNResNet(nn.Module):
         self.aux_classifier = FCNHead(self.backbone.channels["layer3"], num_classes) if aux else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        features = self.backbone(x)
-        out = bilinear_upsample(self.classifier(features["layer4"]), x.shape[-2:])
-        if not self.training or self.aux_classifier is None:
-            return out
-        return {"out": out, "aux": bilinear_upsample(self.aux_classifier(features["layer3"]), x.shape[-2:])}
+        return main_and_aux(self.backbone(x), self.classifier, self.aux_classifier, x.shape[-2:], self.training)
 
 
 def _pretrained(model: nn.Module, pretrained_backbone: bool | str | os.PathLike) -> nn.Module:

@@ -24,7 +24,7 @@ from torch import nn
 from ..data.classes import NUM_CLASSES
 from . import register
 from .backbones import ResNet, load_imagenet
-from .blocks import ConvBNReLU, bilinear_upsample, scaled
+from .blocks import ConvBNReLU, bilinear_upsample, main_and_aux, scaled
 
 #: Sec. 3.2: the four pyramid levels pool to 1x1, 2x2, 3x3 and 6x6 bins.
 BINS = (1, 2, 3, 6)
@@ -87,11 +87,7 @@ class PSPNet(nn.Module):
                          if aux else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        features = self.backbone(x)
-        out = bilinear_upsample(self.head(features["layer4"]), x.shape[-2:])
-        if not self.training or self.aux_head is None:
-            return out
-        return {"out": out, "aux": bilinear_upsample(self.aux_head(features["layer3"]), x.shape[-2:])}
+        return main_and_aux(self.backbone(x), self.head, self.aux_head, x.shape[-2:], self.training)
 
 
 def _build(num_classes: int, depth: int, width: float, aux: bool,

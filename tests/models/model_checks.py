@@ -29,3 +29,16 @@ def randomize_batch_norm(model: nn.Module, generator: torch.Generator) -> nn.Mod
                 module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
                 module.bias.copy_(torch.rand(n, generator=generator) - 0.5)
     return model
+
+
+def fake_weights_api(monkeypatch, weights_class, state_dict):
+    """Replace ``weights.get_state_dict`` of a torchvision WeightsEnum (no download); returns the
+    members asked for."""
+    requested = []
+
+    def get_state_dict(self, *args, **kwargs):
+        requested.append(self)
+        return state_dict
+
+    monkeypatch.setattr(weights_class, "get_state_dict", get_state_dict)
+    return requested

@@ -16,7 +16,7 @@ from segedu.models.aspp import ASPPv2
 from segedu.models.backbones.xception import SeparableConv2d, Xception65
 from segedu.models.blocks import bilinear_upsample
 
-from model_checks import count, randomize_batch_norm
+from model_checks import count, fake_weights_api, randomize_batch_norm
 
 TINY = 0.125
 PASCAL = 21  # the papers' 20 classes + background
@@ -319,17 +319,6 @@ def test_deeplabv3plus_trains_through_decoder_and_encoder():
 def test_bad_options_are_refused(name, options):
     with pytest.raises(SegeduError):
         models.create(name, **options)
-
-
-def fake_weights_api(monkeypatch, weights_class, state_dict):
-    requested = []
-
-    def get_state_dict(self, *args, **kwargs):
-        requested.append(self)
-        return state_dict
-
-    monkeypatch.setattr(weights_class, "get_state_dict", get_state_dict)
-    return requested
 
 
 @pytest.mark.parametrize("name, weights, reference", [

@@ -17,7 +17,7 @@ from segedu.models import fcn
 from segedu.models.backbones import VGG16, load_imagenet
 from segedu.models.blocks import bilinear_conv_transpose, bilinear_kernel, bilinear_upsample
 
-from model_checks import randomize_batch_norm
+from model_checks import fake_weights_api, randomize_batch_norm
 
 TINY = 0.125
 VGG_FAMILY = ("fcn32s", "fcn16s", "fcn8s")
@@ -256,18 +256,6 @@ def resnet50_imagenet_state():
     model = torchvision.models.resnet50(weights=None)
     randomize_batch_norm(model, torch.Generator().manual_seed(1))
     return model.state_dict()
-
-
-def fake_weights_api(monkeypatch, weights_class, state_dict):
-    """Replace ``weights.get_state_dict`` of a torchvision WeightsEnum; returns the members asked for."""
-    requested = []
-
-    def get_state_dict(self, *args, **kwargs):
-        requested.append(self)
-        return state_dict
-
-    monkeypatch.setattr(weights_class, "get_state_dict", get_state_dict)
-    return requested
 
 
 @pytest.mark.parametrize("source", ["weights API", "file"])
