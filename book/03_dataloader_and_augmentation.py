@@ -178,9 +178,12 @@ for name in names_shown:
 #   pastes them on another: a direct way to show the model more of a rare class.
 
 # %%
-rare = [9, 10, 4]  # Battery, Clothing, Metal: the rarest classes by image share in the EDA chapter
+_, train_presence = stats.pixel_counts_and_presence(train_set.coco)
+rare = [int(c) + 1 for c in np.argsort(train_presence[:, 1:].mean(0), kind="stable")[:3]]  # in the fewest images
+print("rarest object classes by image share:", ", ".join(train_set.class_names[c] for c in rare))
 _, val_presence = stats.pixel_counts_and_presence(val_set.coco)
-donor = int(np.flatnonzero(val_presence[:, rare].any(axis=1))[0])  # a validation image with a rare class
+with_rare = np.flatnonzero(val_presence[:, rare].any(axis=1))
+donor = int(with_rare[0]) if len(with_rare) else 0  # a validation image with a rare class, if there is one
 vi, vm = dataset.collate([val_set[i] for i in (donor, (donor + 1) % len(val_set))])
 g = torch.Generator().manual_seed(seed)
 partner = torch.tensor([1, 0])
