@@ -36,6 +36,12 @@ $(STAMP): pyproject.toml requirements.lock constraints-torch.txt
 	echo "segedu: installing the pinned environment into $(VENV) from $$lock (first time: several minutes)"; \
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
 		-c $$lock -e '.[book,dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@# DenseCRF is an optional extra compiled from source; without a C++ compiler the book and the
+	@# tests skip it (segedu.inference.crf explains how to install it) and everything else works.
+	@if $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then lock=requirements.lock; else lock=constraints-torch.txt; fi; \
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location -c $$lock 'pydensecrf2>=1.1' \
+		>/dev/null 2>&1 && echo "segedu: optional DenseCRF (pydensecrf2) installed" \
+		|| echo "segedu: optional DenseCRF (pydensecrf2) could not be built here (needs a C++ compiler); skipping it"
 	@$(PY) -c 'import torch, torchvision, torch.nn.functional as F; x = torch.ones(1, 3, 8, 8); F.conv2d(x, torch.ones(2, 3, 3, 3)); print("segedu: torch", torch.__version__, "+ torchvision", torchvision.__version__, "import and run a conv")'
 	@touch $(STAMP)
 

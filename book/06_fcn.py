@@ -30,14 +30,12 @@ device = "auto"
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torchvision
 
-from segedu import metrics, models, viz
+from segedu import models, viz
 from segedu.data import dataset
-from segedu.engine import TrainConfig, load_model, train
-from segedu.inference.predict import predict_logits
+from segedu.engine import compare
 from segedu.models import fcn
 from segedu.models.backbones import vgg
 from segedu.notebook import setup
@@ -130,64 +128,34 @@ for name in ("fcn32s", "fcn16s", "fcn8s"):
 
 # %%
 prof = session.profile
-runs = {}
-plan = [("fcn32s", s) for s in prof.seeds[:2]] + [("fcn16s", prof.seeds[0])] + [("fcn8s", s) for s in prof.seeds[:2]]
-for name, run_seed in plan:
-    config = TrainConfig(model=name, model_options={"width": prof.width, "batch_norm": True},
-                         data_dir=str(session.data_dir), profile=prof.name, seed=run_seed,
-                         device=str(session.device), out=str(session.run_dir("06_fcn", f"{name}-seed{run_seed}")))
-    trainer = train(config)
-    runs[(name, run_seed)] = trainer
-    print(f"{name} seed {run_seed}: val mIoU {trainer.best_miou:.4f} after {trainer.step} steps "
-          f"({sum(r['seconds'] for r in trainer.history):.0f} s)")
+plan = ([{"model": "fcn32s", "seed": s} for s in prof.seeds[:2]] + [{"model": "fcn16s", "seed": prof.seeds[0]}]
+        + [{"model": "fcn8s", "seed": s} for s in prof.seeds[:2]])
+runs = compare.train_plan(session, "06_fcn", plan, model_options={"batch_norm": True})
+for label, run in runs.items():
+    print(f"{label}: val mIoU {run.trainer.best_miou:.4f} after {run.trainer.step} steps ({run.seconds:.0f} s)")
 
 # %%
-history = {key: [r["val_miou"] for r in t.history] for key, t in runs.items()}
-fig, ax = plt.subplots(figsize=(6.5, 3.4))
-for (name, run_seed), values in history.items():
-    ax.plot(range(1, len(values) + 1), values, marker="o", label=f"{name}, seed {run_seed}")
-ax.set_xlabel("epoch")
-ax.set_ylabel("validation mIoU")
-ax.set_title("FCN variants, same budget")
-ax.legend(fontsize=8)
-fig.tight_layout()
+viz.plot_learning_curves({label: run.trainer.history for label, run in runs.items()}, title="FCN variants, same budget")
 plt.show()
 
 # %% [markdown]
 # ## Per class, and at the boundaries
 #
-# Each model's best checkpoint is scored on the validation images at their own resolution:
-# over all pixels, and only on the pixels within 3 pixels of a boundary between two classes
-# (the "trimap" band, `segedu.metrics.boundary_band`), where a coarse output must fail first.
+# Each model's best checkpoint is scored on the validation images at their own resolution
+# (`compare.score_runs`): over all pixels, and only on the pixels within 3 pixels of a boundary
+# between two classes (the "trimap" band, `segedu.metrics.boundary_band`), where a coarse output
+# must fail first.
 
 # %%
-val = dataset.CocoSegmentation(session.data_dir, "val")
-loader = dataset.make_loader(val, batch_size=prof.batch_size)
-names = val.class_names
-table = {}
-for (name, run_seed), trainer in runs.items():
-    model, config, _ = load_model(trainer.run_dir, session.device)
-    overall, band = metrics.SegMetrics(len(names)), metrics.SegMetrics(len(names))
-    for images, masks in loader:
-        images, masks = images.to(session.device), masks.to(session.device)
-        logits = predict_logits(model, images, config.image_size)
-        overall.update(logits, masks)
-        band.update(logits, metrics.mask_outside(masks, metrics.boundary_band(masks, 3)))
-    table[(name, run_seed)] = (overall.compute(), band.compute())
-
-print(f"{'model':<16}{'mIoU':>8}{'boundary mIoU':>15}{'pixel acc':>11}  " + " ".join(f"{n[:7]:>7}" for n in names))
-for (name, run_seed), (o, b) in table.items():
-    per_class = " ".join(f"{v:>7.3f}" for v in np.nan_to_num(o["iou"].numpy()))
-    print(f"{name + ' s' + str(run_seed):<16}{o['miou']:>8.4f}{b['miou']:>15.4f}{o['pixel_accuracy']:>11.4f}  {per_class}")
+scores = compare.score_runs({label: run.run_dir for label, run in runs.items()}, session.data_dir,
+                            device=session.device, batch_size=prof.batch_size)
+print(compare.per_class_table(scores))
 
 # %%
-def mean_std(name, key):
-    vals = [table[k][0 if key == "miou" else 1]["miou"] for k in table if k[0] == name]
-    return np.mean(vals), (np.std(vals) if len(vals) > 1 else float("nan")), len(vals)
-
-
-for key, label in (("miou", "mIoU"), ("band", "boundary mIoU")):
-    (m32, s32, n32), (m8, s8, n8) = mean_std("fcn32s", key), mean_std("fcn8s", key)
+groups = {name: [label for label, run in runs.items() if run.model == name] for name in ("fcn32s", "fcn8s")}
+for key, label in (("overall", "mIoU"), ("boundary", "boundary mIoU")):
+    summary = compare.seed_summary(scores, groups, key=key)
+    (m32, s32, n32), (m8, s8, n8) = summary["fcn32s"], summary["fcn8s"]
     spread = max(s32, s8)
     verdict = "more than" if abs(m8 - m32) > 2 * spread else "not more than"
     print(f"{label}: FCN-8s {m8:.4f} ± {s8:.4f} vs FCN-32s {m32:.4f} ± {s32:.4f} (n={n8}, {n32}): "
@@ -197,20 +165,10 @@ for key, label in (("miou", "mIoU"), ("band", "boundary mIoU")):
 # Predictions of the three variants on one validation image (seed of the session):
 
 # %%
+val = dataset.CocoSegmentation(session.data_dir, "val")
 image, mask = val[0]
-panels = [(viz.image_to_uint8(image), "image"), (viz.colorize(mask), "ground truth")]
-for name in ("fcn32s", "fcn16s", "fcn8s"):
-    model, config, _ = load_model(runs[(name, prof.seeds[0])].run_dir, session.device)
-    pred = predict_logits(model, image[None].to(session.device), config.image_size).argmax(1)[0]
-    panels.append((viz.colorize(pred), name))
-fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.3))
-for ax, (panel, title) in zip(axes, panels):
-    ax.imshow(panel, interpolation="nearest")
-    ax.set_title(title)
-    ax.axis("off")
-present = sorted(set(np.unique(mask.numpy()).tolist()))
-fig.legend(handles=viz.legend_handles(present, names), loc="lower center", ncol=6, fontsize=8, frameon=False)
-fig.tight_layout(rect=(0, 0.1, 1, 1))
+first_seed = {label: run.run_dir for label, run in runs.items() if run.seed == prof.seeds[0]}
+viz.show_predictions(image, mask, compare.predictions(first_seed, image, session.device), names=val.class_names)
 plt.show()
 
 # %% [markdown]

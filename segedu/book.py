@@ -160,8 +160,29 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def record_run(profile: str, device_text: str, times: dict[str, float], book_root: Path) -> dict:
-    """Merge the measured wall times into ``book/run_log.json`` and render ``book/run_log.md``."""
+def chapter_results(runs_root: Path, profile: str, chapter: str, since: float | None = None) -> list[dict]:
+    """The training runs a chapter wrote under ``runs_root/<profile>/<chapter>/``: per run its model,
+    seed, best validation mIoU, epochs and training seconds, read from the run directory's
+    ``config.json`` and ``metrics.jsonl``. ``since`` (a ``time.time()``) keeps only runs whose
+    metrics were written after it, i.e. by the execution that just finished."""
+    rows = []
+    for metrics_file in sorted((Path(runs_root) / profile / chapter).glob("*/metrics.jsonl")):
+        if since is not None and metrics_file.stat().st_mtime < since:
+            continue
+        records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+        scored = [r["val_miou"] for r in records if r.get("val_miou") is not None]
+        config_file = metrics_file.with_name("config.json")
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        rows.append({"run": metrics_file.parent.name, "model": config.get("model", metrics_file.parent.name),
+                     "seed": config.get("seed"), "best_val_miou": round(max(scored), 4) if scored else None,
+                     "epochs": len(records), "train_seconds": round(sum(r.get("seconds", 0) for r in records), 1)})
+    return rows
+
+
+def record_run(profile: str, device_text: str, times: dict[str, float], book_root: Path,
+               results: dict[str, list[dict]] | None = None) -> dict:
+    """Merge the measured wall times (and the chapters' training results, see
+    :func:`chapter_results`) into ``book/run_log.json`` and render ``book/run_log.md``."""
     path = book_root / RUN_LOG_JSON
     log = json.loads(path.read_text()) if path.is_file() else {"profiles": {}}
     entry = log["profiles"].setdefault(profile, {"notebooks": {}})
@@ -174,6 +195,9 @@ def record_run(profile: str, device_text: str, times: dict[str, float], book_roo
     order = [p.stem for p in notebooks(book_root)]
     entry["notebooks"] = {k: entry["notebooks"][k] for k in order if k in entry["notebooks"]}
     entry["total_seconds"] = round(sum(entry["notebooks"].values()), 1)
+    stored = entry.setdefault("results", {})
+    stored.update({chapter: rows for chapter, rows in (results or {}).items() if rows})
+    entry["results"] = {k: stored[k] for k in order if k in stored}
     _write_atomic(path, json.dumps(log, indent=2) + "\n")
     _write_atomic(book_root / RUN_LOG_MD, render_run_log(log))
     return log
@@ -199,7 +223,30 @@ def render_run_log(log: dict) -> str:
         ]
         lines += [f"| {nb} | {sec:.1f} |" for nb, sec in entry["notebooks"].items()]
         lines += [f"| **total** | **{entry['total_seconds']:.1f}** |", ""]
+        if entry.get("results"):
+            lines += [f"### Training runs, profile `{name}`", "",
+                      "Best validation mIoU of each model during training (mean ± std over its seeds),",
+                      "its epochs and its mean training seconds per run, from the chapters' run directories.", "",
+                      "| chapter | model | seeds | best val mIoU | epochs | training s |", "|---|---|---:|---:|---:|---:|"]
+            for chapter, rows in entry["results"].items():
+                for model, group in _by_model(rows).items():
+                    values = [r["best_val_miou"] for r in group if r["best_val_miou"] is not None]
+                    if not values:
+                        continue
+                    mean = sum(values) / len(values)
+                    spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+                    score = f"{mean:.4f} ± {spread:.4f}" if len(values) > 1 else f"{mean:.4f}"
+                    seconds = sum(r["train_seconds"] for r in group) / len(group)
+                    lines.append(f"| {chapter} | {model} | {len(group)} | {score} | {group[0]['epochs']} | {seconds:.0f} |")
+            lines.append("")
     return "\n".join(lines)
+
+
+def _by_model(rows: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["model"], []).append(row)
+    return groups
 
 
 def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: str | None = None,
@@ -218,15 +265,18 @@ def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: st
 
         echo(f"  default dataset: {synth.ensure_default_dataset(profiles.PROFILES[name])}")
     times: dict[str, float] = {}
+    results: dict[str, list[dict]] = {}
+    runs_root = profiles.data_root().parent / "runs"
     try:
         for py in chosen:
-            t0 = time.perf_counter()
+            t0, started = time.perf_counter(), time.time()
             execute(py, profile=name, data_dir=data_dir, seed=seed, device=device)
             times[py.stem] = time.perf_counter() - t0
+            results[py.stem] = chapter_results(runs_root, name, py.stem, since=started)
             echo(f"  {py.stem:<40s} {times[py.stem]:7.1f} s")
     finally:
         if times:
-            record_run(name, f"{dev} - {env.device_name(dev)}", times, book_root)
+            record_run(name, f"{dev} - {env.device_name(dev)}", times, book_root, results)
     echo(f"segedu book: done in {sum(times.values()):.1f} s; times in {RUN_LOG_MD}")
     return times
 

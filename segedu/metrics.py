@@ -274,3 +274,33 @@ def boundary_band(target: torch.Tensor, width: int, ignore_index: int | None = I
 def mask_outside(target: torch.Tensor, keep: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """``target`` with every pixel outside ``keep`` set to ``ignore_index`` (score a region only)."""
     return torch.where(keep, target, torch.full_like(target, ignore_index))
+
+
+def object_recall(pred: torch.Tensor, instances: torch.Tensor, instance_classes) -> torch.Tensor:
+    """Per object: its visible area and the share of its pixels predicted as its class.
+
+    ``pred`` (H, W) holds predicted classes, ``instances`` (H, W) object ids (0: no object, i: the
+    i-th object, as :func:`segedu.data.masks.instance_mask` paints them) and ``instance_classes[i - 1]``
+    is object i's class. Pixel metrics are dominated by large objects; this scores every object
+    equally, so that recall can be compared by object size (small objects are the first thing a
+    coarse output loses). Objects fully covered by later ones (area 0) are left out.
+
+    Returns a float64 tensor (N, 3): object id, visible area in pixels, recall in [0, 1].
+    """
+    if pred.shape != instances.shape:
+        raise SegeduError(f"object_recall: prediction {tuple(pred.shape)} and instances {tuple(instances.shape)} "
+                          f"must have the same (H, W) shape")
+    classes = torch.as_tensor(list(instance_classes), dtype=torch.int64, device=pred.device)
+    ids = instances.flatten().long()
+    count = len(classes)
+    if count == 0:
+        return torch.zeros(0, 3, dtype=torch.float64)
+    if int(ids.max()) > count:
+        raise SegeduError(f"object_recall: instance id {int(ids.max())} has no class ({count} classes given)")
+    area = torch.bincount(ids, minlength=count + 1)[1:]
+    # an object's pixel is a hit when the prediction there is the object's class
+    own_class = torch.cat([classes.new_full((1,), -1), classes])[ids]
+    hits = torch.bincount(ids, weights=(pred.flatten().long() == own_class).double(), minlength=count + 1)[1:]
+    visible = area > 0
+    object_ids = torch.arange(1, count + 1, device=pred.device)[visible]
+    return torch.stack([object_ids.double(), area[visible].double(), hits[visible] / area[visible]], 1).cpu()

@@ -254,3 +254,30 @@ def test_boundary_band_by_hand():
     assert not boundary_band(target, width=1)[0, 0, 0]
     masked = mask_outside(target, band.unsqueeze(0))
     assert (masked[0, :, :2] == 255).all() and torch.equal(masked[0, 1:, 2:4], target[0, 1:, 2:4])
+
+
+def test_object_recall_by_hand():
+    """Two objects: a 2x2 square of class 3 (3 of its 4 pixels predicted 3) and a 1x3 bar of class 5
+    (no pixel predicted 5); a third object painted over entirely is left out."""
+    from segedu.metrics import object_recall
+
+    instances = torch.zeros(4, 6, dtype=torch.int64)
+    instances[0:2, 0:2] = 1
+    instances[3, 3:6] = 3  # object 2 was painted over by object 3 entirely
+    pred = torch.zeros(4, 6, dtype=torch.int64)
+    pred[0:2, 0:2] = 3
+    pred[1, 1] = 5
+    pred[3, 3:6] = 4
+    records = object_recall(pred, instances, [3, 7, 5])
+    assert records.tolist() == [[1.0, 4.0, 0.75], [3.0, 3.0, 0.0]]
+
+
+def test_object_recall_errors():
+    from segedu.errors import SegeduError
+    from segedu.metrics import object_recall
+
+    with pytest.raises(SegeduError, match=r"\(2, 2\).*\(2, 3\)"):
+        object_recall(torch.zeros(2, 2, dtype=torch.int64), torch.zeros(2, 3, dtype=torch.int64), [1])
+    with pytest.raises(SegeduError, match="instance id 2 has no class"):
+        object_recall(torch.zeros(2, 2, dtype=torch.int64), torch.tensor([[0, 2], [1, 1]]), [1])
+    assert object_recall(torch.zeros(2, 2), torch.zeros(2, 2), []).shape == (0, 3)

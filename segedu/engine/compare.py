@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import metrics
-from ..data import IGNORE_INDEX, dataset
+from ..data import IGNORE_INDEX, dataset, masks
 from ..inference.predict import predict_logits
 from .config import TrainConfig
 from .evaluate import load_model
@@ -39,6 +40,15 @@ class RunResult:
     @property
     def seed(self) -> int:
         return self.trainer.config.seed
+
+    @property
+    def train_images_per_s(self) -> float:
+        """Training throughput: images of all optimiser steps over the epochs' training seconds
+        (data loading, forward, backward and update; validation excluded). The loader drops the last
+        incomplete batch, so every step saw ``batch_size * accumulate`` images."""
+        c = self.trainer.config
+        seconds = sum(record["seconds"] for record in self.trainer.history)
+        return self.trainer.step * c.batch_size * c.accumulate / max(seconds, 1e-9)
 
 
 def train_plan(session, chapter: str, plan: list[dict], **common) -> dict[str, RunResult]:
@@ -63,13 +73,18 @@ def train_plan(session, chapter: str, plan: list[dict], **common) -> dict[str, R
 
 
 def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str = "val", device="cpu",
-               boundary_px: int = 3, batch_size: int = 4) -> dict[str, dict]:
+               boundary_px: int = 3, batch_size: int = 4,
+               postprocess: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, dict]:
     """Per run label: ``{"overall": scores, "boundary": scores, "images_per_s": ...}`` on ``split``
     (each scores dict as :meth:`SegMetrics.compute` gives it, plus its ``confusion`` matrix).
 
     Scores come from each run's best checkpoint at the images' own resolution, as the competition
     scores. ``boundary`` counts only the pixels within ``boundary_px`` of a boundary between two
     classes (:func:`segedu.metrics.boundary_band`). ``images_per_s`` is inference speed on this split.
+
+    ``postprocess(image, logits)``, given one [0, 1] image (3, H, W) and its logits (C, H, W) on the
+    CPU, returns the class map (H, W) that is scored instead of the logits' argmax (e.g.
+    :func:`segedu.inference.crf.refine`); its time counts in ``images_per_s``.
     """
     data = dataset.CocoSegmentation(data_dir, split)
     loader = DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate)
@@ -85,6 +100,9 @@ def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str
             images, masks = images.to(dev), masks.to(dev)
             start = time.perf_counter()
             logits = predict_logits(model, images, config.image_size, dtype)
+            if postprocess is not None:
+                logits = torch.stack([postprocess(image.cpu(), scores.float().cpu())
+                                      for image, scores in zip(images, logits)]).to(dev)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             seconds += time.perf_counter() - start
@@ -120,6 +138,45 @@ def seed_summary(scores: dict[str, dict], groups: dict[str, list[str]], key: str
         values = [scores[label][key]["miou"] for label in labels]
         out[group] = (float(np.mean(values)), float(np.std(values)) if len(values) > 1 else float("nan"), len(values))
     return out
+
+
+@torch.no_grad()
+def object_recalls(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str = "val",
+                   device="cpu") -> dict[str, torch.Tensor]:
+    """Per run label, one row per annotated object of ``split``: (image index, visible area in
+    pixels, recall), recall being the share of the object's pixels predicted as its class
+    (:func:`segedu.metrics.object_recall`), from each run's best checkpoint at the images' size.
+    The rows are in the same order for every run."""
+    data = dataset.CocoSegmentation(data_dir, split)
+    objects = []
+    for index, image in enumerate(data.coco.images):
+        classes = [data.coco.category_to_class[a["category_id"]] for a in masks.paint_order(data.coco.annotations(image))]
+        objects.append((torch.from_numpy(masks.instance_mask(data.coco, image)).long(), classes))
+    out = {}
+    for label, run_dir in run_dirs.items():
+        model, config, _ = load_model(run_dir, device)
+        dev = next(model.parameters()).device
+        rows = []
+        for index, (instances, classes) in enumerate(objects):
+            image, _ = data[index]
+            pred = predict_logits(model, image[None].to(dev), config.image_size).argmax(1)[0].cpu()
+            records = metrics.object_recall(pred, instances, classes)
+            rows.append(torch.cat([torch.full((len(records), 1), float(index), dtype=torch.float64),
+                                   records[:, 1:]], 1))
+        out[label] = torch.cat(rows) if rows else torch.zeros(0, 3, dtype=torch.float64)
+    return out
+
+
+def recall_by_size(records: torch.Tensor, edges) -> list[tuple[float, float, int, float]]:
+    """Mean object recall per area bin: ``edges`` [e0, e1, ..., en] give bins [e_k, e_k+1) of visible
+    area in pixels. Returns (low, high, number of objects, mean recall or nan) per bin."""
+    area, recall = records[:, 1], records[:, 2]
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (area >= low) & (area < high)
+        count = int(inside.sum())
+        rows.append((float(low), float(high), count, float(recall[inside].mean()) if count else float("nan")))
+    return rows
 
 
 @torch.no_grad()

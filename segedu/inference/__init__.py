@@ -1,1 +1,2 @@
-"""Inference: predicting masks from a trained model, and writing the competition's submission file."""
+"""Inference: predicting masks from a trained model (predict), optional DenseCRF post-processing
+(crf, needs the pydensecrf2 extra), and writing the competition's submission file (submission)."""

@@ -43,9 +43,9 @@ FC_CHANNELS = 1024
 OUTPUT_STRIDE = 8
 
 
-def largefov_vgg16(width: float = 1.0) -> VGG16:
+def largefov_vgg16(width: float = 1.0, batch_norm: bool = False) -> VGG16:
     """torchvision's VGG16 layout with DeepLab's poolings and atrous conv5 (no parameter changes)."""
-    backbone = VGG16(width)
+    backbone = VGG16(width, batch_norm=batch_norm)
     pools = [index for index, layer in enumerate(backbone.features) if isinstance(layer, nn.MaxPool2d)]
     for index, stride in zip(pools, POOL_STRIDES):
         backbone.features[index] = nn.MaxPool2d(3, stride=stride, padding=1)
@@ -59,9 +59,9 @@ class DeepLabLargeFOV(nn.Module):
     """DeepLab-LargeFOV: atrous VGG16 (``backbone``, output stride 8), ``fc6`` (3x3, rate 12,
     1024), ``fc7`` (1x1, 1024), each with ReLU and dropout 0.5, and ``fc8`` (class scores)."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__()
-        self.backbone = largefov_vgg16(width)
+        self.backbone = largefov_vgg16(width, batch_norm)
         channels, fc_channels = self.backbone.channels["pool5"], scaled(FC_CHANNELS, width)
         self.fc6 = nn.Sequential(nn.Conv2d(channels, fc_channels, 3, padding=FC6_RATE, dilation=FC6_RATE),
                                  nn.ReLU(inplace=True), nn.Dropout(0.5))
@@ -80,17 +80,19 @@ class DeepLabLargeFOV(nn.Module):
 
 
 @register("deeplabv1")
-def deeplabv1(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
+def deeplabv1(num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm: bool = False,
               pretrained_backbone: bool | str | os.PathLike = False) -> DeepLabLargeFOV:
     """DeepLab v1, LargeFOV (VGG16, output stride 8).
 
     Args:
         num_classes: output channels.
         width: channel multiplier (1.0 = the paper).
+        batch_norm: batch norm after every VGG convolution (torchvision's vgg16_bn layout; not in the
+            paper, which starts from ImageNet weights; it lets the net train from scratch).
         pretrained_backbone: True or a path: torchvision's ImageNet VGG16 convolutions (fc6/fc7 start
-            fresh).
+            fresh), vgg16_bn's with ``batch_norm=True``.
     """
-    model = DeepLabLargeFOV(num_classes, width=width)
+    model = DeepLabLargeFOV(num_classes, width=width, batch_norm=batch_norm)
     if pretrained_backbone:
         load_imagenet(model.backbone, pretrained_backbone)
     return model

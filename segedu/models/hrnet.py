@@ -168,10 +168,15 @@ class HRNetV2(nn.Module):
         self.last_layer = nn.Sequential(nn.Conv2d(total, total, 1), nn.BatchNorm2d(total), nn.ReLU(inplace=True),
                                         nn.Conv2d(total, num_classes, 1))
 
-        # the authors' init_weights: N(0, 0.001) convolutions, BN weight 1 and bias 0
+        # He initialisation, as torchvision's ResNets. The authors' init_weights draws N(0, 0.001), but
+        # their segmentation nets then load ImageNet weights over it; torchvision has none for HRNet,
+        # so here the net trains from its initialisation, and with weights that small in front of
+        # batch norm an Adam step is as large as the weights themselves (the effective step of a
+        # scale-invariant weight grows as 1 / |w|^2): in chapter 10's cpu budget such a net still
+        # predicted only background after 3 epochs, while He-initialised it learns from epoch 1.
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=0.001)
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four outputs of stage 4, at 1/4, 1/8, 1/16 and 1/32 of the input (rounded up)."""

@@ -3,6 +3,11 @@ for its backward pass; and a probe that lets the receptive-field measurement see
 unpooling with switches.
 
 * :func:`parameter_count` -- the number of weights (all, or only the trainable ones).
+* :func:`flop_count` -- floating-point operations of one forward pass, counted by
+  ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs; convolutions and matrix products only,
+  so pooling, normalisation and interpolation are free). Works on the ``meta`` device, so a
+  paper-scale model can be counted without allocating it. Papers and torchvision usually report
+  multiply-adds ("GFLOPs" that are GMACs): divide by 2 to compare.
 * :func:`forward_speed` -- images per second of an inference forward pass (eval mode, no
   gradients) on a random batch: the median of several timed passes after warm-up, synchronised on
   CUDA. A timing: it depends on the machine, its load and the thread count.
@@ -27,6 +32,7 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from . import main_output
 from .receptive_field import replace_switches
@@ -35,6 +41,30 @@ from .receptive_field import replace_switches
 def parameter_count(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters of ``model`` (works on the ``meta`` device)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def flop_count(model: nn.Module, image_size: int | tuple[int, int], batch_size: int = 1, *,
+               training: bool = False) -> int:
+    """FLOPs (2 per multiply-add) of one forward pass of ``model`` on a (batch_size, 3, H, W) input.
+
+    The input is made on the model's device (``meta`` works: nothing is computed). ``training=False``
+    counts the eval-mode forward, which is what inference costs (auxiliary heads off);
+    ``training=True`` counts the training-mode forward, auxiliary heads included. The model's mode
+    is restored afterwards.
+    """
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    images = torch.zeros(batch_size, 3, height, width, device=device)
+    was_training = model.training
+    model.train(training)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            model(images)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
 
 
 @torch.no_grad()

@@ -76,3 +76,38 @@ def test_run_log_records_times_per_profile(tmp_path):
     assert log["profiles"]["cpu"]["total_seconds"] == 4.6
     md = (fake / book.RUN_LOG_MD).read_text()
     assert "## Profile `cpu`" in md and f"| {first} | 4.6 |" in md
+
+
+def test_run_log_records_the_chapters_training_results(tmp_path):
+    """Runs written by a chapter are read back from their run directories (best val mIoU, epochs,
+    seconds), grouped by model with mean ± std over seeds; runs older than the execution are left out."""
+    import json
+    import os
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    fake = tmp_path / "book_root"
+    (fake / "book").mkdir(parents=True)
+    shutil.copy(root / "_toc.yml", fake / "_toc.yml")
+    for py in book.notebooks(root):
+        (fake / "book" / py.name).write_text("")
+    chapter = book.notebooks(root)[-1].stem
+    runs = tmp_path / "runs"
+    for label, model, seed, mious in [("a-seed0", "a", 0, [0.1, 0.3]), ("a-seed1", "a", 1, [0.2, 0.1]),
+                                      ("b", "b", 0, [0.5]), ("old", "old", 0, [0.9])]:
+        run = runs / "cpu" / chapter / label
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"model": model, "seed": seed}))
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "seconds": 2.0, "val_miou": m}) + "\n"
+                                                   for i, m in enumerate(mious)))
+    long_ago = time.time() - 3600
+    os.utime(runs / "cpu" / chapter / "old" / "metrics.jsonl", (long_ago, long_ago))
+    rows = book.chapter_results(runs, "cpu", chapter, since=time.time() - 60)
+    assert [r["run"] for r in rows] == ["a-seed0", "a-seed1", "b"]
+    assert rows[0] == {"run": "a-seed0", "model": "a", "seed": 0, "best_val_miou": 0.3, "epochs": 2, "train_seconds": 4.0}
+    book.record_run("cpu", "cpu - test", {chapter: 9.0}, fake, {chapter: rows})
+    md = (fake / book.RUN_LOG_MD).read_text()
+    # model a: best 0.3 and 0.2 -> mean 0.25, population std 0.05
+    assert f"| {chapter} | a | 2 | 0.2500 ± 0.0500 | 2 | 4 |" in md
+    assert f"| {chapter} | b | 1 | 0.5000 | 1 | 2 |" in md
+    assert "| old |" not in md

@@ -377,3 +377,63 @@ def test_08_valid_unet_input_for_a_128_crop():
         assert model(torch.zeros(1, 3, 128, 128)).shape[-1] == 128
     assert 300 <= seen[0] <= 320 and 5.5 <= (seen[0] / 128) ** 2 <= 6.3, seen
     says("08", "about 316 pixels per side", "about 6 times the pixels")
+
+
+# --- 09 Receptive field ------------------------------------------------------------------------
+
+def test_09_output_stride_flops_and_multi_grid():
+    from segedu.models import measure
+
+    flops = {}
+    for stride in (16, 8):
+        with torch.device("meta"):
+            flops[stride] = measure.flop_count(models.create("deeplabv3_resnet101", num_classes=21,
+                                                             output_stride=stride), 512)
+    says("09", f"output stride 16 costs {flops[8] / flops[16]:.1f} times fewer FLOPs than 8")
+    with torch.device("meta"):
+        plain = models.create("deeplabv3_resnet50")
+        grid = models.create("deeplabv3_resnet50", multi_grid=True)
+    plain_rates = [b.conv2.dilation[0] for b in plain.backbone.layer4]
+    grid_rates = [b.conv2.dilation[0] for b in grid.backbone.layer4]
+    says("09", f"rates {grid_rates[0]}, {grid_rates[1]} and {grid_rates[2]} at output stride 8 (instead of "
+               f"{plain_rates[0]}, {plain_rates[1]} and {plain_rates[2]})")
+    # the image-pooling branch connects every pixel: a change of a far corner changes the centre output
+    net = models.create("deeplabv3_resnet50", width=0.125, multi_grid=True).eval()
+    x = torch.rand(1, 3, 96, 96)
+    y = x.clone()
+    y[..., :4, :4] += 1.0
+    with torch.no_grad():
+        assert not torch.equal(net(x)[..., 48, 48], net(y)[..., 48, 48])
+
+
+def test_09_largest_rate_with_all_taps_inside_half_the_positions():
+    n = 32
+
+    def all_inside(rate):
+        per_axis = max(n - 2 * rate, 0)
+        return per_axis ** 2 / n ** 2
+
+    best = max(r for r in range(1, n) if all_inside(r) >= 0.5)
+    says("09", f"Rate {best}: $(32 - 2 \\cdot {best})^2 / 32^2 = {all_inside(best):.0%}\\%$".replace("%\\%", "\\%"),
+         f"at rate {best + 1} only ${all_inside(best + 1):.0%}\\%$".replace("%\\%", "\\%"))
+    # the same count by brute force over positions and taps
+    positions = torch.arange(n)
+    inside = [((positions + o * best >= 0) & (positions + o * best < n)) for o in (-1, 0, 1)]
+    axis = inside[0] & inside[1] & inside[2]
+    assert float(axis.float().mean() ** 2) == pytest.approx(all_inside(best))
+
+
+# --- 10 HRNet and 11 comparison: model sizes at width 0.25 ----------------------------------------
+
+def _millions(name):
+    with torch.device("meta"):
+        return sum(p.numel() for p in models.create(name, width=0.25).parameters()) / 1e6
+
+
+def test_10_and_11_parameter_counts_at_width_quarter():
+    w18, w48 = _millions("hrnetv2_w18"), _millions("hrnetv2_w48")
+    says("10", f"HRNetV2-W48 has {w48:.2f}M parameters against {w18:.2f}M for W18 ({w48 / w18:.1f} times more)")
+    says("11", f"`deeplabv3plus_xception` has {_millions('deeplabv3plus_xception'):.2f}M parameters "
+               f"({_millions('deeplabv3plus_resnet50'):.2f}M for v3+ on ResNet-50)",
+         f"`fcdensenet103` {_millions('fcdensenet103'):.2f}M ({_millions('fcdensenet56'):.2f}M for FC-DenseNet56)",
+         f"`hrnetv2_w48` {w48:.2f}M ({w18:.2f}M for W18)")

@@ -60,3 +60,67 @@ def test_predictions_are_class_maps_at_the_image_size(results, tiny_data):
     preds = compare.predictions({"eight": results["eight"].run_dir}, image)
     assert preds["eight"].shape == image.shape[1:] and preds["eight"].dtype == torch.int64
     assert 0 <= int(preds["eight"].min()) and int(preds["eight"].max()) < 11
+
+
+def test_postprocess_replaces_the_argmax(results, tiny_data):
+    """A post-processing step that predicts background everywhere must score exactly like the
+    hand-made confusion matrix of that prediction; the identity (argmax) must not change the scores."""
+    runs = {"eight": results["eight"].run_dir}
+    seen = []
+
+    def background(image, logits):
+        seen.append((tuple(image.shape), tuple(logits.shape)))
+        return torch.zeros(logits.shape[-2:], dtype=torch.int64)
+
+    scored = compare.score_runs(runs, tiny_data, "val", "cpu", postprocess=background)["eight"]["overall"]
+    data = dataset.CocoSegmentation(tiny_data, "val")
+    assert len(seen) == len(data)
+    assert all(i[1:] == l[1:] and i[0] == 3 and l[0] == 11 for i, l in seen)
+    labels = torch.cat([m.flatten() for _, m in data])
+    labels = labels[labels != 255]
+    # every labelled pixel predicted as class 0: accuracy is the share of background pixels
+    assert scored["pixel_accuracy"] == pytest.approx(float((labels == 0).float().mean()), abs=1e-6)
+    plain = compare.score_runs(runs, tiny_data, "val", "cpu")["eight"]["overall"]["miou"]
+    identity = compare.score_runs(runs, tiny_data, "val", "cpu",
+                                  postprocess=lambda image, logits: logits.argmax(0))["eight"]["overall"]["miou"]
+    assert identity == pytest.approx(plain, abs=1e-9)
+
+
+def test_object_recalls_follow_the_annotations(results, tiny_data):
+    """Every visible annotated object of the split gets one row, in the same order for every run; a
+    run's recalls equal those of metrics.object_recall on its own predictions."""
+    from segedu import metrics
+    from segedu.data import masks
+
+    runs = {label: r.run_dir for label, r in results.items()}
+    records = compare.object_recalls(runs, tiny_data, "val", "cpu")
+    data = dataset.CocoSegmentation(tiny_data, "val")
+    visible = sum(len(np.setdiff1d(np.unique(masks.instance_mask(data.coco, im)), [0])) for im in data.coco.images)
+    for label, rows in records.items():
+        assert rows.shape == (visible, 3)
+        assert torch.equal(rows[:, :2], records["eight"][:, :2])
+        assert ((rows[:, 2] >= 0) & (rows[:, 2] <= 1)).all()
+    # the first image's objects, recomputed by hand from the predicted map
+    image = data.coco.images[0]
+    instances = torch.from_numpy(masks.instance_mask(data.coco, image)).long()
+    classes = [data.coco.category_to_class[a["category_id"]] for a in masks.paint_order(data.coco.annotations(image))]
+    pred = compare.predictions({"eight": runs["eight"]}, data[0][0])["eight"]
+    expected = metrics.object_recall(pred, instances, classes)
+    first = records["eight"][records["eight"][:, 0] == 0]
+    assert torch.allclose(first[:, 1:], expected[:, 1:])
+
+
+def test_recall_by_size_bins():
+    records = torch.tensor([[0, 5, 1.0], [0, 15, 0.5], [1, 25, 0.0], [1, 12, 0.25]], dtype=torch.float64)
+    rows = compare.recall_by_size(records, [0, 10, 20, 100, 200])
+    assert rows[0] == (0.0, 10.0, 1, 1.0)
+    assert rows[1] == (10.0, 20.0, 2, 0.375)
+    assert rows[2] == (20.0, 100.0, 1, 0.0)
+    assert rows[3][2] == 0 and math.isnan(rows[3][3])
+
+
+def test_train_images_per_s_from_the_history(results):
+    run = results["eight"]
+    seconds = sum(r["seconds"] for r in run.trainer.history)
+    assert run.trainer.step == 2 and run.trainer.config.batch_size == 4
+    assert run.train_images_per_s == pytest.approx(2 * 4 / seconds)

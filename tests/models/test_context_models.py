@@ -2,6 +2,8 @@
 TPAMI 2020) against independent references: parameter counts from the papers' layer descriptions,
 torchvision's recorded ``num_params`` and HRNet's reported 65.9M; the identity initialisation of
 Sec. 3 of Yu & Koltun; the pyramid's channel arithmetic; branch resolutions and widths."""
+import math
+
 import pytest
 import torch
 import torchvision
@@ -272,3 +274,14 @@ def test_hrnet_returns_logits_at_odd_sizes(name, size):
 def test_hrnet_has_no_pretrained_backbone():
     with pytest.raises(SegeduError, match="no pretrained_backbone"):
         models.create("hrnetv2_w18", pretrained_backbone=True)
+
+
+def test_hrnet_starts_from_he_initialisation():
+    """Trained from scratch (no ImageNet HRNet in torchvision), the convolutions follow He's normal
+    initialisation (fan_out, ReLU gain): std = sqrt(2 / (out_channels * k * k)), not the authors'
+    N(0, 0.001) that their ImageNet weights overwrite."""
+    torch.manual_seed(0)
+    model = models.create("hrnetv2_w18")
+    for conv in (model.stage4[0].branches[3][0].conv1, model.conv2, model.last_layer[0]):
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        assert float(conv.weight.detach().std()) == pytest.approx(math.sqrt(2 / fan_out), rel=0.05)

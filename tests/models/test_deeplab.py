@@ -98,6 +98,24 @@ def test_largefov_keeps_vgg16s_layout_with_atrous_pooling_and_conv5():
     assert model.fc6[0].dilation == (12, 12) and model.fc6[0].kernel_size == (3, 3)
 
 
+def test_largefov_with_batch_norm_adds_one_norm_per_convolution_and_keeps_the_geometry():
+    """The from-scratch option (vgg16_bn layout): 13 batch norms, 2 parameters per channel of each,
+    the same atrous layout and output, and the same receptive field (a norm is pointwise)."""
+    from segedu.models.receptive_field import theoretical_receptive_field
+
+    with torch.device("meta"):
+        plain, normed = models.create("deeplabv1", num_classes=PASCAL), models.create("deeplabv1", num_classes=PASCAL,
+                                                                                     batch_norm=True)
+    norms = [m for m in normed.backbone.features if isinstance(m, nn.BatchNorm2d)]
+    convs = [m for m in normed.backbone.features if isinstance(m, nn.Conv2d)]
+    assert len(norms) == len(convs) == 13
+    assert count(normed) - count(plain) == 2 * sum(c.out_channels for c in convs)
+    assert [c.dilation[0] for c in convs] == [1] * 10 + [2] * 3
+    small = models.create("deeplabv1", width=TINY, batch_norm=True).eval()
+    assert small(torch.rand(1, 3, 37, 45)).shape == (1, 11, 37, 45)
+    assert theoretical_receptive_field(normed.backbone) == theoretical_receptive_field(plain.backbone)
+
+
 def test_an_atrous_3x3_at_rate_12_sees_a_25_cell_window_through_9_taps():
     """Hand case, LargeFOV's fc6: an impulse at the centre of pool5 reaches exactly the outputs at
     offsets {-12, 0, 12}^2. The field of view is (3 - 1) * 12 + 1 = 25 cells -- that of the 7x7

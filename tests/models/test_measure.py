@@ -100,3 +100,32 @@ def test_dense_unpooling_refuses_dilated_switch_pooling():
     net = nn.Sequential(nn.MaxPool2d(2, 2, dilation=2, return_indices=True))
     with pytest.raises(ValueError):
         measure.dense_unpooling(net)
+
+
+def test_flop_count_by_hand():
+    """A 3x3 convolution 3 -> 4 channels on 10x10 ('same' padding, no bias): 3*9*4*100 multiply-adds;
+    a linear layer in a model is not reached here, so the count is the convolution's alone."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU())
+    assert measure.flop_count(net, 10) == 2 * 3 * 9 * 4 * 100
+    assert measure.flop_count(net, (10, 20), batch_size=3) == 3 * 2 * 2 * 3 * 9 * 4 * 100
+
+
+@pytest.mark.parametrize("name, weights", [
+    ("deeplabv3_resnet50", "DeepLabV3_ResNet50_Weights"), ("fcn_resnet50", "FCN_ResNet50_Weights"),
+    ("deeplabv3_resnet101", "DeepLabV3_ResNet101_Weights"), ("fcn_resnet101", "FCN_ResNet101_Weights"),
+])
+def test_flop_count_matches_torchvisions_recorded_operations(name, weights):
+    """torchvision records each model's cost ("_ops", GMACs) at its 520x520 evaluation size, counted
+    with the auxiliary classifier (its models run it in eval mode too): our training-mode count
+    (auxiliary head on) halved must give the same number."""
+    import torchvision.models.segmentation as tv
+
+    recorded = getattr(tv, weights).DEFAULT.meta["_ops"]
+    with torch.device("meta"):
+        model = models.create(name, num_classes=21, aux=True)
+    # a batch of 2: batch norm after DeepLab's image pooling needs two values per channel in training
+    gmacs = measure.flop_count(model, 520, batch_size=2, training=True) / 2 / 2e9
+    assert gmacs == pytest.approx(recorded, abs=0.001)
+    # inference skips the auxiliary head, so it costs less
+    assert measure.flop_count(model, 520) < 2e9 * recorded
+    assert model.training  # the mode is restored
