@@ -103,6 +103,11 @@ def instance_mask(coco_data: CocoData, image: dict) -> np.ndarray:
     return labels
 
 
+def instance_classes(coco_data: CocoData, image: dict) -> list[int]:
+    """The class of each object of :func:`instance_mask`: element i - 1 is the class of instance i."""
+    return [coco_data.category_to_class[ann["category_id"]] for ann in paint_order(coco_data.annotations(image))]
+
+
 def cache_root(data_dir: Path) -> Path:
     """``$SEGEDU_CACHE``, else ``data_dir/.segedu-cache`` when writable, else ``~/.cache/segedu``."""
     env = os.environ.get(CACHE_ENV)

@@ -96,8 +96,8 @@ def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str
         overall = metrics.SegMetrics(payload["num_classes"], ignore_index=IGNORE_INDEX)
         band = metrics.SegMetrics(payload["num_classes"], ignore_index=IGNORE_INDEX)
         seconds, count = 0.0, 0
-        for images, masks in loader:
-            images, masks = images.to(dev), masks.to(dev)
+        for images, targets in loader:
+            images, targets = images.to(dev), targets.to(dev)
             start = time.perf_counter()
             logits = predict_logits(model, images, config.image_size, dtype)
             if postprocess is not None:
@@ -107,8 +107,8 @@ def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str
                 torch.cuda.synchronize(dev)
             seconds += time.perf_counter() - start
             count += len(images)
-            overall.update(logits, masks)
-            band.update(logits, metrics.mask_outside(masks, metrics.boundary_band(masks, boundary_px)))
+            overall.update(logits, targets)
+            band.update(logits, metrics.mask_outside(targets, metrics.boundary_band(targets, boundary_px)))
         scored = {"overall": overall.compute(), "boundary": band.compute()}
         for key, accumulator in (("overall", overall), ("boundary", band)):
             scored[key]["confusion"] = accumulator.confusion.cpu()
@@ -150,8 +150,8 @@ def object_recalls(run_dirs: dict[str, str | Path], data_dir: str | Path, split:
     data = dataset.CocoSegmentation(data_dir, split)
     objects = []
     for index, image in enumerate(data.coco.images):
-        classes = [data.coco.category_to_class[a["category_id"]] for a in masks.paint_order(data.coco.annotations(image))]
-        objects.append((torch.from_numpy(masks.instance_mask(data.coco, image)).long(), classes))
+        objects.append((torch.from_numpy(masks.instance_mask(data.coco, image)).long(),
+                        masks.instance_classes(data.coco, image)))
     out = {}
     for label, run_dir in run_dirs.items():
         model, config, _ = load_model(run_dir, device)

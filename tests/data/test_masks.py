@@ -74,6 +74,8 @@ def test_instance_mask_numbers_objects_in_painting_order(make_dataset, kit):
     semantic = masks.semantic_mask(loaded, loaded.images[0])
     assert set(np.unique(semantic[instances == 3])) == {2}  # two Papers: one class, two instances
     assert set(np.unique(semantic[instances == 1])) == {2}
+    # the class of each instance, in the same painting order: Paper, Metal, Paper
+    assert masks.instance_classes(loaded, loaded.images[0]) == [2, 4, 2]
 
 
 def test_equal_areas_are_painted_by_annotation_id(make_dataset, kit):

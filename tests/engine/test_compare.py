@@ -103,7 +103,7 @@ def test_object_recalls_follow_the_annotations(results, tiny_data):
     # the first image's objects, recomputed by hand from the predicted map
     image = data.coco.images[0]
     instances = torch.from_numpy(masks.instance_mask(data.coco, image)).long()
-    classes = [data.coco.category_to_class[a["category_id"]] for a in masks.paint_order(data.coco.annotations(image))]
+    classes = masks.instance_classes(data.coco, image)
     pred = compare.predictions({"eight": runs["eight"]}, data[0][0])["eight"]
     expected = metrics.object_recall(pred, instances, classes)
     first = records["eight"][records["eight"][:, 0] == 0]
