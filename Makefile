@@ -31,14 +31,14 @@ $(STAMP): pyproject.toml requirements.lock constraints-torch.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# requirements.lock pins every package for CPython 3.11 (the book's runs); on another Python
 	@# only the torch + torchvision pair is pinned and pip picks the rest for that interpreter.
+	@# DenseCRF (pydensecrf2) is an optional extra compiled from source, under the same pins; without
+	@# a C++ compiler the book and the tests skip it (segedu.inference.crf explains how to install
+	@# it) and everything else works.
 	@if $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then lock=requirements.lock; \
 	else lock=constraints-torch.txt; echo "segedu: Python is not 3.11, the lock's version: pinning only torch and torchvision"; fi; \
 	echo "segedu: installing the pinned environment into $(VENV) from $$lock (first time: several minutes)"; \
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-		-c $$lock -e '.[book,dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
-	@# DenseCRF is an optional extra compiled from source; without a C++ compiler the book and the
-	@# tests skip it (segedu.inference.crf explains how to install it) and everything else works.
-	@if $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then lock=requirements.lock; else lock=constraints-torch.txt; fi; \
+		-c $$lock -e '.[book,dev]' 2>&1 | { grep -v '^WARNING: Location' || true; } || exit 1; \
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-warn-script-location -c $$lock 'pydensecrf2>=1.1' \
 		>/dev/null 2>&1 && echo "segedu: optional DenseCRF (pydensecrf2) installed" \
 		|| echo "segedu: optional DenseCRF (pydensecrf2) could not be built here (needs a C++ compiler); skipping it"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -233,8 +234,8 @@ def render_run_log(log: dict) -> str:
                     values = [r["best_val_miou"] for r in group if r["best_val_miou"] is not None]
                     if not values:
                         continue
-                    mean = sum(values) / len(values)
-                    spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+                    # population std, as compare.seed_summary's np.std
+                    mean, spread = statistics.fmean(values), statistics.pstdev(values)
                     score = f"{mean:.4f} ± {spread:.4f}" if len(values) > 1 else f"{mean:.4f}"
                     seconds = sum(r["train_seconds"] for r in group) / len(group)
                     lines.append(f"| {chapter} | {model} | {len(group)} | {score} | {group[0]['epochs']} | {seconds:.0f} |")
