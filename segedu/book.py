@@ -161,13 +161,21 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+#: run folders several chapters train into (``compare.train_plan(..., reuse=True)``); a run is
+#: credited to the chapter whose execution wrote it
+SHARED_RUN_FOLDERS = ("craft",)
+
+
 def chapter_results(runs_root: Path, profile: str, chapter: str, since: float | None = None) -> list[dict]:
     """The training runs a chapter wrote under ``runs_root/<profile>/<chapter>/``: per run its model,
     seed, best validation mIoU, epochs and training seconds, read from the run directory's
     ``config.json`` and ``metrics.jsonl``. ``since`` (a ``time.time()``) keeps only runs whose
     metrics were written after it, i.e. by the execution that just finished."""
     rows = []
-    for metrics_file in sorted((Path(runs_root) / profile / chapter).glob("*/metrics.jsonl")):
+    folders = [Path(runs_root) / profile / chapter]
+    if since is not None:  # a shared folder's runs belong to the execution that wrote them
+        folders += [Path(runs_root) / profile / folder for folder in SHARED_RUN_FOLDERS]
+    for metrics_file in sorted(f for folder in folders for f in folder.glob("*/metrics.jsonl")):
         if since is not None and metrics_file.stat().st_mtime < since:
             continue
         records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
@@ -268,6 +276,9 @@ def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: st
     times: dict[str, float] = {}
     results: dict[str, list[dict]] = {}
     runs_root = profiles.data_root().parent / "runs"
+    from .engine.runs import REUSE_SINCE_ENV
+
+    os.environ[REUSE_SINCE_ENV] = str(time.time())  # chapters share only this execution's runs
     try:
         for py in chosen:
             t0, started = time.perf_counter(), time.time()

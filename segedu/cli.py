@@ -86,6 +86,7 @@ TRAIN_FLAGS = {
     "label_smoothing": float, "crop": str, "mix": str, "mix_p": float, "sampler": str, "amp": str,
     "grad_clip": float, "ema_decay": float, "swa_start": int, "swa_lr": float, "seed": int, "device": str,
     "num_workers": int, "out": str, "checkpoint_every": int, "wandb": str,
+    "class_head": float, "suppress_threshold": float,
 }
 
 
@@ -137,10 +138,78 @@ def _train(args) -> int:
     return 0
 
 
+def _add_inference_flags(parser) -> None:
+    """The inference tricks of segedu.inference.pipeline, shared by `evaluate` and `predict`."""
+    g = parser.add_argument_group("inference tricks (segedu.inference.pipeline)")
+    g.add_argument("--tta", default=None, metavar="FLIPS",
+                   help="test-time augmentation: comma-separated flips from hflip, vflip, hvflip "
+                        "(the unflipped view is always included), e.g. hflip,vflip")
+    g.add_argument("--tta-scales", default=None, metavar="SCALES",
+                   help="TTA input-size scales, comma-separated, e.g. 0.75,1,1.25 (default: 1)")
+    g.add_argument("--tta-merge", default=None, choices=("prob", "logit"),
+                   help="average the views' softmax probabilities (prob, default) or their logits")
+    g.add_argument("--sliding-window", type=int, default=None, metavar="PIXELS",
+                   help="predict windows of this side at the image's own resolution, blended (nnU-Net)")
+    g.add_argument("--overlap", type=float, default=None,
+                   help="least fraction of a window that neighbours share, in [0, 1) (default: 0.5)")
+    g.add_argument("--weighting", default=None, choices=("gaussian", "uniform"),
+                   help="window blending weights (default: gaussian, sigma = window / 8)")
+    g.add_argument("--crf", action="store_true", help="refine with the DenseCRF (needs the pydensecrf2 extra)")
+    g.add_argument("--ensemble", nargs="+", default=(), metavar="RUN",
+                   help="more run directories or .pt files whose probabilities are averaged with the checkpoint's")
+
+
+def _inference_kwargs(args) -> dict:
+    """evaluate()/predict() keyword arguments from the inference flags; SegeduError for bad values."""
+    from .inference.tta import TTA
+
+    tta = None
+    if args.tta is not None or args.tta_scales is not None or args.tta_merge is not None:
+        flips = [f.strip() for f in (args.tta or "").split(",") if f.strip()]
+        if args.tta is not None and not flips:
+            raise SegeduError("--tta needs flip names, e.g. --tta hflip or --tta hflip,vflip.")
+        flips = flips if "none" in flips else ["none", *flips]
+        scales = (1.0,)
+        if args.tta_scales is not None:
+            try:
+                scales = tuple(float(x) for x in args.tta_scales.split(","))
+            except ValueError:
+                raise SegeduError(f"--tta-scales takes comma-separated numbers, e.g. 0.75,1,1.25; "
+                                  f"got {args.tta_scales!r}.") from None
+        tta = TTA(flips=tuple(flips), scales=scales, merge=args.tta_merge or "prob")
+    if args.sliding_window is None:
+        for flag, value in (("--overlap", args.overlap), ("--weighting", args.weighting)):
+            if value is not None:
+                raise SegeduError(f"{flag} applies to sliding windows; add --sliding-window PIXELS.")
+    return {"tta": tta, "sliding_window": args.sliding_window,
+            "overlap": 0.5 if args.overlap is None else args.overlap, "weighting": args.weighting or "gaussian",
+            "crf": args.crf, "ensemble": tuple(args.ensemble)}
+
+
+def _describe_inference(options: dict) -> str | None:
+    """One line naming the tricks in use, or None for the plain prediction."""
+    parts = []
+    if options["tta"] is not None:
+        t = options["tta"]
+        parts.append(f"TTA {','.join(t.flips)} x scales {','.join(f'{s:g}' for s in t.scales)} ({t.merge} mean)")
+    if options["sliding_window"] is not None:
+        parts.append(f"sliding window {options['sliding_window']} px (overlap {options['overlap']:g}, "
+                     f"{options['weighting']})")
+    if options["ensemble"]:
+        parts.append(f"ensemble of {1 + len(options['ensemble'])} models")
+    if options["crf"]:
+        parts.append("DenseCRF")
+    return "; ".join(parts) or None
+
+
 def _evaluate(args) -> int:
     from .engine import evaluate
 
-    result = evaluate(args.checkpoint, data_dir=args.data_dir, split=args.split, device=args.device, out=args.out)
+    options = _inference_kwargs(args)
+    result = evaluate(args.checkpoint, data_dir=args.data_dir, split=args.split, device=args.device, out=args.out,
+                      **options)
+    if _describe_inference(options):
+        print(f"inference: {_describe_inference(options)}")
     print(f"{args.checkpoint} on {args.split}: mIoU {result['miou']:.4f}  pixel accuracy "
           f"{result['pixel_accuracy']:.4f}  mean accuracy {result['mean_accuracy']:.4f}  fwIoU {result['fwiou']:.4f}")
     for name, iou in zip(result["class_names"], result["iou"].tolist()):
@@ -156,8 +225,35 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from .engine import predict
 
-    path = predict(args.checkpoint, args.out, data_dir=args.data_dir, split=args.split, device=args.device)
+    options = _inference_kwargs(args)
+    path = predict(args.checkpoint, args.out, data_dir=args.data_dir, split=args.split, device=args.device, **options)
+    if _describe_inference(options):
+        print(f"inference: {_describe_inference(options)}")
     print(f"segedu predict: wrote and validated {path}")
+    return 0
+
+
+def _runs(args) -> int:
+    from .engine import runs
+
+    found = runs.discover(args.runs)
+    print(runs.render(runs.compare(found, baseline=args.baseline), seconds=not args.no_seconds))
+    return 0
+
+
+def _pseudo_label(args) -> int:
+    from .data import pseudo
+
+    threshold = args.threshold
+    if args.keep_fraction is not None:
+        if args.data_dir is None:
+            raise SegeduError("--keep-fraction needs --data-dir (the images whose confidence sets the threshold).")
+        threshold = pseudo.confidence_threshold(args.runs, args.data_dir, args.keep_fraction, args.split, args.device)
+        print(f"segedu pseudo-label: threshold {threshold:.4f} keeps the {100 * args.keep_fraction:g}% most confident pixels")
+    summary = pseudo.write_pseudo_labels(args.runs, args.data_dir, args.out, split=args.split,
+                                         threshold=threshold, mode=args.mode, device=args.device,
+                                         train_split=None if args.no_train else args.train_split)
+    print(summary)
     return 0
 
 
@@ -208,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", default=None)
     e.add_argument("--device", default="auto")
     e.add_argument("--out", default=None, help="write the scores as JSON here")
+    _add_inference_flags(e)
     e.set_defaults(func=_evaluate)
 
     pr = sub.add_parser("predict", help="write the competition submission CSV for the test images")
@@ -216,7 +313,30 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--split", default="test", help="test | an unannotated annotation file")
     pr.add_argument("--data-dir", default=None)
     pr.add_argument("--device", default="auto")
+    _add_inference_flags(pr)
     pr.set_defaults(func=_predict)
+
+    rs = sub.add_parser("runs", help="compare run directories: each run's config changes against a baseline, its metrics")
+    rs.add_argument("runs", nargs="+", help="run directories, or folders holding run directories")
+    rs.add_argument("--baseline", default=None, help="the label (folder name) of the baseline run (default: the first)")
+    rs.add_argument("--no-seconds", action="store_true", help="leave out the training time column")
+    rs.set_defaults(func=_runs)
+
+    pl = sub.add_parser("pseudo-label", help="label the test images with a model's confident pixels; "
+                                             "write them with the training split as a COCO file")
+    pl.add_argument("runs", nargs="+", metavar="RUN", help="run directories or .pt files (several: softmax averaged)")
+    pl.add_argument("--data-dir", default=None, help="the dataset folder (default: the first run's)")
+    pl.add_argument("--out", required=True, help="the COCO JSON to write; train on it with --train-split FILE")
+    pl.add_argument("--threshold", type=float, default=0.9,
+                    help="least max-probability of a kept pixel (pixel mode) or image mean (image mode)")
+    pl.add_argument("--keep-fraction", type=float, default=None,
+                    help="instead of --threshold: keep this share of the pixels, the most confident (pixel mode)")
+    pl.add_argument("--mode", default="pixel", choices=("pixel", "image"))
+    pl.add_argument("--split", default="test", help="the images to label: test | an annotation file")
+    pl.add_argument("--train-split", default="train", help="labelled images copied in front: train | val | a file")
+    pl.add_argument("--no-train", action="store_true", help="write the pseudo-labelled images alone")
+    pl.add_argument("--device", default="auto")
+    pl.set_defaults(func=_pseudo_label)
 
     syn = sub.add_parser("synth", help="write the deterministic competition-like dataset")
     syn.add_argument("--out", required=True, help="folder to create (must not hold a dataset already)")

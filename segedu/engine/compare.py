@@ -8,6 +8,7 @@ This module does them once, so a chapter only states its plan.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,19 +20,29 @@ from torch.utils.data import DataLoader
 from .. import metrics
 from ..data import IGNORE_INDEX, dataset, masks
 from ..inference.predict import predict_logits
+from . import runs
 from .config import TrainConfig
 from .evaluate import load_model
-from .trainer import Trainer, amp_dtype, train
+from .runs import RunRecord
+from .trainer import amp_dtype, train
 
 
 @dataclasses.dataclass
 class RunResult:
-    """One trained run: its label, run directory, trainer (history) and wall seconds."""
+    """One trained run: its label, run directory, record (``trainer``: config, history, step,
+    best_miou, as a Trainer has them) and seconds: wall time of the training, or for a reused run
+    the training seconds it recorded."""
 
     label: str
     run_dir: Path
-    trainer: Trainer
+    trainer: RunRecord  # what the run recorded: config, history, step, best_miou (read back from run_dir)
     seconds: float
+    reused: bool = False
+
+    @property
+    def train_seconds(self) -> float:
+        """Seconds of the training epochs as the run recorded them (the same for a reused run)."""
+        return float(sum(record.get("seconds", 0.0) for record in self.trainer.history))
 
     @property
     def model(self) -> str:
@@ -51,12 +62,19 @@ class RunResult:
         return self.trainer.step * c.batch_size * c.accumulate / max(seconds, 1e-9)
 
 
-def train_plan(session, chapter: str, plan: list[dict], **common) -> dict[str, RunResult]:
+def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **common) -> dict[str, RunResult]:
     """Train each entry of ``plan`` (TrainConfig fields; ``label`` names the run) with ``common`` fields.
 
     Data, profile, device and run directory come from the chapter's ``session``; the run lands in
     ``runs/<profile>/<chapter>/<label>``. Returns the results in plan order, keyed by label.
+
+    With ``reuse=True`` a run directory that already holds a finished run of exactly the same
+    configuration (:func:`segedu.engine.runs.finished`) is read back instead of trained again: the
+    competition-craft chapters share one folder of runs, so a run one of them trained is not
+    repeated by the next. Same seed, same configuration, same machine: the same numbers. Under the
+    book's runner only runs of the current execution are reused (``SEGEDU_REUSE_SINCE``).
     """
+    since = os.environ.get(runs.REUSE_SINCE_ENV)
     results = {}
     for entry in plan:
         entry = {**common, **entry}
@@ -66,9 +84,15 @@ def train_plan(session, chapter: str, plan: list[dict], **common) -> dict[str, R
                   "device": str(session.device), "out": str(session.run_dir(chapter, label)),
                   "model_options": options, **entry}
         config = TrainConfig(**fields)
+        done = runs.finished(config.out, config, since=float(since) if since else None) if reuse else None
+        if done is not None:
+            results[label] = RunResult(label, Path(config.out), done, done.train_seconds, reused=True)
+            continue
         start = time.perf_counter()
-        trainer = train(config)
-        results[label] = RunResult(label, Path(trainer.run_dir), trainer, time.perf_counter() - start)
+        run_dir = Path(train(config).run_dir)
+        # Keep what the run recorded, not the Trainer: a chapter trains dozens of runs in one kernel,
+        # and live trainers (models, optimisers, datasets) would make every later run slower.
+        results[label] = RunResult(label, run_dir, runs.load(run_dir), time.perf_counter() - start)
     return results
 
 
@@ -114,6 +138,44 @@ def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str
             scored[key]["confusion"] = accumulator.confusion.cpu()
         out[label] = {**scored,
                       "images_per_s": count / max(seconds, 1e-9), "class_names": list(payload["class_names"])}
+    return out
+
+
+def score_inference(groups: dict[str, list[str | Path]], data_dir: str | Path, split: str = "val", options=None,
+                    device="cpu", boundary_px: int = 3, batch_size: int = 4) -> dict[str, dict]:
+    """Like :func:`score_runs`, with the inference tricks: per label, the run directories of ``groups``
+    (one run, or several averaged as an ensemble) predicted through
+    :func:`segedu.inference.pipeline.predict_classes` with ``options`` (an
+    :class:`~segedu.inference.pipeline.InferenceOptions`: TTA, sliding window, DenseCRF; None = plain).
+    ``images_per_s`` counts every member, view and window, so it is the trick's real inference cost."""
+    from ..inference import ensemble, pipeline
+
+    options = options or pipeline.InferenceOptions()
+    data = dataset.CocoSegmentation(data_dir, split)
+    loader = DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate)
+    out = {}
+    for label, run_dirs in groups.items():
+        members = ensemble.load_members(list(run_dirs), device)
+        dev = next(members[0].model.parameters()).device
+        num_classes = members[0].num_classes
+        overall = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX)
+        band = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX)
+        seconds, count = 0.0, 0
+        for images, targets in loader:
+            images, targets = images.to(dev), targets.to(dev)
+            start = time.perf_counter()
+            pred = pipeline.predict_classes(members, images, options)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            seconds += time.perf_counter() - start
+            count += len(images)
+            overall.update(pred, targets)
+            band.update(pred, metrics.mask_outside(targets, metrics.boundary_band(targets, boundary_px)))
+        scored = {"overall": overall.compute(), "boundary": band.compute()}
+        for key, accumulator in (("overall", overall), ("boundary", band)):
+            scored[key]["confusion"] = accumulator.confusion.cpu()
+        out[label] = {**scored, "images_per_s": count / max(seconds, 1e-9),
+                      "class_names": list(members[0].class_names or data.class_names)}
     return out
 
 

@@ -45,6 +45,8 @@ class TrainConfig:
     class_weights: str | None = None     # None | inverse | sqrt_inverse | median_frequency
     label_smoothing: float = 0.0         # cross-entropy label smoothing epsilon (0: off)
     aux_weight: float = 0.4              # weight of an auxiliary head's loss, where a model has one
+    class_head: float = 0.0              # weight of the image-level class-presence loss (0: no head)
+    suppress_threshold: float | None = None  # at inference, drop classes the head judges absent
     augment: list = dataclasses.field(default_factory=list)  # names from segedu.data.transforms
     crop: str = "scale"                  # scale | crop_non_empty
     mix: str | None = None               # None | mixup | cutmix | snapmix | copypaste
@@ -85,6 +87,14 @@ class TrainConfig:
                 raise SegeduError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}.")
         if c.accumulate < 1 or c.batch_size < 1 or c.epochs < 1:
             raise SegeduError("accumulate, batch_size and epochs must be positive integers.")
+        if c.class_head < 0:
+            raise SegeduError(f"class_head is a loss weight and must be >= 0 (0: no head), got {c.class_head}.")
+        if c.suppress_threshold is not None:
+            if not c.class_head:
+                raise SegeduError("suppress_threshold needs the class-presence head; set class_head > 0 "
+                                  "(e.g. 0.4) or leave suppress_threshold unset.")
+            if not 0.0 < c.suppress_threshold <= 1.0:
+                raise SegeduError(f"suppress_threshold is a probability in (0, 1], got {c.suppress_threshold}.")
         return c
 
     def to_json(self) -> str:

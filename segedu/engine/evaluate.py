@@ -18,11 +18,20 @@ from .trainer import amp_dtype, resolve_data_dir
 
 
 def load_model(path: str | Path, device="auto"):
-    """(model in eval mode on ``device``, resolved config, checkpoint payload) from a checkpoint or run dir."""
+    """(model in eval mode on ``device``, resolved config, checkpoint payload) from a checkpoint or run dir.
+
+    A run trained with ``class_head > 0`` comes back wrapped in its
+    :class:`~segedu.models.class_head.ClassPresenceModel`, suppressing classes with the config's
+    ``suppress_threshold`` (set ``model.suppress_threshold`` to change it).
+    """
+    from ..models.class_head import ClassPresenceModel
+
     dev = env.resolve_device(device) if isinstance(device, str) else device
     payload = checkpoint.load(path, map_location=dev)
     config = TrainConfig(**payload["config"])
     model = models.create(payload["model_name"], num_classes=payload["num_classes"], **config.model_options)
+    if config.class_head > 0:
+        model = ClassPresenceModel(model, payload["num_classes"], config.suppress_threshold)
     model.load_state_dict(payload["model"])
     return model.to(dev).eval(), config, payload
 
@@ -39,12 +48,22 @@ def _data(config: TrainConfig, data_dir: str | None, split: str, num_classes: in
 
 
 def evaluate(path: str | Path, data_dir: str | None = None, split: str = "val", device: str = "auto",
-             out: str | Path | None = None, batch_size: int = 4) -> dict:
+             out: str | Path | None = None, batch_size: int = 4, *, tta=None, sliding_window: int | None = None,
+             overlap: float = 0.5, weighting: str = "gaussian", crf: bool = False, ensemble=()) -> dict:
     """Score a checkpoint on a labelled split at the images' resolution; write ``out`` (JSON) if given.
 
     Returns the scores with per-class IoU, the confusion matrix (rows: truth, columns: prediction)
-    and the class names.
+    and the class names. The keyword-only options switch on the inference tricks of
+    :mod:`segedu.inference.pipeline` (``tta``: a :class:`~segedu.inference.tta.TTA` or flip names;
+    ``sliding_window``/``overlap``/``weighting``; ``crf``; ``ensemble``: extra checkpoints averaged
+    in probability); left at their defaults, the prediction is the plain one.
     """
+    from ..inference.ensemble import Member
+    from ..inference.pipeline import InferenceOptions, load_pipeline_members, predict_classes, require_crf
+
+    options = InferenceOptions.build(tta, sliding_window, overlap, weighting, crf, ensemble)  # before any loading
+    if options.crf:
+        require_crf()
     model, config, payload = load_model(path, device)
     dev = next(model.parameters()).device
     _, data = _data(config, data_dir, split, payload["num_classes"])
@@ -53,22 +72,39 @@ def evaluate(path: str | Path, data_dir: str | None = None, split: str = "val", 
     scores = metrics.SegMetrics(payload["num_classes"], ignore_index=IGNORE_INDEX)
     loader = DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate)
     dtype = amp_dtype(config.amp, dev)
+    main = Member(model, config.image_size, dtype, str(path), payload["num_classes"], tuple(payload["class_names"]))
+    members = load_pipeline_members(path, options, dev, main=main)
     for images, masks in loader:
         images, masks = images.to(dev), masks.to(dev)
-        scores.update(predict_logits(model, images, config.image_size, dtype), masks)
+        if options.plain:
+            scores.update(predict_logits(model, images, config.image_size, dtype), masks)
+        else:
+            scores.update(predict_classes(members, images, options), masks)
     result = scores.compute()
     result["confusion"] = scores.confusion
     result["class_names"] = list(payload["class_names"])
     result["checkpoint"] = str(path)
     result["split"] = split
+    if not options.plain:
+        result["inference"] = options.describe()
     if out:
         write_json(Path(out), {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in result.items()})
     return result
 
 
 def predict(path: str | Path, out: str | Path, data_dir: str | None = None, split: str = "test",
-            device: str = "auto", batch_size: int = 4) -> Path:
-    """Write the submission CSV for ``split`` (default: test.json) from a checkpoint."""
+            device: str = "auto", batch_size: int = 4, *, tta=None, sliding_window: int | None = None,
+            overlap: float = 0.5, weighting: str = "gaussian", crf: bool = False, ensemble=()) -> Path:
+    """Write the submission CSV for ``split`` (default: test.json) from a checkpoint.
+
+    The keyword-only options are :func:`evaluate`'s (TTA, sliding window, CRF, ensemble).
+    """
+    from ..inference.ensemble import Member
+    from ..inference.pipeline import InferenceOptions, load_pipeline_members, predict_classes, require_crf
+
+    options = InferenceOptions.build(tta, sliding_window, overlap, weighting, crf, ensemble)  # before any loading
+    if options.crf:
+        require_crf()
     model, config, payload = load_model(path, device)
     dev = next(model.parameters()).device
     root, data = _data(config, data_dir, split, payload["num_classes"])
@@ -77,7 +113,13 @@ def predict(path: str | Path, out: str | Path, data_dir: str | None = None, spli
                           "images (test.json). To score a labelled split use `segedu evaluate`.")
     rows = {}
     dtype = amp_dtype(config.amp, dev)
+    main = Member(model, config.image_size, dtype, str(path), payload["num_classes"], tuple(payload["class_names"]))
+    members = load_pipeline_members(path, options, dev, main=main)
     for images, names in DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate):
-        preds = predict_logits(model, images.to(dev), config.image_size, dtype).argmax(1)
+        images = images.to(dev)
+        if options.plain:
+            preds = predict_logits(model, images, config.image_size, dtype).argmax(1)
+        else:
+            preds = predict_classes(members, images, options)
         rows.update({name: submission.downsample(p) for name, p in zip(names, preds)})
     return submission.write(out, rows, data.coco.ann_file, payload["num_classes"])

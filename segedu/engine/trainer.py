@@ -35,6 +35,7 @@ from .. import env, losses, metrics, models, profiles
 from ..data import IGNORE_INDEX, dataset, mixing, sampler, stats, transforms
 from ..errors import SegeduError
 from ..inference.predict import autocast, normalize, predict_logits
+from ..models.class_head import ClassPresenceModel, presence_loss
 from . import checkpoint
 from .config import TrainConfig
 from .runlog import RunLog, jsonable
@@ -119,7 +120,10 @@ class Trainer:
         self.loss_fn = losses.build_loss(c.loss, num_classes=self.num_classes, ignore_index=IGNORE_INDEX,
                                          class_weights=weights, label_smoothing=c.label_smoothing).to(self.device)
 
-        self.model = models.create(c.model, num_classes=self.num_classes, **c.model_options).to(self.device)
+        self.model = models.create(c.model, num_classes=self.num_classes, **c.model_options)
+        if c.class_head > 0:  # image-level class-presence head on the encoder (segedu.models.class_head)
+            self.model = ClassPresenceModel(self.model, self.num_classes, c.suppress_threshold)
+        self.model = self.model.to(self.device)
         if c.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if c.compile else self.model
@@ -220,9 +224,14 @@ class Trainer:
 
     # ----------------------------------------------------------------------- one micro-batch
     def _loss(self, output, target) -> torch.Tensor:
-        if isinstance(output, dict):  # a model with an auxiliary head, in training mode
-            return self.loss_fn(output["out"].float(), target) + self.config.aux_weight * self.loss_fn(output["aux"].float(), target)
-        return self.loss_fn(output.float(), target)
+        if not isinstance(output, dict):
+            return self.loss_fn(output.float(), target)
+        loss = self.loss_fn(output["out"].float(), target)
+        if "aux" in output:  # a model with an auxiliary head, in training mode
+            loss = loss + self.config.aux_weight * self.loss_fn(output["aux"].float(), target)
+        if "presence" in output:  # the class-presence head (class_head > 0)
+            loss = loss + self.config.class_head * presence_loss(output["presence"], target, IGNORE_INDEX)
+        return loss
 
     def _micro_batch(self, images, masks, epoch: int, index: int) -> float:
         c = self.config

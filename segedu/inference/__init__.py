@@ -1,2 +1,6 @@
 """Inference: predicting masks from a trained model (predict), optional DenseCRF post-processing
-(crf, needs the pydensecrf2 extra), and writing the competition's submission file (submission)."""
+(crf, needs the pydensecrf2 extra), and writing the competition's submission file (submission).
+
+The competition's inference tricks, composable: test-time augmentation with flips and scales (tta),
+sliding-window prediction of large images (sliding), probability-averaged ensembles of checkpoints
+(ensemble), and all of them with the CRF in one call (pipeline)."""

@@ -111,3 +111,21 @@ def test_run_log_records_the_chapters_training_results(tmp_path):
     assert f"| {chapter} | a | 2 | 0.2500 ± 0.0500 | 2 | 4 |" in md
     assert f"| {chapter} | b | 1 | 0.5000 | 1 | 2 |" in md
     assert "| old |" not in md
+
+
+def test_runs_of_a_shared_folder_belong_to_the_execution_that_wrote_them(tmp_path):
+    """The competition-craft chapters train into runs/<profile>/craft; a run is credited to the chapter
+    whose execution wrote it (newer than its start), and not listed for a plain look-up (since=None)."""
+    import json
+    import os
+    import time
+
+    runs = tmp_path / "runs"
+    for label, age in (("fresh", 0), ("reused", 3600)):
+        run = runs / "cpu" / "craft" / label
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"model": "m", "seed": 0}))
+        (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "seconds": 1.0, "val_miou": 0.5}) + "\n")
+        os.utime(run / "metrics.jsonl", (time.time() - age, time.time() - age))
+    assert [r["run"] for r in book.chapter_results(runs, "cpu", "13_x", since=time.time() - 60)] == ["fresh"]
+    assert book.chapter_results(runs, "cpu", "13_x") == []

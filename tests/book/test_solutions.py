@@ -437,3 +437,34 @@ def test_10_and_11_parameter_counts_at_width_quarter():
                f"({_millions('deeplabv3plus_resnet50'):.2f}M for v3+ on ResNet-50)",
          f"`fcdensenet103` {_millions('fcdensenet103'):.2f}M ({_millions('fcdensenet56'):.2f}M for FC-DenseNet56)",
          f"`hrnetv2_w48` {w48:.2f}M ({w18:.2f}M for W18)")
+
+
+# --- 12 Experiment discipline ------------------------------------------------------------------------
+
+def test_12_relative_error_of_a_standard_deviation():
+    """The std of n normal values has a relative standard error of about 1/sqrt(2(n-1)); checked by
+    simulation and against the page's rounded numbers."""
+    rng = np.random.default_rng(0)
+    for n, percent in ((3, 50), (5, 35)):
+        assert round(100 / np.sqrt(2 * (n - 1))) == percent
+        spread = rng.normal(size=(200_000, n)).std(axis=1, ddof=1)
+        assert spread.std() / spread.mean() == pytest.approx(1 / np.sqrt(2 * (n - 1)), rel=0.12)
+    says("12", "50% for three seeds and 35% for five")
+
+
+def test_12_the_worker_count_changes_the_augmentation_stream(tmp_path):
+    from segedu import profiles
+    from segedu.data import dataset, synth
+
+    synth.generate(tmp_path / "d", n_images=24, size=64, seed=3)
+    prof = profiles.PROFILES["smoke"]
+
+    def first_batch(workers):
+        data = dataset.CocoSegmentation(tmp_path / "d", "train", transforms.train_transform(prof, seed=0))
+        loader = dataset.make_loader(data, batch_size=4, shuffle=True, num_workers=workers, seed=0)
+        return next(iter(loader))[0]
+
+    two = first_batch(2)
+    assert torch.equal(two, first_batch(2))  # repeatable for one worker count ...
+    assert not torch.equal(two, first_batch(0))  # ... but not across worker counts
+    says("12", "the worker count changes which crops, flips and colour jitters each image gets")

@@ -124,3 +124,30 @@ def test_train_images_per_s_from_the_history(results):
     seconds = sum(r["seconds"] for r in run.trainer.history)
     assert run.trainer.step == 2 and run.trainer.config.batch_size == 4
     assert run.train_images_per_s == pytest.approx(2 * 4 / seconds)
+
+
+def test_score_inference_plain_equals_score_runs_and_a_self_ensemble_equals_the_run(results, tiny_data):
+    from segedu.inference.pipeline import InferenceOptions
+    from segedu.inference.tta import TTA
+
+    run = results["fcn32s-seed0"].run_dir
+    plain = compare.score_runs({"a": run}, tiny_data, "val", "cpu")["a"]
+    scored = compare.score_inference({"a": [run], "twice": [run, run]}, tiny_data, "val", None, "cpu")
+    for label in ("a", "twice"):
+        assert torch.equal(scored[label]["overall"]["confusion"], plain["overall"]["confusion"])
+        assert torch.equal(scored[label]["boundary"]["confusion"], plain["boundary"]["confusion"])
+    flipped = compare.score_inference({"a": [run]}, tiny_data, "val", InferenceOptions(tta=TTA(flips=("none", "hflip"))), "cpu")
+    # by hand: mean of the softmax of the image and of the flipped-back prediction of the flipped image
+    from segedu import metrics
+    from segedu.inference.predict import predict_logits
+
+    from segedu.engine.evaluate import load_model
+
+    model, config, payload = load_model(run, "cpu")
+    expected = metrics.SegMetrics(payload["num_classes"], ignore_index=255)
+    for images, targets in torch.utils.data.DataLoader(dataset.CocoSegmentation(tiny_data, "val"), batch_size=4,
+                                                       collate_fn=dataset.collate):
+        p = predict_logits(model, images, config.image_size).softmax(1)
+        q = predict_logits(model, images.flip(-1), config.image_size).softmax(1).flip(-1)
+        expected.update(((p + q) / 2).argmax(1), targets)
+    assert torch.equal(flipped["a"]["overall"]["confusion"], expected.confusion.cpu())

@@ -1,0 +1,296 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (segedu)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Experiment discipline and validation
+#
+# **What you will learn.** A competition is won by many small decisions, each one an experiment.
+# An experiment only tells you something if you can repeat it and if its effect is larger than
+# the noise. This chapter sets up that discipline before any trick is tried:
+#
+# * the **debug mode**, which runs every code path in seconds before you spend an hour;
+# * **seeds**: the same seed twice gives the same weights, and different seeds measure the
+#   **noise floor** that any improvement has to beat;
+# * **run directories and the runs table**: every run records its full configuration and its
+#   metrics, and `segedu runs` shows what changed between two runs and what that did;
+# * **validation schemes**: hold-out 8:2, K-fold, stratified K-fold and group K-fold. We measure how
+#   much the validation score moves from fold to fold, and how far each estimate lands from the
+#   score on the test images.
+#
+# **What it builds on.** The training engine of the [FCN chapter](06_fcn), the splits of the
+# [dataloader chapter](03_dataloader_and_augmentation), and the verdict of the
+# [architecture comparison](11_comparison): its winner, DeepLab v3+, is the baseline of every
+# competition-craft chapter, trained at the comparison's small budget so that a CPU can afford
+# dozens of runs.
+
+# %% tags=["parameters"]
+profile = "auto"
+data_dir = None
+seed = 0
+device = "auto"
+
+# %%
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from segedu.data import splits
+from segedu.engine import TrainConfig, ablation, compare, runs
+from segedu.engine.trainer import DEBUG_IMAGES
+from segedu.notebook import setup
+
+session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
+prof = session.profile
+print(session.describe())
+BASE = ablation.baseline(prof)
+train_images = len(json.loads((session.data_dir / "train.json").read_text())["images"])
+print(f"baseline: {BASE['model']} at width {prof.craft_width}, {BASE['image_size']}x{BASE['image_size']} crops, "
+      f"{BASE['epochs']} epoch(s) of {train_images} images, batch {prof.batch_size}, seeds {list(prof.seeds)}")
+
+# %% [markdown]
+# ## Debug mode: every code path in seconds
+#
+# The most expensive bug is the one found after an hour of training: a crash in the validation
+# loop, a checkpoint that does not save, a submission in the wrong format. `debug=True` (or
+# `segedu train --debug`) keeps the whole pipeline but shrinks it: a handful of training and
+# validation images, one epoch and at most two optimiser steps. Here is what it changes in the
+# resolved configuration, and the run it produces.
+
+# %% tags=["nbval-check-output"]
+full = TrainConfig(**BASE, profile=prof.name).resolved()
+debug = TrainConfig(**BASE, profile=prof.name, debug=True).resolved()
+print("debug changes:", {k: f"{a} -> {b}" for k, (a, b) in runs.config_diff(debug, full).items()})
+print(f"and trains on the first {DEBUG_IMAGES} training and validation images")
+
+# %%
+debug_run = compare.train_plan(session, "craft", [{**BASE, "debug": True, "label": "debug"}])["debug"]
+files = sorted(p.name for p in debug_run.run_dir.iterdir())
+print(f"debug run: {debug_run.trainer.step} optimiser steps in {debug_run.seconds:.1f} s; it wrote {files}")
+
+# %% [markdown]
+# ## Seeds: the same number twice, and the noise floor
+#
+# segedu's seed fixes the initial weights, the order of the data, every augmentation and every
+# mixing decision (see `segedu.env.seed_everything` and the trainer's per-batch seeds). So the
+# same configuration with the same seed must give the same weights, bit for bit, on the same
+# machine with the same software. (The number of data-loading workers is part of the
+# configuration: each worker draws its augmentations from its own seeded generator.) We train the baseline with each of the profile's seeds, and the first seed a second time
+# in another run directory.
+
+# %%
+seed_plan = ablation.plan(prof, [], seeds=prof.seeds, train_images=train_images)
+again = {**seed_plan[0], "label": f"baseline-seed{prof.seeds[0]}-again"}
+seed_runs = compare.train_plan(session, "craft", seed_plan + [again], reuse=True)
+first, repeat = seed_runs[seed_plan[0]["label"]], seed_runs[again["label"]]
+for label, run in seed_runs.items():
+    print(f"{label:<24} best val mIoU {run.trainer.best_miou:.4f}  ({run.train_seconds:.1f} s of training)")
+
+# %%
+weights = [torch.load(r.run_dir / "best.pt", map_location="cpu", weights_only=False)["model"] for r in (first, repeat)]
+identical = weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+print(f"same seed twice -> identical weights: {identical}; mIoU {first.trainer.best_miou:.6f} and "
+      f"{repeat.trainer.best_miou:.6f}")
+
+# %% tags=["nbval-check-output"]
+print(f"same seed twice -> identical weights: {identical}")
+
+# %% [markdown]
+# With different seeds the weights, and so the score, differ. How much they differ is the
+# *noise floor* of this budget. A change whose effect is smaller than about twice this spread
+# cannot be told from luck without more seeds. The figure shows the score of each seed, and the
+# IoU of each class across seeds: the classes with few pixels move the most.
+
+# %%
+seed_labels = [e["label"] for e in seed_plan]
+seed_scores = compare.score_runs({label: seed_runs[label].run_dir for label in seed_labels}, session.data_dir,
+                                 device=session.device, batch_size=prof.batch_size)
+values = [seed_scores[label]["overall"]["miou"] for label in seed_labels]
+noise_mean, noise_std = ablation.summarise(values)
+print(f"baseline over {len(values)} seeds: mIoU {noise_mean:.4f} ± {noise_std:.4f} "
+      f"(range {min(values):.4f} to {max(values):.4f}); noise floor 2 × std = {2 * noise_std:.4f}")
+
+# %%
+class_names = seed_scores[seed_labels[0]]["class_names"]
+iou = np.array([np.nan_to_num(np.asarray(seed_scores[label]["overall"]["iou"], dtype=float)) for label in seed_labels])
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 3]})
+axes[0].plot([0] * len(values), values, "o", color="tab:blue")
+axes[0].errorbar([0.3], [noise_mean], yerr=[noise_std], fmt="s", color="k", capsize=4)
+axes[0].set_xticks([0, 0.3], ["seeds", "mean ± std"])
+axes[0].set_xlim(-0.3, 0.6)
+axes[0].set_ylabel("validation mIoU")
+axes[0].set_title("same config, different seeds")
+axes[1].boxplot(iou, tick_labels=[n[:9] for n in class_names])
+axes[1].tick_params(axis="x", labelsize=8, rotation=30)
+axes[1].set_ylabel("IoU over the seeds")
+axes[1].set_title("which classes the seed moves")
+fig.tight_layout()
+plt.show()
+spread = iou.max(0) - iou.min(0)
+print(f"IoU range over the seeds: largest {class_names[spread.argmax()]} ({spread.max():.4f}); "
+      f"classes below 0.01 IoU with every seed: {', '.join(n for n, v in zip(class_names, iou.max(0)) if v < 0.01)}")
+
+# %% [markdown]
+# ## Run directories and the runs table: one change at a time
+#
+# Every run writes `config.json` (the full resolved configuration), `env.json` (versions,
+# device, machine), `metrics.jsonl` (one line per epoch) and its checkpoints. An experiment file
+# is just a `config.json` you wrote yourself: `segedu train --config exp.json` runs it, and any
+# flag overrides it. `segedu runs DIR...` (or `segedu.engine.runs.compare`) reads the run
+# directories back and lists, for each run, exactly which fields differ from the baseline. A row
+# that shows two changes is an experiment that cannot tell you which of them mattered.
+#
+# Below, the baseline seeds, the repeated seed and one real change, label smoothing (the next
+# chapter measures it with every seed), side by side.
+
+# %%
+smoothing = compare.train_plan(session, "craft", ablation.plan(prof, ["label_smoothing"], seeds=[prof.seeds[0]],
+                                                                 train_images=train_images)[1:], reuse=True)
+table_runs = {label: seed_runs[label].run_dir for label in [seed_labels[0], again["label"], *seed_labels[1:]]}
+table_runs.update({label: run.run_dir for label, run in smoothing.items()})
+rows = runs.compare(table_runs)
+print(runs.render(rows))
+
+# %% tags=["nbval-check-output"]
+for row in rows:
+    print(f"{row['label']:<26}{row['changes']}")
+
+# %% [markdown]
+# ## Validation: hold-out, K-fold, stratified, group
+#
+# The validation score is an *estimate* of the test score, and so far it came from one fixed split
+# (`train.json`/`val.json`, 8:2). Here the 480 annotated images (`train_all.json`) are split four
+# ways with `segedu split` (`segedu.data.splits`):
+#
+# * **hold-out 8:2**, drawn again with each seed, to see how much one draw can mislead;
+# * **K-fold** (5 folds): every image is validated once;
+# * **stratified K-fold** (5 folds): folds keep each class's share of images (iterative
+#   stratification), so a rare class such as Battery lands in every fold;
+# * **group K-fold**: whole batch folders (photo sessions, each with its own backgrounds and
+#   lighting) stay on one side, as many folds as there are sessions.
+#
+# The baseline trains once per fold (the profile's first seed). We score each model on its own
+# validation fold and on the labelled test images (`test_labels.json`, which a real competition
+# keeps hidden), and ask two questions: how much does the estimate move from fold to fold, and
+# how far is it from the test score?
+
+# %%
+annotation = session.data_dir / "train_all.json"
+split_root = session.run_dir("craft", "splits")
+schemes = {"holdout": [splits.write_splits(annotation, split_root / f"holdout-{s}", "holdout", seed=s)[0]
+                       for s in prof.seeds],
+           "kfold": splits.write_splits(annotation, split_root / "kfold", "kfold", folds=5, seed=session.seed),
+           "stratified": splits.write_splits(annotation, split_root / "stratified", "stratified", folds=5, seed=session.seed),
+           "group": splits.write_splits(annotation, split_root / "group", "group",
+                                        folds=len(set(splits.image_groups(json.loads(annotation.read_text())).values())),
+                                        seed=session.seed)}
+for method, written in schemes.items():
+    print(f"{method:<11}{len(written)} split(s); val images per split {[s.n_val for s in written]}; "
+          f"worst class-share deviation {max(100 * s.deviation for s in written):.1f} pp")
+
+# %%
+fold_plan = [{**BASE, "seed": session.seed, "train_split": str(s.train), "val_split": str(s.val), "label": f"{method}-{k}"}
+             for method, written in schemes.items() for k, s in enumerate(written)]
+fold_runs = compare.train_plan(session, "craft", fold_plan, reuse=True)
+test_file = session.data_dir / "test_labels.json"
+fold_test = compare.score_runs({label: run.run_dir for label, run in fold_runs.items()}, session.data_dir,
+                               split=str(test_file), device=session.device, batch_size=prof.batch_size)
+print(f"{len(fold_runs)} fold runs, {sum(r.train_seconds for r in fold_runs.values()):.0f} s of training")
+
+# %% [markdown]
+# The table: for each scheme, the validation mIoU over its folds (mean ± std), the test mIoU of the
+# same models, and the error of the estimate (mean validation minus mean test). The last column is
+# the mean absolute gap between a fold's validation score and its own model's test score, that is,
+# how wrong a single fold would have been on its own.
+
+# %%
+summary = {}
+print(f"{'scheme':<12}{'folds':>6}{'val mIoU':>18}{'test mIoU':>18}{'val - test':>12}{'|gap| per fold':>16}")
+for method, written in schemes.items():
+    labels = [f"{method}-{k}" for k in range(len(written))]
+    val = [fold_runs[label].trainer.best_miou for label in labels]
+    test = [fold_test[label]["overall"]["miou"] for label in labels]
+    (vm, vs), (tm, ts) = ablation.summarise(val), ablation.summarise(test)
+    gap = float(np.mean(np.abs(np.subtract(val, test))))
+    summary[method] = {"val": val, "test": test, "val_mean": vm, "val_std": vs, "test_mean": tm, "bias": vm - tm, "gap": gap}
+    print(f"{method:<12}{len(labels):>6}{vm:>10.4f} ± {vs:.4f}{tm:>10.4f} ± {ts:.4f}{vm - tm:>+12.4f}{gap:>16.4f}")
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 5))
+for (method, s), marker in zip(summary.items(), "osD^"):
+    ax.scatter(s["val"], s["test"], marker=marker, label=method, s=40, alpha=0.8)
+lo = min(min(s["val"] + s["test"]) for s in summary.values()) - 0.005
+hi = max(max(s["val"] + s["test"]) for s in summary.values()) + 0.005
+ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="val = test")
+ax.set_xlabel("validation mIoU of the fold")
+ax.set_ylabel("test mIoU of the same model")
+ax.set_title("each point: one fold's model")
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %%
+most_stable = min(summary, key=lambda m: summary[m]["val_std"])
+least_biased = min(summary, key=lambda m: abs(summary[m]["bias"]))
+print(f"smallest fold-to-fold spread: {most_stable} (std {summary[most_stable]['val_std']:.4f}); "
+      f"largest: {max(summary, key=lambda m: summary[m]['val_std'])} "
+      f"(std {max(s['val_std'] for s in summary.values()):.4f})")
+print(f"closest mean estimate of the test score: {least_biased} (val - test {summary[least_biased]['bias']:+.4f}); "
+      f"group K-fold: {summary['group']['bias']:+.4f}")
+print(f"seed noise floor of one split (2 × std, from above): {2 * noise_std:.4f}")
+
+# %% [markdown]
+# ## Summary
+#
+# The cpu profile's numbers (DeepLab v3+ at width 0.125, one epoch on 64×64 crops, 2 CPU cores):
+#
+# * **Debug mode** trained one optimiser step on 8 images in about a second, and wrote every file a
+#   full run writes.
+# * **Same seed, same weights.** The baseline trained twice with seed 0 gave bit-identical weights
+#   (mIoU 0.0854 both times).
+# * **The noise floor.** Seeds 0, 1 and 2 gave 0.0859 ± 0.0010 mIoU (0.0849 to 0.0873). A change
+#   must move the mean by more than 0.0021 to be told apart from the seed at this budget.
+#   The seed moves most the classes the model has begun to learn (Plastic bag's IoU spans 0.049
+#   over the seeds); after one short epoch seven of the ten object classes stay below 0.01 IoU with
+#   every seed, so their part of the mIoU is zero whatever the seed.
+# * **One change at a time.** The runs table names the single changed field of each run. Label
+#   smoothing on seed 0 scored 0.0783 against 0.0854; the next chapter measures it over three seeds.
+# * **Validation schemes.** Every scheme overestimated the test score except group K-fold:
+#
+#   | scheme | val mIoU over folds | test mIoU | val − test |
+#   |---|---|---|---|
+#   | hold-out, 3 draws | 0.0848 ± 0.0011 | 0.0794 ± 0.0014 | +0.0054 |
+#   | K-fold (5) | 0.0846 ± 0.0038 | 0.0814 ± 0.0011 | +0.0032 |
+#   | stratified (5) | 0.0825 ± 0.0042 | 0.0785 ± 0.0019 | +0.0040 |
+#   | group (3) | 0.0785 ± 0.0017 | 0.0801 ± 0.0028 | −0.0016 |
+#
+#   The fold-to-fold spread of K-fold (0.0038) and stratified K-fold (0.0042) is about four times the
+#   seed noise (0.0010): which images land in validation matters more here than the seed.
+#   Stratification kept every class's share within 3.5 points of the whole set, against 7.9 for
+#   plain K-fold, but it did not make the folds agree more.
+# * Group K-fold validates on photo sessions the model never saw. It gave the lowest validation
+#   score and the only one below the test score: the test photos come from the same sessions as the
+#   training photos, so it was pessimistic by 0.0016. It is the estimate to trust when the test photos
+#   come from new sessions.
+# * A single split misjudged its own model's test score by about 0.005 on average (0.0054 for
+#   hold-out, 0.0051 for K-fold and 0.0049 for stratified folds; 0.0023 for group folds). A difference
+#   of 0.005 between two runs scored on one split is within what the split alone can do.
+#
+# ## Exercises
+#
+# 1. Train the baseline with a fourth and a fifth seed (`ablation.plan(prof, [], seeds=[3, 4], ...)`).
+#    How much does the estimated noise floor change between three and five seeds?
+# 2. Train seed 0 again with another number of data-loading workers (`num_workers=0`). Are the
+#    weights still identical? Where does the worker count enter the random numbers?
+# 3. Write an experiment file for the baseline with `TrainConfig(**BASE).to_json()`, change one
+#    field, train it with `segedu train --config`, and compare it with `segedu runs`.
+# 4. Average the five K-fold models' probabilities on the test images
+#    (`segedu.inference.ensemble`). Is the K-fold ensemble better than its best single fold?

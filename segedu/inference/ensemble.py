@@ -1,0 +1,119 @@
+"""Model ensembles: the mean of several models' softmax probabilities.
+
+The usual competition ensembles -- the K models of a K-fold split, the same recipe under several
+seeds, snapshots of one run at several epochs, one model at several input sizes -- are all the same
+operation: average the members' class probabilities pixel by pixel, then take the argmax. Each
+member keeps its own input ``size`` (the size it was trained at, or a different one for a resize
+ensemble), so members trained at different resolutions can be mixed; every member's output is
+brought to the image's size before averaging.
+
+Probabilities, not logits, are averaged: each member's vote is then bounded (a pixel's
+probabilities sum to 1), so one over-confident member with large logits cannot overrule the rest,
+and the result is itself a distribution that a CRF or a threshold can use. This is the averaging
+of Krizhevsky et al. (AlexNet, NIPS 2012, Sec. 6: "averaging the predictions of ... CNNs") and of
+Lakshminarayanan et al. ("Simple and Scalable Predictive Uncertainty Estimation using Deep
+Ensembles", NIPS 2017, Sec. 2.4: a uniformly weighted mixture of the members' distributions).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import SegeduError
+from .predict import predict_logits
+
+
+@dataclass
+class Member:
+    """One model of an ensemble and how to run it.
+
+    ``size``: the model's square input size (None: the image's own size); ``amp_dtype``: autocast
+    dtype (None: full precision); ``name``: how messages refer to it (the checkpoint's path);
+    ``num_classes`` and ``class_names``: from the checkpoint, checked across members when known.
+    """
+
+    model: torch.nn.Module
+    size: int | None = None
+    amp_dtype: torch.dtype | None = None
+    name: str = "model"
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
+
+
+def as_member(member, index: int = 0) -> Member:
+    """A :class:`Member` from a Member, a ``(model, size)`` pair or a bare model."""
+    if isinstance(member, Member):
+        return member
+    if isinstance(member, (tuple, list)):
+        if len(member) != 2:
+            raise SegeduError(f"ensemble member {index} is a sequence of {len(member)} items; "
+                              "give a (model, size) pair or a segedu.inference.ensemble.Member.")
+        return Member(member[0], member[1], name=f"member {index}")
+    if isinstance(member, torch.nn.Module):
+        return Member(member, name=f"member {index}")
+    raise SegeduError(f"ensemble member {index} is a {type(member).__name__}; give a model, a (model, size) "
+                      "pair or a segedu.inference.ensemble.Member.")
+
+
+def check_members(members: Sequence[Member]) -> None:
+    """Refuse members whose checkpoints predict different classes, naming both."""
+    first = members[0]
+    for other in members[1:]:
+        if first.num_classes is not None and other.num_classes is not None and first.num_classes != other.num_classes:
+            raise SegeduError(f"cannot ensemble {first.name} ({first.num_classes} classes) with {other.name} "
+                              f"({other.num_classes} classes): members must predict the same classes.")
+        if first.class_names is not None and other.class_names is not None and first.class_names != other.class_names:
+            raise SegeduError(f"cannot ensemble {first.name} with {other.name}: their class names differ "
+                              f"({', '.join(first.class_names)} vs {', '.join(other.class_names)}).")
+
+
+def load_member(path: str | Path, device="auto") -> Member:
+    """A :class:`Member` from a checkpoint or run directory: the model in eval mode on ``device``, run at
+    its training ``image_size`` with its training autocast setting."""
+    from ..engine.evaluate import load_model  # lazy: the engine imports this package
+    from ..engine.trainer import amp_dtype
+
+    model, config, payload = load_model(path, device)
+    dev = next(model.parameters()).device
+    return Member(model, config.image_size, amp_dtype(config.amp, dev), name=str(path),
+                  num_classes=payload["num_classes"], class_names=tuple(payload.get("class_names") or ()) or None)
+
+
+def load_members(paths: Iterable[str | Path], device="auto", like: Member | None = None) -> list[Member]:
+    """Members loaded from ``paths``, checked to predict the same classes as each other (and as ``like``)."""
+    members = [load_member(path, device) for path in paths]
+    check_members(([like] if like is not None else []) + members)
+    return members
+
+
+@torch.no_grad()
+def ensemble_probabilities(members: Sequence, images: torch.Tensor,
+                           logits_fn: Callable[[Member, torch.Tensor], torch.Tensor] | None = None,
+                           channels_last: bool = False) -> torch.Tensor:
+    """Mean softmax probabilities (B, C, H, W) of ``members`` on [0, 1] ``images`` (B, 3, H, W).
+
+    A member is a :class:`Member`, a ``(model, size)`` pair or a model. ``logits_fn(member, images)``
+    gives a member's class scores at the images' size (default: :func:`predict_logits` at the
+    member's size); :mod:`segedu.inference.pipeline` passes one with TTA and sliding windows.
+    """
+    members = [as_member(m, i) for i, m in enumerate(members)]
+    if not members:
+        raise SegeduError("an ensemble needs at least one member.")
+    check_members(members)
+    if logits_fn is None:
+        def logits_fn(member, x):
+            return predict_logits(member.model, x, member.size, member.amp_dtype, channels_last)
+    total, first = None, None
+    for member in members:
+        p = logits_fn(member, images).float().softmax(1)
+        if total is None:
+            total, first = p, member
+        elif p.shape != total.shape:
+            raise SegeduError(f"cannot ensemble {first.name} with {member.name}: they predict {total.shape[1]} and "
+                              f"{p.shape[1]} classes (output shapes {tuple(total.shape)} and {tuple(p.shape)}).")
+        else:
+            total = total + p
+    return total / len(members)

@@ -1,0 +1,111 @@
+"""segedu.engine.runs: run directories read back, config diffs, the runs table, reuse of finished runs."""
+import dataclasses
+import json
+import math
+
+import pytest
+
+from segedu import cli, notebook
+from segedu.engine import TrainConfig, compare, runs, train
+from segedu.errors import SegeduError
+
+
+@pytest.fixture(scope="module")
+def two_runs(tiny_data, tmp_path_factory):
+    """A baseline and the same run with one change (the learning rate), 2 optimiser steps each."""
+    root = tmp_path_factory.mktemp("runs")
+    base = TrainConfig(model="fcn32s", model_options={"width": 0.125}, data_dir=str(tiny_data), profile="smoke",
+                       image_size=32, epochs=1, max_steps=2, batch_size=4, num_workers=0, device="cpu",
+                       out=str(root / "base"))
+    changed = dataclasses.replace(base, lr=3e-3, out=str(root / "lr3e-3"))
+    return root, train(base), train(changed)
+
+
+def test_a_record_reads_back_what_the_trainer_had(two_runs):
+    _, trainer, _ = two_runs
+    record = runs.load(trainer.run_dir)
+    assert record.step == trainer.step == 2
+    assert record.best_miou == pytest.approx(trainer.best_miou)
+    assert record.history == trainer.history
+    assert record.train_seconds == pytest.approx(sum(r["seconds"] for r in trainer.history))
+    assert record.config.to_json() == trainer.config.to_json()
+
+
+def test_config_diff_names_exactly_the_one_change(two_runs):
+    _, base, changed = two_runs
+    diff = runs.config_diff(changed.config, base.config)
+    assert diff == {"lr": (1e-3, 3e-3)}  # `out` differs too, but says where, not what
+    options = dataclasses.replace(base.config, model_options={"width": 0.25})
+    assert runs.config_diff(options, base.config) == {"model_options.width": (0.125, 0.25)}
+
+
+def test_compare_table_rows_and_rendering(two_runs):
+    root, base, changed = two_runs
+    rows = runs.compare({"base": base.run_dir, "lr": changed.run_dir})
+    assert [r["label"] for r in rows] == ["base", "lr"]
+    assert rows[0]["changes"] == "(baseline)" and rows[1]["changes"] == "lr 0.001->0.003"
+    assert rows[1]["best_miou"] == pytest.approx(changed.best_miou) and rows[1]["step"] == 2
+    text = runs.render(rows, seconds=False)
+    assert text.splitlines()[2].split()[:3] == ["lr", f"{changed.best_miou:.4f}", "2"]
+    assert "train s" not in text and "train s" in runs.render(rows)
+    # the baseline can be any run; a missing one is named
+    assert runs.compare({"base": base.run_dir, "lr": changed.run_dir}, baseline="lr")[0]["changes"] == "lr 0.003->0.001"
+    with pytest.raises(SegeduError, match="baseline 'nope' is not one of the runs: base, lr"):
+        runs.compare({"base": base.run_dir, "lr": changed.run_dir}, baseline="nope")
+
+
+def test_discover_a_folder_of_runs_and_bad_paths(two_runs, tmp_path):
+    root, _, _ = two_runs
+    assert list(runs.discover([root])) == ["base", "lr3e-3"]
+    with pytest.raises(SegeduError, match="no such run directory"):
+        runs.discover([tmp_path / "missing"])
+    with pytest.raises(SegeduError, match="neither a run directory nor a folder of run directories"):
+        runs.discover([tmp_path])
+    with pytest.raises(SegeduError, match="not a run directory"):
+        runs.load(tmp_path)
+
+
+def test_broken_metrics_file_is_named(two_runs, tmp_path):
+    _, base, _ = two_runs
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((base.run_dir / "config.json").read_text())
+    (broken / "metrics.jsonl").write_text('{"epoch": 1}\n{oops\n')
+    with pytest.raises(SegeduError, match=r"metrics.jsonl: line 1 is not valid JSON"):
+        runs.load(broken)
+
+
+def test_finished_needs_the_same_config_and_every_epoch(two_runs):
+    _, base, _ = two_runs
+    config = TrainConfig.load(base.run_dir)
+    assert runs.finished(base.run_dir, config) is not None
+    assert runs.finished(base.run_dir, dataclasses.replace(config, seed=1)) is None
+    assert runs.finished(base.run_dir, dataclasses.replace(config, max_steps=3)) is None  # would train further
+
+
+def test_train_plan_reuses_a_finished_run_and_retrains_a_changed_one(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGEDU_DATA_ROOT", str(tmp_path / "data"))
+    session = notebook.setup(profile="smoke", data_dir=tiny_data, seed=0, device="cpu")
+    common = dict(model="fcn32s", image_size=32, epochs=1, max_steps=2, batch_size=4, num_workers=0)
+    first = compare.train_plan(session, "craft", [{"label": "a"}], reuse=True, **common)["a"]
+    assert not first.reused
+    mtime = (first.run_dir / "best.pt").stat().st_mtime_ns
+    again = compare.train_plan(session, "craft", [{"label": "a"}], reuse=True, **common)["a"]
+    assert again.reused and (again.run_dir / "best.pt").stat().st_mtime_ns == mtime
+    assert again.trainer.best_miou == pytest.approx(first.trainer.best_miou)
+    assert again.train_seconds == pytest.approx(first.train_seconds)
+    assert again.train_images_per_s == pytest.approx(first.train_images_per_s)
+    changed = compare.train_plan(session, "craft", [{"label": "a", "lr": 2e-3}], reuse=True, **common)["a"]
+    assert not changed.reused and json.loads((changed.run_dir / "config.json").read_text())["lr"] == 2e-3
+    without = compare.train_plan(session, "craft", [{"label": "a", "lr": 2e-3}], **common)["a"]
+    assert not without.reused  # reuse is opt-in
+
+
+def test_cli_runs_prints_the_table(two_runs, capsys):
+    root, _, changed = two_runs
+    assert cli.main(["runs", str(root), "--no-seconds"]) == 0
+    out = capsys.readouterr().out
+    assert "lr 0.001->0.003" in out and "(baseline)" in out and f"{changed.best_miou:.4f}" in out
+    assert cli.main(["runs", str(root), "--baseline", "missing"]) == 2
+    assert "baseline 'missing' is not one of the runs" in capsys.readouterr().err
+    assert math.isfinite(changed.best_miou)
