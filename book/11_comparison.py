@@ -195,7 +195,7 @@ print("Spearman correlation of mIoU rank with parameter rank (at trained width):
 # ## Summary
 #
 # The cpu profile's numbers (one epoch at 64×64 crops, width 0.25, seeds 0, 1 and 2; the 36 runs
-# trained in 8.3 min on 2 CPU cores):
+# trained in 8.5 min on 2 CPU cores):
 #
 # * **Verdict: DeepLab v3+ (ResNet-50).** It had the highest mean mIoU, 0.0912 ± 0.0032, and the
 #   highest boundary mIoU, 0.0569 ± 0.0008. Every model whose seeds agree (std below 0.01) is
@@ -205,11 +205,12 @@ print("Spearman correlation of mIoU rank with parameter rank (at trained width):
 #   reliably, and a single run of either could have put it first or last.
 # * Size does not predict accuracy here: the rank correlation between mIoU and trained parameters
 #   is −0.10. FC-DenseNet56 (0.09M parameters) scored 0.0693, DeconvNet (15.75M) 0.0500.
-# * Speed on 2 CPU cores: DeepLab v1 was the fastest to train (66.1 images/s) and to run (223.7),
-#   at 0.0649 mIoU; v3+ was nearly as fast, training at 60.1 and running at 221.3 images/s, so it
-#   is also the fastest of the models that cannot be separated from it. At the papers' scale v3+
-#   is also one of the cheapest models, 138 GFLOPs for a 512×512 image against 222 to 1184 for
-#   all the others except HRNetV2-W18 (37) and FC-DenseNet56 (93).
+# * Speed on 2 CPU cores: DeepLab v1 was the fastest to train (64.8 images/s) and to run (167.2),
+#   at 0.0649 mIoU; v3+ trained at 54.2 and ran at 160.6 images/s. The four fastest models at
+#   inference (DeepLab v1, SegNet, U-Net, v3+) lie within 4% of each other, too close to rank on
+#   one measurement. At the papers' scale v3+ is one of the cheapest models, 138 GFLOPs for a
+#   512×512 image against 222 to 1184 for all the others except HRNetV2-W18 (37) and
+#   FC-DenseNet56 (93).
 # * The ranking is for this budget only: short, from scratch and small. It is the question to
 #   ask again with pre-trained encoders and the full schedule (exercises 1 and 4).
 #

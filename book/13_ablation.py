@@ -275,15 +275,15 @@ print(f"submission valid: {n_rows == len(json.loads((session.data_dir / 'test.js
 #   but its seeds spread by 0.0033. The class-presence head (+0.0006) and class-aware sampling
 #   (+0.0002) did nothing measurable. Copy-paste (−0.0033), label smoothing (−0.0034), warm-up
 #   (−0.0022) and CE + Dice (−0.0013) lowered the mean, each by less than its noise. None of the
-#   tricks changed the training time by more than 1.7 s per run.
+#   tricks added more than 1.6 s of training per run (copy-paste).
 # * **Pseudo-labels from weak models are background.** The threshold that keeps the 30% most
 #   confident test pixels was 0.324. The kept pixels were 1,690,775 Background against 55 Paper and
 #   none of any other class. Trained on them for the baseline's 48 steps, the model scored 0.0858
 #   ± 0.0037, no change.
 # * **The seed ensemble was the only trick that helped:** 0.0905 on the validation images, +0.0047
-#   for 2.2 times the inference time (32.7 against 14.9 ms per image). Flip TTA (+0.0006, 1.8 times
-#   the time), DenseCRF (+0.0006, 11.8 times), the sliding window (+0.0001) and multi-scale TTA
-#   (−0.0016, 4.4 times) stayed within the noise.
+#   for 2.0 times the inference time (34.9 against 17.5 ms per image). Flip TTA (+0.0006, 1.7 times
+#   the time), DenseCRF (+0.0006, 12.0 times), the sliding window (+0.0001) and multi-scale TTA
+#   (−0.0016, 3.7 times) stayed within the noise.
 # * **The submission.** With no training trick to combine, the final predictor is the baseline's
 #   three seeds averaged. On the test images it scored 0.0841 against 0.0795 for a single seed,
 #   the same gain as on the validation images. The CSV has the 86 test images and passed the

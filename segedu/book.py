@@ -258,6 +258,43 @@ def _by_model(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
+def sync_markdown(py_path: Path) -> int:
+    """Copy the prose of a chapter's ``.py`` into its executed ``.ipynb``; returns the cells changed.
+
+    For a summary written after a long run: the numbers it quotes come from that run, and re-running
+    a ten-minute chapter to change only its prose would re-measure every timing it quotes. Only the
+    text of markdown cells changes; code cells, outputs and the run's metadata stay as the runner
+    wrote them. Refused (SegeduError, nothing written) when any code cell differs or the cells do not
+    line up: then the chapter must be executed again.
+    """
+    import jupytext
+    import nbformat
+
+    py_path = Path(py_path)
+    ipynb = py_path.with_suffix(".ipynb")
+    if not ipynb.is_file():
+        raise SegeduError(f"{ipynb} does not exist; execute the chapter first (segedu book run {py_path.stem}).")
+    source = [c for c in jupytext.read(py_path).cells]
+    executed = nbformat.read(ipynb, as_version=4)
+    cells = [c for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    if len(cells) != len(source):
+        raise SegeduError(f"{py_path.name} has {len(source)} cells but {ipynb.name} has {len(cells)}; "
+                          f"execute the chapter again (segedu book run {py_path.stem}).")
+    changed = 0
+    for index, (new, old) in enumerate(zip(source, cells)):
+        if new.cell_type != old.cell_type or (new.cell_type == "code" and new.source.strip() != old.source.strip()):
+            raise SegeduError(f"{py_path.name}: cell {index} ({new.cell_type}) differs from the executed one in "
+                              f"{ipynb.name}; only prose can be synced; execute the chapter again.")
+        if new.cell_type == "markdown" and new.source != old.source:
+            old.source = new.source
+            changed += 1
+    if changed:
+        tmp = ipynb.with_name(f".{ipynb.name}.tmp")
+        nbformat.write(executed, tmp)
+        os.replace(tmp, ipynb)
+    return changed
+
+
 def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: str | None = None,
              seed: int = 0, device: str = "auto", echo=print) -> dict[str, float]:
     """Execute the chosen chapters (all by default) in ``_toc.yml`` order; return their wall times."""

@@ -37,6 +37,14 @@ def _book_html(args) -> int:
     return 0
 
 
+def _book_sync(args) -> int:
+    from . import book
+
+    for path in book.select(args.notebooks, book.root()):
+        print(f"segedu book: {path.stem}: {book.sync_markdown(path)} markdown cell(s) updated")
+    return 0
+
+
 def _book_list(args) -> int:
     from . import book
 
@@ -281,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     h = bsub.add_parser("html", help="build the HTML book from the committed outputs (no execution)")
     h.add_argument("--no-strict", action="store_true", help="do not treat Sphinx warnings as errors")
     h.set_defaults(func=_book_html)
+    sy = bsub.add_parser("sync-markdown", help="copy a chapter's prose into its executed notebook (outputs kept)")
+    sy.add_argument("notebooks", nargs="+", help="chapter names or number prefixes")
+    sy.set_defaults(func=_book_sync)
     ls = bsub.add_parser("list", help="list the chapters in reading order")
     ls.set_defaults(func=_book_list)
 

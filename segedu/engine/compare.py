@@ -117,28 +117,38 @@ def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str
         model, config, payload = load_model(run_dir, device)
         dev = next(model.parameters()).device
         dtype = amp_dtype(config.amp, dev)
-        overall = metrics.SegMetrics(payload["num_classes"], ignore_index=IGNORE_INDEX)
-        band = metrics.SegMetrics(payload["num_classes"], ignore_index=IGNORE_INDEX)
-        seconds, count = 0.0, 0
-        for images, targets in loader:
-            images, targets = images.to(dev), targets.to(dev)
-            start = time.perf_counter()
+        def predict(images, model=model, config=config, dtype=dtype):
             logits = predict_logits(model, images, config.image_size, dtype)
-            if postprocess is not None:
-                logits = torch.stack([postprocess(image.cpu(), scores.float().cpu())
-                                      for image, scores in zip(images, logits)]).to(dev)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            seconds += time.perf_counter() - start
-            count += len(images)
-            overall.update(logits, targets)
-            band.update(logits, metrics.mask_outside(targets, metrics.boundary_band(targets, boundary_px)))
-        scored = {"overall": overall.compute(), "boundary": band.compute()}
-        for key, accumulator in (("overall", overall), ("boundary", band)):
-            scored[key]["confusion"] = accumulator.confusion.cpu()
-        out[label] = {**scored,
-                      "images_per_s": count / max(seconds, 1e-9), "class_names": list(payload["class_names"])}
+            if postprocess is None:
+                return logits
+            return torch.stack([postprocess(image.cpu(), scores.float().cpu())
+                                for image, scores in zip(images, logits)]).to(images.device)
+
+        out[label] = {**_score(loader, predict, payload["num_classes"], dev, boundary_px),
+                      "class_names": list(payload["class_names"])}
     return out
+
+
+def _score(loader, predict, num_classes: int, device, boundary_px: int) -> dict:
+    """Scores of ``predict(images)`` (logits or class maps) over ``loader``: ``overall`` and
+    ``boundary`` (each with its confusion matrix) and ``images_per_s``, the time of ``predict`` alone."""
+    overall = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX)
+    band = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX)
+    seconds, count = 0.0, 0
+    for images, targets in loader:
+        images, targets = images.to(device), targets.to(device)
+        start = time.perf_counter()
+        pred = predict(images)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds += time.perf_counter() - start
+        count += len(images)
+        overall.update(pred, targets)
+        band.update(pred, metrics.mask_outside(targets, metrics.boundary_band(targets, boundary_px)))
+    scored = {"overall": overall.compute(), "boundary": band.compute()}
+    for key, accumulator in (("overall", overall), ("boundary", band)):
+        scored[key]["confusion"] = accumulator.confusion.cpu()
+    return {**scored, "images_per_s": count / max(seconds, 1e-9)}
 
 
 def score_inference(groups: dict[str, list[str | Path]], data_dir: str | Path, split: str = "val", options=None,
@@ -157,25 +167,9 @@ def score_inference(groups: dict[str, list[str | Path]], data_dir: str | Path, s
     for label, run_dirs in groups.items():
         members = ensemble.load_members(list(run_dirs), device)
         dev = next(members[0].model.parameters()).device
-        num_classes = members[0].num_classes
-        overall = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX)
-        band = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX)
-        seconds, count = 0.0, 0
-        for images, targets in loader:
-            images, targets = images.to(dev), targets.to(dev)
-            start = time.perf_counter()
-            pred = pipeline.predict_classes(members, images, options)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            seconds += time.perf_counter() - start
-            count += len(images)
-            overall.update(pred, targets)
-            band.update(pred, metrics.mask_outside(targets, metrics.boundary_band(targets, boundary_px)))
-        scored = {"overall": overall.compute(), "boundary": band.compute()}
-        for key, accumulator in (("overall", overall), ("boundary", band)):
-            scored[key]["confusion"] = accumulator.confusion.cpu()
-        out[label] = {**scored, "images_per_s": count / max(seconds, 1e-9),
-                      "class_names": list(members[0].class_names or data.class_names)}
+        scored = _score(loader, lambda images, m=members: pipeline.predict_classes(m, images, options),
+                        members[0].num_classes, dev, boundary_px)
+        out[label] = {**scored, "class_names": list(members[0].class_names or data.class_names)}
     return out
 
 

@@ -32,6 +32,26 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def resized_forward(model, x: torch.Tensor, input_hw: tuple[int, int] | None, amp_dtype: torch.dtype | None = None,
+                    channels_last: bool = False) -> torch.Tensor:
+    """Float logits (N, C, h, w) for *normalised* images ``x`` (N, 3, h, w), the model run at ``input_hw``.
+
+    The images are resized to ``input_hw`` (antialiased bilinear; None: their own size) for the model,
+    and the logits bilinearly back to (h, w). Every prediction path (plain, TTA, ensembles) runs the
+    model through here, so they agree exactly where they overlap.
+    """
+    h, w = x.shape[-2:]
+    if input_hw is not None and tuple(input_hw) != (h, w):
+        x = F.interpolate(x, size=tuple(input_hw), mode="bilinear", align_corners=False, antialias=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(x.device, amp_dtype):
+        logits = main_output(model(x)).float()
+    if logits.shape[-2:] != (h, w):
+        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+    return logits
+
+
 @torch.no_grad()
 def predict_logits(model, images: torch.Tensor, size: int | None = None, amp_dtype: torch.dtype | None = None,
                    channels_last: bool = False) -> torch.Tensor:
@@ -39,14 +59,4 @@ def predict_logits(model, images: torch.Tensor, size: int | None = None, amp_dty
 
     With ``size``, the images are resized to ``size`` x ``size`` for the model and the logits resized back.
     """
-    h, w = images.shape[-2:]
-    x = normalize(images)
-    if size is not None and (h, w) != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with autocast(images.device, amp_dtype):
-        logits = main_output(model(x)).float()
-    if logits.shape[-2:] != (h, w):
-        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-    return logits
+    return resized_forward(model, normalize(images), None if size is None else (size, size), amp_dtype, channels_last)

@@ -30,7 +30,7 @@ import torch
 
 from ..errors import SegeduError
 from .predict import normalize
-from .tta import resized_forward
+from .predict import resized_forward
 
 WEIGHTINGS = ("uniform", "gaussian")
 #: nnU-Net's sigma of the Gaussian importance map, as a fraction of the window size

@@ -35,11 +35,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import SegeduError
-from ..models import main_output
-from .predict import autocast, normalize
+from .predict import normalize, resized_forward
 
 #: flip name -> the tensor dims it reverses (a flip is its own inverse, so undoing is the same call)
 FLIPS = {"none": (), "hflip": (-1,), "vflip": (-2,), "hvflip": (-2, -1)}
@@ -108,26 +106,6 @@ def input_size(image_hw: tuple[int, int], size: int | None, scale: float) -> tup
     return hw
 
 
-def resized_forward(model, x: torch.Tensor, input_hw: tuple[int, int] | None, amp_dtype: torch.dtype | None = None,
-                    channels_last: bool = False) -> torch.Tensor:
-    """Float logits (N, C, h, w) for *normalised* images ``x`` (N, 3, h, w), the model run at ``input_hw``.
-
-    :func:`segedu.inference.predict.predict_logits` for any (not only square) input size, with the
-    same operations in the same order (antialiased bilinear down, bilinear back), so the two agree
-    exactly where they overlap. ``input_hw=None``: the images' own size.
-    """
-    h, w = x.shape[-2:]
-    if input_hw is not None and tuple(input_hw) != (h, w):
-        x = F.interpolate(x, size=tuple(input_hw), mode="bilinear", align_corners=False, antialias=True)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with autocast(x.device, amp_dtype):
-        logits = main_output(model(x)).float()
-    if logits.shape[-2:] != (h, w):
-        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-    return logits
-
-
 def merge_views(views: Sequence[torch.Tensor], merge: str) -> torch.Tensor:
     """Class scores (see the module docstring) from the views' logits, all already on the image's grid."""
     if len(views) == 1:
@@ -151,7 +129,8 @@ def tta_logits(model, images: torch.Tensor, size: int | None = None, flips: Sequ
     ``logits_fn(views, scale)`` replaces the model call: given [0, 1] images (N, 3, H, W) (the flip
     views of one scale, concatenated) it returns their logits (N, C, H, W) at that same size, for the
     model run at ``scale``. The default resizes to :func:`input_size` and back
-    (:func:`resized_forward`); :mod:`segedu.inference.pipeline` passes a sliding-window one.
+    (:func:`segedu.inference.predict.resized_forward`); :mod:`segedu.inference.pipeline` passes a
+    sliding-window one.
     """
     flips, scales, merge = _check(flips, scales, merge)
     b = images.shape[0]

@@ -129,3 +129,35 @@ def test_runs_of_a_shared_folder_belong_to_the_execution_that_wrote_them(tmp_pat
         os.utime(run / "metrics.jsonl", (time.time() - age, time.time() - age))
     assert [r["run"] for r in book.chapter_results(runs, "cpu", "13_x", since=time.time() - 60)] == ["fresh"]
     assert book.chapter_results(runs, "cpu", "13_x") == []
+
+
+def test_sync_markdown_copies_prose_only_and_refuses_code_changes(tmp_path):
+    """A summary edited after a run reaches the executed notebook; outputs, the injected parameters and
+    the run's metadata stay; a changed code cell is refused and nothing is written."""
+    import jupytext
+    import nbformat
+
+    py = tmp_path / "99_x.py"
+    py.write_text('# %% [markdown]\n# # Title\n# old prose\n\n# %% tags=["parameters"]\nprofile = "auto"\n\n'
+                  '# %%\nprint(6 * 7)\n')
+    nb = jupytext.read(py)
+    injected = nbformat.v4.new_code_cell('profile = "cpu"', metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(2, injected)
+    nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stdout", text="42\n")]
+    nb.cells[3].execution_count = 1
+    nb.metadata["papermill"] = {"duration": 1.0}
+    nbformat.write(nb, py.with_suffix(".ipynb"))
+
+    py.write_text(py.read_text().replace("old prose", "new prose, with the measured 42"))
+    assert book.sync_markdown(py) == 1
+    synced = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
+    assert "new prose, with the measured 42" in synced.cells[0].source
+    assert synced.cells[2].source == 'profile = "cpu"' and synced.cells[3].outputs[0]["text"] == "42\n"
+    assert synced.metadata["papermill"] == {"duration": 1.0}
+    assert book.sync_markdown(py) == 0  # nothing left to copy
+
+    before = py.with_suffix(".ipynb").read_text()
+    py.write_text(py.read_text().replace("6 * 7", "6 * 9"))
+    with pytest.raises(SegeduError, match="cell 2 \\(code\\) differs from the executed one"):
+        book.sync_markdown(py)
+    assert py.with_suffix(".ipynb").read_text() == before

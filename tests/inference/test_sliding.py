@@ -9,6 +9,7 @@ from torch import nn
 from segedu.errors import SegeduError
 from segedu.inference.predict import predict_logits
 from segedu.inference.sliding import sliding_window_logits, window_starts, window_weights
+from toy_models import Counting
 
 
 def _images(b=2, h=21, w=27, seed=0):
@@ -23,16 +24,6 @@ def _conv_model(seed=0):
 def _pixelwise_model(seed=0):
     torch.manual_seed(seed)
     return nn.Conv2d(3, 4, 1).eval()
-
-
-class Counting(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.calls = model, []
-
-    def forward(self, x):
-        self.calls.append(tuple(x.shape))
-        return self.model(x)
 
 
 class CropMean(nn.Module):

@@ -8,6 +8,7 @@ from torch import nn
 from segedu.errors import SegeduError
 from segedu.inference.predict import normalize, predict_logits
 from segedu.inference.tta import TTA, tta_logits
+from toy_models import Counting
 
 H, W = 13, 18  # odd and not square: a flip about the wrong axis or an off-by-one cannot go unnoticed
 
@@ -20,18 +21,6 @@ def _conv_model(seed=0, classes=4):
     """A small deterministic CNN that is not flip-equivariant (random 3x3 kernels)."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, classes, 3, padding=1)).eval()
-
-
-class Counting(nn.Module):
-    """Wraps a model, recording the shape of every input it is called with."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.calls = model, []
-
-    def forward(self, x):
-        self.calls.append(tuple(x.shape))
-        return self.model(x)
 
 
 class PositionModel(nn.Module):
