@@ -194,8 +194,8 @@ def _inference_kwargs(args) -> dict:
             "crf": args.crf, "ensemble": tuple(args.ensemble)}
 
 
-def _describe_inference(options: dict) -> str | None:
-    """One line naming the tricks in use, or None for the plain prediction."""
+def _print_inference(options: dict) -> None:
+    """Print one line naming the inference tricks in use; nothing for the plain prediction."""
     parts = []
     if options["tta"] is not None:
         t = options["tta"]
@@ -207,7 +207,8 @@ def _describe_inference(options: dict) -> str | None:
         parts.append(f"ensemble of {1 + len(options['ensemble'])} models")
     if options["crf"]:
         parts.append("DenseCRF")
-    return "; ".join(parts) or None
+    if parts:
+        print(f"inference: {'; '.join(parts)}")
 
 
 def _evaluate(args) -> int:
@@ -216,8 +217,7 @@ def _evaluate(args) -> int:
     options = _inference_kwargs(args)
     result = evaluate(args.checkpoint, data_dir=args.data_dir, split=args.split, device=args.device, out=args.out,
                       **options)
-    if _describe_inference(options):
-        print(f"inference: {_describe_inference(options)}")
+    _print_inference(options)
     print(f"{args.checkpoint} on {args.split}: mIoU {result['miou']:.4f}  pixel accuracy "
           f"{result['pixel_accuracy']:.4f}  mean accuracy {result['mean_accuracy']:.4f}  fwIoU {result['fwiou']:.4f}")
     for name, iou in zip(result["class_names"], result["iou"].tolist()):
@@ -235,8 +235,7 @@ def _predict(args) -> int:
 
     options = _inference_kwargs(args)
     path = predict(args.checkpoint, args.out, data_dir=args.data_dir, split=args.split, device=args.device, **options)
-    if _describe_inference(options):
-        print(f"inference: {_describe_inference(options)}")
+    _print_inference(options)
     print(f"segedu predict: wrote and validated {path}")
     return 0
 

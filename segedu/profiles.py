@@ -46,6 +46,8 @@ class Profile:
     #: models times several seeds: on a CPU it runs at a smaller size than the chapters' trainings)
     compare_image_size: int
     compare_epochs: int
+    #: model width of the competition-craft chapters' baseline (dozens of runs: narrower than the
+    #: chapters' ``width`` on a CPU)
     craft_width: float
     #: cap on optimiser steps of one training run (None: run all epochs)
     max_steps: int | None

@@ -113,19 +113,26 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8-sig"))
 
 
-def _mean_probabilities(loaded, images, batch_size: int):
-    """Per batch of ``images`` (a dataset), the mean softmax of the ``loaded`` (model, config, payload)."""
-    from ..engine.trainer import amp_dtype
-    from ..inference.predict import predict_logits
+def _load(checkpoints, device, caller: str) -> tuple[list, list]:
+    """(paths, [(model, config, payload)]) of one checkpoint or run directory, or several."""
+    from ..engine.evaluate import load_model  # the engine imports segedu.data: import it late
+
+    paths = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
+    if not paths:
+        raise SegeduError(f"{caller} needs at least one checkpoint or run directory.")
+    return paths, [load_model(path, device) for path in paths]
+
+
+def _mean_probabilities(paths, loaded, images, batch_size: int):
+    """Per batch of ``images`` (a dataset), the mean softmax of the ``loaded`` checkpoints, each at its
+    own training size (:func:`segedu.inference.ensemble.ensemble_probabilities`)."""
+    from ..inference.ensemble import ensemble_probabilities, member_from
     from . import dataset
 
+    members = [member_from(*checkpoint, name=str(path)) for path, checkpoint in zip(paths, loaded)]
+    device = next(members[0].model.parameters()).device
     for batch, _ in torch.utils.data.DataLoader(images, batch_size=batch_size, collate_fn=dataset.collate):
-        probabilities = 0
-        for model, config, _ in loaded:
-            dev = next(model.parameters()).device
-            logits = predict_logits(model, batch.to(dev), config.image_size, amp_dtype(config.amp, dev))
-            probabilities = probabilities + torch.softmax(logits, dim=1)
-        yield probabilities / len(loaded)
+        yield ensemble_probabilities(members, batch.to(device))
 
 
 def confidence_threshold(checkpoints: str | Path | Sequence[str | Path], data_dir: str | Path, keep_fraction: float,
@@ -136,17 +143,14 @@ def confidence_threshold(checkpoints: str | Path | Sequence[str | Path], data_di
     no pixel at all; choosing the threshold as a quantile of the models' own confidence (the mean
     softmax's maximum over ``split``'s pixels) keeps a known share instead, the most confident first.
     """
-    from ..engine.evaluate import load_model  # the engine imports segedu.data: import it late
     from . import dataset
 
     if not 0.0 < keep_fraction <= 1.0:
         raise SegeduError(f"keep_fraction is the share of pixels to keep, in (0, 1]; got {keep_fraction}.")
-    paths = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
-    if not paths:
-        raise SegeduError("confidence_threshold needs at least one checkpoint or run directory.")
-    loaded = [load_model(path, device) for path in paths]
+    paths, loaded = _load(checkpoints, device, "confidence_threshold")
     unlabelled = dataset.CocoSegmentation(Path(data_dir), split, cache_images=False)
-    confidence = torch.cat([p.max(dim=1).values.flatten().cpu() for p in _mean_probabilities(loaded, unlabelled, batch_size)])
+    confidence = torch.cat([p.max(dim=1).values.flatten().cpu()
+                            for p in _mean_probabilities(paths, loaded, unlabelled, batch_size)])
     # the largest threshold t with P(confidence >= t) >= keep_fraction: the (1 - keep_fraction) quantile, exactly
     ordered = confidence.sort(descending=True).values
     return float(ordered[max(0, math.ceil(keep_fraction * len(ordered)) - 1)])
@@ -172,18 +176,14 @@ def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir
     Returns a :class:`PseudoLabelSummary`; raises SegeduError for checkpoints that disagree on
     the classes, a training split with other classes, or images in both splits.
     """
-    from ..engine.evaluate import load_model  # the engine imports segedu.data: import it late
-    from ..engine.trainer import resolve_data_dir
+    from ..engine.trainer import resolve_data_dir  # the engine imports segedu.data: import it late
     from . import coco, dataset
     from .convert import IGNORE_CATEGORY
     from .masks import write_bytes_atomic
 
     if mode not in MODES:
         raise SegeduError(f"unknown pseudo-label mode {mode!r}; choose one of {', '.join(MODES)}.")
-    paths = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
-    if not paths:
-        raise SegeduError("write_pseudo_labels needs at least one checkpoint or run directory.")
-    loaded = [load_model(path, device) for path in paths]
+    paths, loaded = _load(checkpoints, device, "write_pseudo_labels")
     _, first_config, first_payload = loaded[0]
     class_names = tuple(first_payload["class_names"])
     for path, (_, _, payload) in zip(paths[1:], loaded[1:]):
@@ -224,7 +224,7 @@ def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir
     class_pixels = np.zeros(len(class_names), np.int64)
     total = written = 0
     index = 0
-    for probabilities in _mean_probabilities(loaded, unlabelled, batch_size):
+    for probabilities in _mean_probabilities(paths, loaded, unlabelled, batch_size):
         masks = pseudo_label_masks(probabilities, threshold, mode).cpu().numpy()
         for mask in masks:
             record = unlabelled.coco.images[index]

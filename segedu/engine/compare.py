@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from .. import metrics
 from ..data import IGNORE_INDEX, dataset, masks
 from ..inference.predict import predict_logits
-from . import runs
+from . import ablation, runs
 from .config import TrainConfig
 from .evaluate import load_model
 from .runs import RunRecord
@@ -42,7 +42,7 @@ class RunResult:
     @property
     def train_seconds(self) -> float:
         """Seconds of the training epochs as the run recorded them (the same for a reused run)."""
-        return float(sum(record.get("seconds", 0.0) for record in self.trainer.history))
+        return self.trainer.train_seconds
 
     @property
     def model(self) -> str:
@@ -58,8 +58,7 @@ class RunResult:
         (data loading, forward, backward and update; validation excluded). The loader drops the last
         incomplete batch, so every step saw ``batch_size * accumulate`` images."""
         c = self.trainer.config
-        seconds = sum(record["seconds"] for record in self.trainer.history)
-        return self.trainer.step * c.batch_size * c.accumulate / max(seconds, 1e-9)
+        return self.trainer.step * c.batch_size * c.accumulate / max(self.train_seconds, 1e-9)
 
 
 def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **common) -> dict[str, RunResult]:
@@ -191,8 +190,8 @@ def seed_summary(scores: dict[str, dict], groups: dict[str, list[str]], key: str
     """Per group (e.g. a model name -> its runs' labels): (mean mIoU, std over seeds or nan, n)."""
     out = {}
     for group, labels in groups.items():
-        values = [scores[label][key]["miou"] for label in labels]
-        out[group] = (float(np.mean(values)), float(np.std(values)) if len(values) > 1 else float("nan"), len(values))
+        values = [float(scores[label][key]["miou"]) for label in labels]
+        out[group] = (*ablation.summarise(values), len(values))
     return out
 
 
@@ -215,7 +214,7 @@ def object_recalls(run_dirs: dict[str, str | Path], data_dir: str | Path, split:
         rows = []
         for index, (instances, classes) in enumerate(objects):
             image, _ = data[index]
-            pred = predict_logits(model, image[None].to(dev), config.image_size).argmax(1)[0].cpu()
+            pred = metrics.class_map(predict_logits(model, image[None].to(dev), config.image_size))[0].cpu()
             records = metrics.object_recall(pred, instances, classes)
             rows.append(torch.cat([torch.full((len(records), 1), float(index), dtype=torch.float64),
                                    records[:, 1:]], 1))
@@ -242,5 +241,5 @@ def predictions(run_dirs: dict[str, str | Path], image: torch.Tensor, device="cp
     for label, run_dir in run_dirs.items():
         model, config, _ = load_model(run_dir, device)
         dev = next(model.parameters()).device
-        out[label] = predict_logits(model, image[None].to(dev), config.image_size).argmax(1)[0].cpu()
+        out[label] = metrics.class_map(predict_logits(model, image[None].to(dev), config.image_size))[0].cpu()
     return out

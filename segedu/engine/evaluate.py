@@ -10,11 +10,10 @@ from .. import env, metrics, models
 from ..data import IGNORE_INDEX, dataset
 from ..errors import SegeduError
 from ..inference import submission
-from ..inference.predict import predict_logits
 from . import checkpoint
 from .config import TrainConfig
 from .runlog import write_json
-from .trainer import amp_dtype, resolve_data_dir
+from .trainer import resolve_data_dir
 
 
 def load_model(path: str | Path, device="auto"):
@@ -47,6 +46,27 @@ def _data(config: TrainConfig, data_dir: str | None, split: str, num_classes: in
     return root, data
 
 
+def _options(tta, sliding_window, overlap, weighting, crf, ensemble):
+    """The :class:`~segedu.inference.pipeline.InferenceOptions` of evaluate/predict's keywords, checked
+    (and the DenseCRF's package found) before anything is loaded."""
+    from ..inference.pipeline import InferenceOptions, require_crf
+
+    options = InferenceOptions.build(tta, sliding_window, overlap, weighting, crf, ensemble)
+    if options.crf:
+        require_crf()
+    return options
+
+
+def _members(path, options, model, config, payload) -> list:
+    """The loaded checkpoint as the first ensemble member, then ``options.ensemble``'s checkpoints.
+    Without any trick this is the one model run as ``predict_logits`` runs it."""
+    from ..inference.ensemble import member_from
+    from ..inference.pipeline import load_pipeline_members
+
+    main = member_from(model, config, payload, str(path))
+    return load_pipeline_members(path, options, next(model.parameters()).device, main=main)
+
+
 def evaluate(path: str | Path, data_dir: str | None = None, split: str = "val", device: str = "auto",
              out: str | Path | None = None, batch_size: int = 4, *, tta=None, sliding_window: int | None = None,
              overlap: float = 0.5, weighting: str = "gaussian", crf: bool = False, ensemble=()) -> dict:
@@ -58,12 +78,9 @@ def evaluate(path: str | Path, data_dir: str | None = None, split: str = "val", 
     ``sliding_window``/``overlap``/``weighting``; ``crf``; ``ensemble``: extra checkpoints averaged
     in probability); left at their defaults, the prediction is the plain one.
     """
-    from ..inference.ensemble import Member
-    from ..inference.pipeline import InferenceOptions, load_pipeline_members, predict_classes, require_crf
+    from ..inference.pipeline import predict_classes
 
-    options = InferenceOptions.build(tta, sliding_window, overlap, weighting, crf, ensemble)  # before any loading
-    if options.crf:
-        require_crf()
+    options = _options(tta, sliding_window, overlap, weighting, crf, ensemble)
     model, config, payload = load_model(path, device)
     dev = next(model.parameters()).device
     _, data = _data(config, data_dir, split, payload["num_classes"])
@@ -71,15 +88,10 @@ def evaluate(path: str | Path, data_dir: str | None = None, split: str = "val", 
         raise SegeduError(f"{data.coco.ann_file} has no annotations; evaluate needs a labelled split (val, train).")
     scores = metrics.SegMetrics(payload["num_classes"], ignore_index=IGNORE_INDEX)
     loader = DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate)
-    dtype = amp_dtype(config.amp, dev)
-    main = Member(model, config.image_size, dtype, str(path), payload["num_classes"], tuple(payload["class_names"]))
-    members = load_pipeline_members(path, options, dev, main=main)
+    members = _members(path, options, model, config, payload)
     for images, masks in loader:
         images, masks = images.to(dev), masks.to(dev)
-        if options.plain:
-            scores.update(predict_logits(model, images, config.image_size, dtype), masks)
-        else:
-            scores.update(predict_classes(members, images, options), masks)
+        scores.update(predict_classes(members, images, options), masks)
     result = scores.compute()
     result["confusion"] = scores.confusion
     result["class_names"] = list(payload["class_names"])
@@ -99,12 +111,9 @@ def predict(path: str | Path, out: str | Path, data_dir: str | None = None, spli
 
     The keyword-only options are :func:`evaluate`'s (TTA, sliding window, CRF, ensemble).
     """
-    from ..inference.ensemble import Member
-    from ..inference.pipeline import InferenceOptions, load_pipeline_members, predict_classes, require_crf
+    from ..inference.pipeline import predict_classes
 
-    options = InferenceOptions.build(tta, sliding_window, overlap, weighting, crf, ensemble)  # before any loading
-    if options.crf:
-        require_crf()
+    options = _options(tta, sliding_window, overlap, weighting, crf, ensemble)
     model, config, payload = load_model(path, device)
     dev = next(model.parameters()).device
     root, data = _data(config, data_dir, split, payload["num_classes"])
@@ -112,14 +121,8 @@ def predict(path: str | Path, out: str | Path, data_dir: str | None = None, spli
         raise SegeduError(f"{data.coco.ann_file} is annotated; predict writes a submission for unlabelled test "
                           "images (test.json). To score a labelled split use `segedu evaluate`.")
     rows = {}
-    dtype = amp_dtype(config.amp, dev)
-    main = Member(model, config.image_size, dtype, str(path), payload["num_classes"], tuple(payload["class_names"]))
-    members = load_pipeline_members(path, options, dev, main=main)
+    members = _members(path, options, model, config, payload)
     for images, names in DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate):
-        images = images.to(dev)
-        if options.plain:
-            preds = predict_logits(model, images, config.image_size, dtype).argmax(1)
-        else:
-            preds = predict_classes(members, images, options)
+        preds = predict_classes(members, images.to(dev), options)
         rows.update({name: submission.downsample(p) for name, p in zip(names, preds)})
     return submission.write(out, rows, data.coco.ann_file, payload["num_classes"])

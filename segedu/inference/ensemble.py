@@ -70,16 +70,22 @@ def check_members(members: Sequence[Member]) -> None:
                               f"({', '.join(first.class_names)} vs {', '.join(other.class_names)}).")
 
 
+def member_from(model, config, payload: dict, name: str) -> Member:
+    """The :class:`Member` of a loaded checkpoint (``segedu.engine.load_model``'s model, config and
+    payload): run at its training ``image_size`` with its training autocast setting."""
+    from ..engine.trainer import amp_dtype  # lazy: the engine imports this package
+
+    dev = next(model.parameters()).device
+    return Member(model, config.image_size, amp_dtype(config.amp, dev), name=name,
+                  num_classes=payload["num_classes"], class_names=tuple(payload.get("class_names") or ()) or None)
+
+
 def load_member(path: str | Path, device="auto") -> Member:
     """A :class:`Member` from a checkpoint or run directory: the model in eval mode on ``device``, run at
     its training ``image_size`` with its training autocast setting."""
     from ..engine.evaluate import load_model  # lazy: the engine imports this package
-    from ..engine.trainer import amp_dtype
 
-    model, config, payload = load_model(path, device)
-    dev = next(model.parameters()).device
-    return Member(model, config.image_size, amp_dtype(config.amp, dev), name=str(path),
-                  num_classes=payload["num_classes"], class_names=tuple(payload.get("class_names") or ()) or None)
+    return member_from(*load_model(path, device), name=str(path))
 
 
 def load_members(paths: Iterable[str | Path], device="auto", like: Member | None = None) -> list[Member]:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SegeduError
+from ..metrics import class_map
 from . import crf as crf_module
 from .ensemble import Member, as_member, ensemble_probabilities, load_member, load_members
 from .predict import predict_logits
@@ -163,17 +164,17 @@ def predict_classes(members: Sequence, images: torch.Tensor, options: InferenceO
     :func:`segedu.inference.crf.dense_crf` on the averaged probabilities).
 
     A single member without CRF takes the argmax of its scores directly (softmax is monotonic, and
-    this keeps the plain path bit-identical to ``predict_logits(...).argmax(1)``).
+    this keeps the plain path bit-identical to the class map of ``predict_logits``).
     """
     options = options or InferenceOptions()
     if options.crf:
         require_crf()
     members = [members] if isinstance(members, (Member, torch.nn.Module)) else list(members)
     if len(members) == 1 and not options.crf:
-        return member_scores(members[0], images, options).argmax(1)
+        return class_map(member_scores(members[0], images, options))
     probabilities = class_probabilities(members, images, options)
     if not options.crf:
-        return probabilities.argmax(1)
+        return class_map(probabilities)
     # refine() = softmax + dense_crf + argmax; the probabilities are already averaged, so dense_crf directly
     refined = [crf_module.dense_crf(image.cpu(), p.cpu()).argmax(0) for image, p in zip(images, probabilities)]
     return torch.stack(refined).to(images.device)
