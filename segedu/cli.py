@@ -98,6 +98,10 @@ TRAIN_FLAGS = {
 }
 
 
+#: on/off `segedu train` flags whose default comes from the profile (--x / --no-x)
+FAST_PATH_FLAGS = ("channels_last", "compile", "sync_bn")
+
+
 def _config_field_help() -> dict[str, str]:
     """Each TrainConfig field's comment in its source, as that flag's help (one place to edit)."""
     import inspect
@@ -128,18 +132,31 @@ def _train(args) -> int:
             config.model_options = {**config.model_options, "width": args.width}
         if args.augment is not None:
             config.augment = args.augment
-        for flag in ("debug", "channels_last", "compile", "tensorboard"):
+        for flag in ("debug", "tensorboard"):
             if getattr(args, flag):
                 setattr(config, flag, True)
+        for flag in FAST_PATH_FLAGS:  # --channels-last / --no-channels-last; unset: the profile's
+            if getattr(args, flag) is not None:
+                setattr(config, flag, getattr(args, flag))
         for item in args.option or []:
             key, _, raw = item.partition("=")
             try:
                 config.model_options[key] = json.loads(raw)  # numbers, true/false, lists
             except ValueError:
                 config.model_options[key] = raw  # a plain string
-    trainer = train(config, resume=bool(args.resume))
+    from .engine import distributed
+
+    try:
+        trainer = train(config, resume=bool(args.resume))
+    except BaseException:
+        distributed.cleanup(wait=False)  # the other processes may never reach a barrier
+        raise
+    distributed.cleanup()  # under torchrun: leave the process group (a no-op otherwise)
+    if trainer.rank != 0:
+        return 0  # rank 0 reports for all processes
     last = trainer.history[-1] if trainer.history else {}
-    print(f"segedu train: {trainer.run_dir} - {trainer.step} steps; "
+    processes = f" ({trainer.world_size} processes)" if trainer.distributed else ""
+    print(f"segedu train: {trainer.run_dir} - {trainer.step} steps{processes}; "
           + (f"best val mIoU {trainer.best_miou:.4f}" if trainer.best_miou > -1 else "no validation"))
     if "val_miou" in last:
         print(f"  last epoch: val mIoU {last['val_miou']:.4f}, pixel accuracy {last['val_pixel_accuracy']:.4f}")
@@ -304,8 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--width", type=float, default=None, help="model width multiplier (1.0 = the paper's)")
     t.add_argument("--augment", nargs="*", default=None, help="augmentation names (segedu.data.transforms)")
     t.add_argument("--option", action="append", metavar="KEY=VALUE", help="another model option")
-    for flag in ("debug", "channels_last", "compile", "tensorboard"):
+    for flag in ("debug", "tensorboard"):
         t.add_argument("--" + flag.replace("_", "-"), action="store_true", help=field_help.get(flag))
+    for flag in FAST_PATH_FLAGS:
+        t.add_argument("--" + flag.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
+                       help=field_help.get(flag))
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="score a checkpoint on a labelled split; per-class IoU, confusion matrix")

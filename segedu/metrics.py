@@ -241,6 +241,33 @@ class SegMetrics:
                 self._image_count += other._image_count.to(self._image_count.device)
         return self
 
+    def all_reduce(self, device: torch.device | str | None = None) -> "SegMetrics":
+        """Sum the accumulated state over every process of a ``torch.distributed`` group, in place.
+
+        After it, every process holds the state of all batches that any process saw, so
+        :meth:`compute` gives the single-process scores of the whole set (each image must have been
+        scored by exactly one process). A no-op outside a process group. ``device``: where the
+        exchange happens (the NCCL backend needs CUDA tensors; default: where the state lives).
+        Returns self.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self
+        device = torch.device(device) if device is not None else self.confusion.device
+        confusion = self.confusion.to(device)
+        dist.all_reduce(confusion)
+        self._confusion = confusion
+        if self.per_image:
+            width = len(SCALAR_KEYS) + 3 * self.num_classes
+            if self._image_sum is None:  # this process scored no image
+                self._image_sum = torch.zeros(width, dtype=torch.float64, device=device)
+                self._image_count = torch.zeros(width, dtype=torch.int64, device=device)
+            self._image_sum, self._image_count = self._image_sum.to(device), self._image_count.to(device)
+            dist.all_reduce(self._image_sum)
+            dist.all_reduce(self._image_count)
+        return self
+
     def compute(self) -> dict:
         """Scores so far: floats ``pixel_accuracy``, ``mean_accuracy``, ``miou``, ``fwiou``, ``mdice`` and
         per-class float64 CPU tensors ``iou``, ``dice``, ``accuracy`` (NaN where a class never appeared).

@@ -56,6 +56,11 @@ class Profile:
     width: float
     #: seeds of multi-seed experiments (mean +- std is taken over these)
     seeds: tuple[int, ...]
+    #: the engine's GPU fast path (with ``amp="auto"``, which is bf16 autocast on a GPU): channels-last
+    #: memory layout, and ``torch.compile`` (off in every profile: the book trains dozens of short
+    #: runs, and compiling each model costs more than it saves; turn it on for long runs)
+    channels_last: bool
+    compile: bool
     #: wall-time budget for executing the whole book, minutes
     book_budget_min: float
 
@@ -70,21 +75,23 @@ PROFILES: dict[str, Profile] = {
         description="every code path on tiny data (CI)",
         synth_images=40, synth_size=128, image_size=64, batch_size=4, epochs=1, short_epochs=1,
         compare_image_size=64, compare_epochs=1, craft_width=0.125,
-        max_steps=4, num_workers=0, width=0.125, seeds=(0, 1), book_budget_min=10,
+        max_steps=4, num_workers=0, width=0.125, seeds=(0, 1), channels_last=False, compile=False, book_budget_min=10,
     ),
     "cpu": Profile(
         name="cpu",
         description="meaningful results on 2 CPU cores",
         synth_images=480, synth_size=256, image_size=128, batch_size=8, epochs=4, short_epochs=3,
         compare_image_size=64, compare_epochs=1, craft_width=0.125,
-        max_steps=None, num_workers=2, width=0.25, seeds=(0, 1, 2), book_budget_min=60,
+        max_steps=None, num_workers=2, width=0.25, seeds=(0, 1, 2), channels_last=False, compile=False,
+        book_budget_min=60,
     ),
     "gpu": Profile(
         name="gpu",
         description="full 512x512 resolution on one datacentre GPU",
         synth_images=1600, synth_size=512, image_size=512, batch_size=16, epochs=20, short_epochs=8,
         compare_image_size=256, compare_epochs=4, craft_width=0.5,
-        max_steps=None, num_workers=8, width=1.0, seeds=(0, 1, 2), book_budget_min=20,
+        max_steps=None, num_workers=8, width=1.0, seeds=(0, 1, 2), channels_last=True, compile=False,
+        book_budget_min=20,
     ),
 }
 

@@ -201,6 +201,39 @@ def seed_worker(worker_id: int) -> None:
         transform.set_random_seed(seed)
 
 
+def base_transform(dataset):
+    """The albumentations transform of ``dataset``, looking through ``Subset`` wrappers (None if none)."""
+    while not hasattr(dataset, "transform") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    return getattr(dataset, "transform", None)
+
+
+class PerImageSeeds(Dataset):
+    """``dataset`` whose random transform is re-seeded for every item from ``(seed, epoch, index)``.
+
+    Item ``i`` of epoch ``e`` then gets the same augmentation in any process and any DataLoader
+    worker, whatever was loaded before it. Distributed training uses this, so that splitting a
+    batch between processes does not change what the images look like. Call :meth:`set_epoch`
+    before each epoch (like ``DistributedSampler``).
+    """
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+        self.transform = base_transform(dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        if self.transform is not None:
+            stream = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+            self.transform.set_random_state(np.random.default_rng(stream), random.Random(stream))
+        return self.dataset[index]
+
+
 def make_loader(dataset, batch_size: int, shuffle: bool = False, num_workers: int = 0,
                 seed: int = 0, drop_last: bool = False) -> DataLoader:
     """A DataLoader with :func:`collate` whose order and worker seeds depend only on ``seed``."""

@@ -41,28 +41,37 @@ class ClassAwareSampler(Sampler[int]):
 
     The draw is fixed by ``seed`` and the epoch: call :meth:`set_epoch` before each epoch (as with
     ``DistributedSampler``) for a new, still reproducible, draw.
+
+    Distributed training (``num_replicas`` processes): every process makes the same draw of
+    ``num_samples`` and takes every ``num_replicas``-th index from position ``rank``, cut to an equal
+    length; together the processes see the single-process draw (up to ``num_replicas - 1`` left-over
+    indices), and no index of the draw twice.
     """
 
-    def __init__(self, image_class_presence: np.ndarray, num_samples: int, seed: int = 0, power: float = 0.5):
+    def __init__(self, image_class_presence: np.ndarray, num_samples: int, seed: int = 0, power: float = 0.5,
+                 rank: int = 0, num_replicas: int = 1):
         if num_samples <= 0:
             raise SegeduError(f"ClassAwareSampler needs num_samples > 0; got {num_samples}.")
+        if not 0 <= rank < num_replicas:
+            raise SegeduError(f"ClassAwareSampler needs 0 <= rank < num_replicas; got rank {rank} of {num_replicas}.")
         self.weights = torch.as_tensor(image_weights(image_class_presence, power), dtype=torch.float64)
         self.num_samples = num_samples
         self.seed = seed
         self.epoch = 0
+        self.rank, self.num_replicas = rank, num_replicas
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_samples
+        return self.num_samples // self.num_replicas
 
     def __iter__(self) -> Iterator[int]:
         # SeedSequence mixes (seed, epoch) so that no two pairs share a stream
         stream = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
         generator = torch.Generator().manual_seed(stream)
         draw = torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator)
-        return iter(draw.tolist())
+        return iter(draw[self.rank::self.num_replicas][: len(self)].tolist())
 
 
 def class_presence_from_coco(coco: Mapping[str, Any], num_classes: int = NUM_CLASSES,

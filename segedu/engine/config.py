@@ -53,8 +53,9 @@ class TrainConfig:
     mix_p: float = 0.5                   # probability that a batch is mixed
     sampler: str = "uniform"             # uniform | class_aware
     amp: str = "auto"                    # off | auto (bf16/fp16 on CUDA, off on CPU) | fp16 | bf16
-    channels_last: bool = False          # NHWC memory layout (faster convolutions on recent GPUs)
-    compile: bool = False                # torch.compile the model (GPU fast path)
+    channels_last: bool | None = None    # NHWC memory layout, faster convolutions on recent GPUs (None: the profile's)
+    compile: bool | None = None          # torch.compile the model, GPU fast path (None: the profile's)
+    sync_bn: bool = False                # torchrun runs: SyncBatchNorm, batch statistics over all processes
     grad_clip: float | None = None       # max gradient norm
     ema_decay: float | None = None       # e.g. 0.999: evaluate an exponential moving average
     swa_start: int | None = None         # epoch from which SWA averages the weights
@@ -76,6 +77,8 @@ class TrainConfig:
         c.epochs = c.epochs or prof.epochs
         c.batch_size = c.batch_size or prof.batch_size
         c.num_workers = prof.num_workers if c.num_workers is None else c.num_workers
+        c.channels_last = prof.channels_last if c.channels_last is None else c.channels_last
+        c.compile = prof.compile if c.compile is None else c.compile
         if c.max_steps is None:
             c.max_steps = prof.max_steps
         c.model_options.setdefault("width", prof.width)

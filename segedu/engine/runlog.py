@@ -47,13 +47,15 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 class RunLog:
     """Writes one run directory; on resume keeps only the epochs the checkpoint had finished."""
 
-    def __init__(self, run_dir: str | Path, config, device, resume_epoch: int | None = None):
+    def __init__(self, run_dir: str | Path, config, device, resume_epoch: int | None = None, world_size: int = 1):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.dir / "metrics.jsonl"
         write_json(self.dir / "config.json", json.loads(config.to_json()))
         info = env.info(str(device))
-        info.update({"machine": env.machine_description(), "seed": config.seed})
+        # world_size: processes of a torchrun launch (1: a plain run); the effective batch is
+        # batch_size x world_size x accumulate
+        info.update({"machine": env.machine_description(), "seed": config.seed, "world_size": world_size})
         write_json(self.dir / "env.json", info)
         kept = [r for r in read_metrics(self.dir) if resume_epoch is not None and r["epoch"] <= resume_epoch]
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))

@@ -18,6 +18,8 @@ What it guarantees:
   averages the weights (with ``SWALR``), and batch-norm statistics are recomputed at the end.
 * **Failing loudly.** A NaN or infinite loss stops the run with the step that produced it; the
   last checkpoint written before it is kept.
+* **Distributed.** Under ``torchrun`` the same loop trains with DistributedDataParallel (NCCL on
+  GPUs, gloo on the CPU): see :mod:`segedu.engine.distributed` for what changes.
 """
 from __future__ import annotations
 
@@ -25,18 +27,20 @@ import dataclasses
 import math
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import swa_utils
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from .. import env, losses, metrics, models, profiles
 from ..data import IGNORE_INDEX, dataset, mixing, sampler, stats, transforms
 from ..errors import SegeduError
 from ..inference.predict import autocast, normalize, predict_logits
 from ..models.class_head import ClassPresenceModel, presence_loss
-from . import checkpoint
+from . import checkpoint, distributed
 from .config import TrainConfig
 from .runlog import RunLog, jsonable
 from .schedule import build_optimizer, build_scheduler
@@ -83,13 +87,26 @@ def _progress(iterable, total: int, desc: str):
 @torch.no_grad()
 def evaluate_model(model, loader, num_classes: int, device, size: int | None, dtype=None,
                    channels_last: bool = False, per_image: bool = False) -> dict:
-    """Scores of ``model`` on ``loader``'s labelled images, at the images' own resolution."""
+    """Scores of ``model`` on ``loader``'s labelled images, at the images' own resolution.
+
+    In a distributed run each process scores its shard of the images and the confusion matrices
+    are summed over processes before scoring (every process returns the same scores)."""
     model.eval()
     scores = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX, per_image=per_image)
     for images, masks in loader:
         images, masks = images.to(device), masks.to(device)
         scores.update(predict_logits(model, images, size, dtype, channels_last), masks)
-    return scores.compute()
+    return scores.all_reduce(device).compute()
+
+
+class _NoLog:
+    """What the processes other than rank 0 log: nothing (rank 0 writes the run directory)."""
+
+    def log_epoch(self, record: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class Trainer:
@@ -97,8 +114,10 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, resume: bool = False):
         self.config = c = config.resolved()
-        self.device = env.resolve_device(c.device)
-        env.seed_everything(c.seed)  # the model's initial weights
+        self.device = distributed.setup(env.resolve_device(c.device))  # joins torchrun's group, if any
+        self.distributed = distributed.is_distributed()
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        env.seed_everything(c.seed)  # the model's initial weights (the same in every process)
         self.run_dir = Path(c.out)
         self.data_dir = resolve_data_dir(c)
         prof = dataclasses.replace(profiles.get(c.profile), image_size=c.image_size)
@@ -110,6 +129,8 @@ class Trainer:
         self.val_data = self.val_set
         if c.debug and self.val_set is not None:
             self.val_data = Subset(self.val_set, range(min(DEBUG_IMAGES, len(self.val_set))))
+        if self.distributed:  # an image's augmentation must not depend on which process loads it
+            self.train_data = dataset.PerImageSeeds(self.train_data, c.seed)
 
         self._presence = None
         weights = None
@@ -123,16 +144,24 @@ class Trainer:
         self.model = models.create(c.model, num_classes=self.num_classes, **c.model_options)
         if c.class_head > 0:  # image-level class-presence head on the encoder (segedu.models.class_head)
             self.model = ClassPresenceModel(self.model, self.num_classes, c.suppress_threshold)
+        if c.sync_bn and self.distributed:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model = self.model.to(self.device)
         if c.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if c.compile else self.model
+        self.ddp = None
+        if self.distributed:  # gradients averaged over processes; self.model stays the plain module
+            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        trained = self.ddp or self.model
+        self.forward = torch.compile(trained) if c.compile else trained
         self.dtype = amp_dtype(c.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
-        micro_batches = len(self.train_data) // c.batch_size
+        images_per_process = len(self.train_data) // self.world_size
+        micro_batches = images_per_process // c.batch_size
         if micro_batches < c.accumulate:
-            raise SegeduError(f"{len(self.train_data)} training images give {micro_batches} batch(es) of "
+            share = f" ({images_per_process} per process of {self.world_size})" if self.distributed else ""
+            raise SegeduError(f"{len(self.train_data)} training images{share} give {micro_batches} batch(es) of "
                               f"{c.batch_size}, fewer than accumulate={c.accumulate}; lower batch_size or accumulate.")
         self.steps_per_epoch = micro_batches // c.accumulate
         self.total_steps = c.epochs * self.steps_per_epoch
@@ -156,7 +185,8 @@ class Trainer:
         self.history: list[dict] = []
         if resume:
             self._restore()
-        self.log = RunLog(self.run_dir, c, self.device, resume_epoch=self.epoch if resume else None)
+        self.log = (RunLog(self.run_dir, c, self.device, resume_epoch=self.epoch if resume else None,
+                           world_size=self.world_size) if distributed.is_main() else _NoLog())
 
     # ----------------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -168,7 +198,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None,
             "swa": self.swa.state_dict() if self.swa else None,
             "swa_scheduler": self.swa_scheduler.state_dict() if self.swa_scheduler else None,
-            "rng": checkpoint.rng_state(), "epoch": self.epoch, "step": self.step,
+            "rng": checkpoint.rng_state(), "epoch": self.epoch, "step": self.step, "world_size": self.world_size,
             "batch_in_epoch": self.batch_in_epoch, "epoch_loss": self.epoch_loss, "best_miou": self.best_miou,
         }
 
@@ -182,6 +212,11 @@ class Trainer:
         if dataclasses.replace(saved, out=self.config.out) != dataclasses.replace(self.config, out=self.config.out):
             raise SegeduError(f"cannot resume {self.run_dir}: its config differs from the one given; "
                               "resume with the run's own config (segedu train --resume RUN_DIR).")
+        if state.get("world_size", 1) != self.world_size:
+            raise SegeduError(f"cannot resume {self.run_dir}: it was trained by {state.get('world_size', 1)} "
+                              f"process(es) and this launch has {self.world_size}; the data shards depend on the "
+                              f"count, so resume with --nproc_per_node {state.get('world_size', 1)} (or without "
+                              "torchrun for a single-process run).")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -197,9 +232,12 @@ class Trainer:
         self.best_miou = state["best_miou"]
 
     def _save_last(self) -> None:
-        checkpoint.save(self.run_dir / "last.pt", self._state())
+        if distributed.is_main():
+            checkpoint.save(self.run_dir / "last.pt", self._state())
 
     def _save_best(self, model, scores: dict, tag: str) -> None:
+        if not distributed.is_main():
+            return
         payload = {k: v for k, v in self._state().items() if k in ("model_name", "num_classes", "class_names", "config", "epoch", "step")}
         payload.update({"model": model.state_dict(), "scores": scores, "weights": tag})
         checkpoint.save(self.run_dir / "best.pt", payload)
@@ -212,14 +250,22 @@ class Trainer:
         order = None
         if c.sampler == "class_aware":
             presence = self._presence[: len(self.train_data)]
-            order = sampler.ClassAwareSampler(presence, num_samples=len(self.train_data), seed=c.seed)
+            order = sampler.ClassAwareSampler(presence, num_samples=len(self.train_data), seed=c.seed,
+                                              rank=self.rank, num_replicas=self.world_size)
             order.set_epoch(epoch)
+        elif self.distributed:  # this process's 1/N of a shuffle that every process draws alike
+            order = DistributedSampler(self.train_data, num_replicas=self.world_size, rank=self.rank,
+                                       shuffle=True, seed=c.seed, drop_last=True)
+            order.set_epoch(epoch)
+        if self.distributed:
+            self.train_data.set_epoch(epoch)
         return DataLoader(self.train_data, batch_size=c.batch_size, shuffle=order is None, sampler=order,
                           num_workers=c.num_workers, collate_fn=dataset.collate, drop_last=True,
                           generator=torch.Generator().manual_seed(seed), worker_init_fn=dataset.seed_worker)
 
     def _val_loader(self) -> DataLoader:
-        return DataLoader(self.val_data, batch_size=self.config.batch_size, shuffle=False,
+        shard = distributed.ShardSampler(len(self.val_data)) if self.distributed else None
+        return DataLoader(self.val_data, batch_size=self.config.batch_size, shuffle=False, sampler=shard,
                           num_workers=self.config.num_workers, collate_fn=dataset.collate)
 
     # ----------------------------------------------------------------------- one micro-batch
@@ -235,7 +281,8 @@ class Trainer:
 
     def _micro_batch(self, images, masks, epoch: int, index: int) -> float:
         c = self.config
-        seed = _mix_seed(c.seed, epoch) * 4_096 + index
+        # other processes draw other dropout masks and mixing pairs (rank 0 draws the single-process ones)
+        seed = _mix_seed(c.seed, epoch) * 4_096 + index + self.rank * 1_000_003
         torch.manual_seed(seed)  # dropout etc.: a function of (seed, epoch, micro-batch), so resume is exact
         images, target = images.to(self.device), masks.to(self.device)
         if c.mix:
@@ -247,12 +294,22 @@ class Trainer:
         x = normalize(images)
         if c.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        # DDP all-reduces gradients in backward; only the last micro-batch of a step needs it
+        sync = self.ddp is None or (index + 1) % c.accumulate == 0
+        with nullcontext() if sync else self.ddp.no_sync():
+            return self._forward_backward(x, target, epoch, index)
+
+    def _forward_backward(self, x, target, epoch: int, index: int) -> float:
+        c = self.config
         with autocast(self.device, self.dtype):
             output = self.forward(x)
         loss = self._loss(output, target)
-        if not torch.isfinite(loss):
+        finite = distributed.all_finite(loss) if self.distributed else bool(torch.isfinite(loss))
+        if not finite:
+            where = f"the loss of at least one of {self.world_size} processes (this one: {loss.item()})" \
+                if self.distributed else f"the loss ({loss.item()})"
             raise SegeduError(
-                f"the loss became {loss.item()} at optimiser step {self.step + 1} (epoch {epoch + 1}, micro-batch "
+                f"{where} became NaN or infinite at optimiser step {self.step + 1} (epoch {epoch + 1}, micro-batch "
                 f"{index + 1}); the run stopped. {self.run_dir / 'last.pt'} holds the last good checkpoint. "
                 "Lower the learning rate, add grad_clip, or check the data.")
         self.scaler.scale(loss / c.accumulate).backward()
@@ -349,7 +406,8 @@ class Trainer:
             if record["val_miou"] > self.best_miou:
                 self.best_miou = record["val_miou"]
                 self._save_best(self.swa.module, scores, "swa")
-        checkpoint.save(self.run_dir / "swa.pt", {**self._state(), "model": self.swa.module.state_dict()})
+        if distributed.is_main():
+            checkpoint.save(self.run_dir / "swa.pt", {**self._state(), "model": self.swa.module.state_dict()})
         self.log.log_epoch(record)
         self.history.append(jsonable(record))
 

@@ -48,3 +48,31 @@ def test_cli_errors_are_one_line(tiny_data, tmp_path):
     assert out.returncode == 2 and "does not exist" in out.stderr
     out = segedu("predict", tmp_path / "nothing-here", "--out", tmp_path / "s.csv")
     assert out.returncode == 2 and not (tmp_path / "s.csv").exists()
+
+
+def test_fast_path_flags_default_to_the_profile_and_can_be_switched_off(monkeypatch, tmp_path):
+    """`--channels-last/--no-channels-last`, `--compile/--no-compile`, `--sync-bn`: unset, the profile decides."""
+    from segedu import cli
+    from segedu.engine import TrainConfig
+
+    monkeypatch.delenv("SEGEDU_PROFILE", raising=False)  # the test suite forces smoke otherwise
+    assert TrainConfig(profile="gpu").resolved().channels_last is True
+    assert TrainConfig(profile="cpu").resolved().channels_last is False
+    assert TrainConfig(profile="gpu").resolved().compile is False
+    assert TrainConfig(profile="gpu", channels_last=False).resolved().channels_last is False
+    seen = {}
+
+    def fake_train(config, resume=False):
+        seen["config"] = config.resolved()
+        raise SystemExit(0)
+
+    monkeypatch.setattr("segedu.engine.train", fake_train)
+    for flags, expected in (([], (True, False, False)), (["--no-channels-last", "--compile", "--sync-bn"],
+                                                         (False, True, True))):
+        args = cli.build_parser().parse_args(["train", "--profile", "gpu", "--out", str(tmp_path), *flags])
+        try:
+            args.func(args)
+        except SystemExit:
+            pass
+        c = seen["config"]
+        assert (c.channels_last, c.compile, c.sync_bn) == expected, flags
