@@ -107,7 +107,7 @@ print(f"same seed twice -> identical weights: {identical}")
 # With different seeds the weights, and so the score, differ. How much they differ is the
 # *noise floor* of this budget. A change whose effect is smaller than about twice this spread
 # cannot be told from luck without more seeds. The figure shows the score of each seed, and the
-# IoU of each class across seeds: the classes with few pixels move the most.
+# IoU of each class across seeds, to see which classes the seed moves.
 
 # %%
 seed_labels = [e["label"] for e in seed_plan]
@@ -251,39 +251,42 @@ print(f"seed noise floor of one split (2 × std, from above): {2 * noise_std:.4f
 # %% [markdown]
 # ## Summary
 #
-# The cpu profile's numbers (DeepLab v3+ at width 0.125, one epoch on 64×64 crops, 2 CPU cores):
+# The cpu profile's numbers (DeepLab v3+ at width 0.125, one epoch on 64×64 crops, 2 CPU cores of
+# an Intel Xeon):
 #
-# * **Debug mode** trained one optimiser step on 8 images in about a second, and wrote every file a
+# * **Debug mode** trained one optimiser step on 8 images in under a second, and wrote every file a
 #   full run writes.
 # * **Same seed, same weights.** The baseline trained twice with seed 0 gave bit-identical weights
-#   (mIoU 0.0854 both times).
-# * **The noise floor.** Seeds 0, 1 and 2 gave 0.0859 ± 0.0010 mIoU (0.0849 to 0.0873). A change
-#   must move the mean by more than 0.0021 to be told apart from the seed at this budget.
-#   The seed moves most the classes the model has begun to learn (Plastic bag's IoU spans 0.049
-#   over the seeds); after one short epoch seven of the ten object classes stay below 0.01 IoU with
+#   (mIoU 0.0862 both times).
+# * **The noise floor.** Seeds 0, 1 and 2 gave 0.0869 ± 0.0015 mIoU (0.0854 to 0.0890). A change
+#   must move the mean by more than 0.0030 to be told apart from the seed at this budget.
+#   The seed moves most the class the model has learnt best (Background's IoU spans 0.043 over
+#   the seeds); after one short epoch seven of the ten object classes stay below 0.01 IoU with
 #   every seed, so their part of the mIoU is zero whatever the seed.
 # * **One change at a time.** The runs table names the single changed field of each run. Label
-#   smoothing on seed 0 scored 0.0783 against 0.0854; the next chapter measures it over three seeds.
-# * **Validation schemes.** Every scheme overestimated the test score except group K-fold:
+#   smoothing on seed 0 scored 0.0775 against 0.0862; [optimisation](14_optimisation) measures it
+#   over three seeds.
+# * **Validation schemes.** Every scheme overestimated the test score:
 #
 #   | scheme | val mIoU over folds | test mIoU | val − test |
 #   |---|---|---|---|
-#   | hold-out, 3 draws | 0.0848 ± 0.0011 | 0.0794 ± 0.0014 | +0.0054 |
-#   | K-fold (5) | 0.0846 ± 0.0038 | 0.0814 ± 0.0011 | +0.0032 |
-#   | stratified (5) | 0.0825 ± 0.0042 | 0.0785 ± 0.0019 | +0.0040 |
-#   | group (3) | 0.0785 ± 0.0017 | 0.0801 ± 0.0028 | −0.0016 |
+#   | hold-out, 3 draws | 0.0857 ± 0.0004 | 0.0826 ± 0.0006 | +0.0031 |
+#   | K-fold (5) | 0.0832 ± 0.0025 | 0.0821 ± 0.0023 | +0.0011 |
+#   | stratified (5) | 0.0828 ± 0.0050 | 0.0789 ± 0.0026 | +0.0039 |
+#   | group (3) | 0.0830 ± 0.0071 | 0.0789 ± 0.0010 | +0.0041 |
 #
-#   The fold-to-fold spread of K-fold (0.0038) and stratified K-fold (0.0042) is about four times the
-#   seed noise (0.0010): which images land in validation matters more here than the seed.
-#   Stratification kept every class's share within 3.5 points of the whole set, against 7.9 for
-#   plain K-fold, but it did not make the folds agree more.
-# * Group K-fold validates on photo sessions the model never saw. It gave the lowest validation
-#   score and the only one below the test score: the test photos come from the same sessions as the
-#   training photos, so it was pessimistic by 0.0016. It is the estimate to trust when the test photos
-#   come from new sessions.
-# * A single split misjudged its own model's test score by about 0.005 on average (0.0054 for
-#   hold-out, 0.0051 for K-fold and 0.0049 for stratified folds; 0.0023 for group folds). A difference
-#   of 0.005 between two runs scored on one split is within what the split alone can do.
+#   Plain K-fold came closest on average (+0.0011). The fold-to-fold spread of stratified
+#   (0.0050) and group K-fold (0.0071) is three to five times the seed noise (0.0015): which images
+#   land in validation matters more here than the seed. Stratification kept every class's share
+#   within 3.5 points of the whole set, against 7.9 for plain K-fold, but it did not make the folds
+#   agree more.
+# * Group K-fold validates on photo sessions the model never saw, in three folds of very unequal
+#   size (119 to 189 images), and its estimate moved the most from fold to fold. It is still the
+#   scheme to use when the test photos come from new sessions; here they come from the same
+#   sessions as the training photos.
+# * A single split misjudged its own model's test score by 0.003 to 0.006 on average (0.0031 for
+#   hold-out and K-fold, 0.0051 for stratified and 0.0056 for group folds). A difference of that
+#   size between two runs scored on one split is within what the split alone can do.
 #
 # ## Exercises
 #

@@ -195,6 +195,12 @@ def record_run(profile: str, device_text: str, times: dict[str, float], book_roo
     path = book_root / RUN_LOG_JSON
     log = json.loads(path.read_text()) if path.is_file() else {"profiles": {}}
     entry = log["profiles"].setdefault(profile, {"notebooks": {}})
+    # each chapter keeps the machine it was timed on: a partial run (make book NB=...) on another
+    # machine must not relabel the times of the chapters it did not run
+    machines = entry.setdefault("machines", {})
+    for chapter in entry["notebooks"]:
+        machines.setdefault(chapter, entry.get("machine"))
+    machines.update({chapter: env.machine_description() for chapter in times})
     entry.update({
         "machine": env.machine_description(), "device": device_text,
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -203,6 +209,7 @@ def record_run(profile: str, device_text: str, times: dict[str, float], book_roo
     entry["notebooks"].update({k: round(v, 1) for k, v in times.items()})
     order = [p.stem for p in notebooks(book_root)]
     entry["notebooks"] = {k: entry["notebooks"][k] for k in order if k in entry["notebooks"]}
+    entry["machines"] = {k: machines[k] for k in entry["notebooks"]}
     entry["total_seconds"] = round(sum(entry["notebooks"].values()), 1)
     stored = entry.setdefault("results", {})
     stored.update({chapter: rows for chapter, rows in (results or {}).items() if rows})
@@ -225,13 +232,23 @@ def render_run_log(log: dict) -> str:
         entry = log["profiles"].get(name)
         if not entry:
             continue
-        lines += [
-            f"## Profile `{name}`", "",
-            f"{entry['date']} on {entry['machine']}; device {entry['device']}; torch {entry['torch']}.",
-            "", "| chapter | seconds |", "|---|---:|",
-        ]
-        lines += [f"| {nb} | {sec:.1f} |" for nb, sec in entry["notebooks"].items()]
-        lines += [f"| **total** | **{entry['total_seconds']:.1f}** |", ""]
+        machines = entry.get("machines") or {nb: entry["machine"] for nb in entry["notebooks"]}
+        mixed = len(set(machines.values())) > 1
+        lines += [f"## Profile `{name}`", "",
+                  f"Last run {entry['date']} on {entry['machine']}; device {entry['device']}; torch {entry['torch']}.", ""]
+        if mixed:
+            lines += ["The chapters were last timed on different machines (column *machine*), so their",
+                      "total is a sum over machines, not the time of one run.", "",
+                      "| chapter | seconds | machine |", "|---|---:|---|"]
+            lines += [f"| {nb} | {sec:.1f} | {machines.get(nb)} |" for nb, sec in entry["notebooks"].items()]
+            for machine in dict.fromkeys(machines.values()):
+                part = sum(sec for nb, sec in entry["notebooks"].items() if machines.get(nb) == machine)
+                lines.append(f"| total on {machine} | {part:.1f} | |")
+            lines += [f"| **total** | **{entry['total_seconds']:.1f}** | |", ""]
+        else:
+            lines += ["| chapter | seconds |", "|---|---:|"]
+            lines += [f"| {nb} | {sec:.1f} |" for nb, sec in entry["notebooks"].items()]
+            lines += [f"| **total** | **{entry['total_seconds']:.1f}** |", ""]
         if entry.get("results"):
             lines += [f"### Training runs, profile `{name}`", "",
                       "Best validation mIoU of each model during training (mean ± std over its seeds),",

@@ -48,20 +48,36 @@ TRICKS: dict[str, dict] = {
     "class_aware": {"sampler": "class_aware"},
     # averaging weights (torch.optim.swa_utils)
     "ema": {"ema_decay": 0.99},
-    "swa": {"swa_start": "last"},
+    "swa": {"swa_start": "last", "save_epochs": True},  # each epoch's weights kept: the epoch ensemble
     # an image-level class-presence head (segedu.models.class_head), used at inference to drop
     # the classes it judges absent
     "class_head": {"class_head": 0.4, "suppress_threshold": 0.5},
 }
 
+#: The chapter of the book that measures each family of tricks (every trick is in exactly one).
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "augmentation": ("cutout", "gridmask", "elastic", "crop_non_empty", "mixup", "cutmix", "snapmix", "copypaste"),
+    "optimisation": ("warmup", "poly", "plateau", "accumulate2", "label_smoothing"),
+    "imbalance": ("weighted_ce", "focal", "dice", "lovasz", "ce+dice", "class_aware"),
+    "averaging": ("ema", "swa"),
+    "inference": ("class_head",),
+}
+
 #: The tricks the cpu profile can afford (three seeds each inside the book's hour on 2 cores): one
 #: or two per family. smoke and gpu run every trick.
-CPU_TRICKS = ("cutmix", "copypaste", "warmup", "label_smoothing", "ce+dice", "class_aware", "class_head")
+CPU_TRICKS = ("cutmix", "copypaste", "warmup", "label_smoothing", "ce+dice", "class_aware", "ema", "swa",
+              "class_head")
 
 
-def tricks_for(profile: profiles.Profile) -> list[str]:
-    """The tricks a profile's ablation trains: :data:`CPU_TRICKS` on cpu, all of :data:`TRICKS` otherwise."""
-    return list(CPU_TRICKS) if profile.name == "cpu" else list(TRICKS)
+def tricks_for(profile: profiles.Profile, family: str | None = None) -> list[str]:
+    """The tricks a profile's ablation trains: :data:`CPU_TRICKS` on cpu, all of :data:`TRICKS`
+    otherwise; with ``family`` (a key of :data:`FAMILIES`), only that family's."""
+    chosen = list(CPU_TRICKS) if profile.name == "cpu" else list(TRICKS)
+    if family is None:
+        return chosen
+    if family not in FAMILIES:
+        raise KeyError(f"unknown family {family!r}; the families: {', '.join(FAMILIES)}")
+    return [t for t in chosen if t in FAMILIES[family]]
 
 
 def baseline(profile: profiles.Profile) -> dict:
@@ -155,4 +171,26 @@ def render(rows: list[Row], time_columns: bool = True, cost_label: str = "train 
         delta = "-" if r.trick == "baseline" else f"{r.delta:+.4f}"
         lines.append(f"{r.trick:<{width}}{r.mean:>11.4f} ± {std}{r.n:>3}{delta:>9}{noise:>9}  {r.verdict:<13}"
                      + (f"{r.seconds:>8.1f}{r.extra_seconds:>+7.1f}" if time_columns else ""))
+    return "\n".join(lines)
+
+
+def class_table(per_class: dict[str, list], class_names, classes, baseline_label: str = "baseline") -> str:
+    """Mean IoU over seeds of the chosen ``classes`` (indices), one row per trick, with each
+    value's change against the baseline's: how a trick moves the classes the mean hides.
+
+    ``per_class`` maps a trick to its seeds' per-class IoU lists (NaN where a class never appeared).
+    """
+    import numpy as np
+
+    means = {t: np.nanmean(np.array(v, dtype=float), axis=0) if len(v) else None for t, v in per_class.items()}
+    base = means[baseline_label]
+    width = max(10, *(len(t) for t in per_class)) + 2
+    head = f"{'trick':<{width}}" + "".join(f"{class_names[c][:12]:>20}" for c in classes)
+    lines = [head]
+    for trick, mean in means.items():
+        cells = []
+        for c in classes:
+            delta = "" if trick == baseline_label else f" ({mean[c] - base[c]:+.4f})"
+            cells.append(f"{mean[c]:.4f}{delta}".rjust(20))
+        lines.append(f"{trick:<{width}}" + "".join(cells))
     return "\n".join(lines)

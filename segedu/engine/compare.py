@@ -8,6 +8,7 @@ This module does them once, so a chapter only states its plan.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Callable
@@ -95,6 +96,71 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
     return results
 
 
+def craft_setup(session) -> dict:
+    """What every competition-craft chapter starts from: the baseline's fields
+    (:func:`segedu.engine.ablation.baseline`), the profile's seeds, the number of training images
+    (it sets the warm-up length) and the labelled test file of the generated dataset."""
+    data_dir = Path(session.data_dir)
+    return {"base": ablation.baseline(session.profile), "seeds": list(session.profile.seeds),
+            "train_images": len(json.loads((data_dir / "train.json").read_text())["images"]),
+            "test_labels": str(data_dir / "test_labels.json")}
+
+
+def train_tricks(session, tricks, seeds=None, reuse: bool = True) -> dict[str, RunResult]:
+    """The baseline and each of ``tricks`` (names of :data:`segedu.engine.ablation.TRICKS`), once per
+    seed (default: the profile's), trained in the shared ``craft`` folder: a run an earlier chapter
+    of the same book execution trained is read back, not trained again. Labels ``<trick>-seed<s>``."""
+    setup = craft_setup(session)
+    seeds = setup["seeds"] if seeds is None else list(seeds)
+    return train_plan(session, "craft", ablation.plan(session.profile, tricks, seeds, setup["train_images"]),
+                      reuse=reuse)
+
+
+def trick_rows(trained: dict[str, RunResult], tricks, seeds) -> list:
+    """:func:`segedu.engine.ablation.table` rows of the baseline and ``tricks`` from their runs'
+    best validation mIoU and training seconds (labels ``<trick>-seed<s>``)."""
+    groups = {trick: [trained[f"{trick}-seed{s}"] for s in seeds] for trick in ["baseline", *tricks]}
+    return ablation.table({t: [r.trainer.best_miou for r in runs_] for t, runs_ in groups.items()},
+                          {t: [r.train_seconds for r in runs_] for t, runs_ in groups.items()})
+
+
+def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3) -> tuple:
+    """The pseudo-labelling pipeline of the competition-craft chapters, from the baseline's runs
+    (``base_runs``: one :class:`RunResult` per seed).
+
+    The runs' averaged probabilities label the test images' most confident pixels: the threshold
+    keeps ``keep_fraction`` of them (:func:`segedu.data.pseudo.confidence_threshold`), the rest are
+    ignored. The baseline then trains again, once per seed, on train + pseudo-labelled images, for
+    as many optimiser steps as the baseline took (the extra images must not buy extra steps).
+    Returns ``(summary, runs)``: the :class:`~segedu.data.pseudo.PseudoLabelSummary` and the runs
+    labelled ``pseudo_label-seed<s>``. The labels and runs of an earlier chapter of the same book
+    execution are read back (labels newer than every baseline checkpoint).
+    """
+    from ..data import pseudo
+
+    setup = craft_setup(session)
+    base_dirs = [r.run_dir for r in base_runs]
+    out = session.run_dir("craft", "pseudo_labels") / "train+pseudo.json"
+    summary_file = out.with_name(out.stem + ".summary.pt")
+    since = os.environ.get(runs.REUSE_SINCE_ENV)
+    newest = max((Path(d) / "best.pt").stat().st_mtime for d in base_dirs)
+    if (out.is_file() and summary_file.is_file() and summary_file.stat().st_mtime >= newest
+            and (since is None or summary_file.stat().st_mtime >= float(since))):
+        summary = torch.load(summary_file, weights_only=False)
+    else:
+        threshold = pseudo.confidence_threshold(base_dirs, session.data_dir, keep_fraction=keep_fraction,
+                                                device=session.device)
+        summary = pseudo.write_pseudo_labels(base_dirs, session.data_dir, out, threshold=threshold,
+                                             device=session.device)
+        from .checkpoint import save
+
+        save(summary_file, summary)
+    steps = base_runs[0].trainer.step
+    plan = [{**setup["base"], "train_split": str(out), "max_steps": steps, "seed": r.seed,
+             "label": f"pseudo_label-seed{r.seed}"} for r in base_runs]
+    return summary, train_plan(session, "craft", plan, reuse=True)
+
+
 def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str = "val", device="cpu",
                boundary_px: int = 3, batch_size: int = 4,
                postprocess: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, dict]:
@@ -150,26 +216,66 @@ def _score(loader, predict, num_classes: int, device, boundary_px: int) -> dict:
     return {**scored, "images_per_s": count / max(seconds, 1e-9)}
 
 
-def score_inference(groups: dict[str, list[str | Path]], data_dir: str | Path, split: str = "val", options=None,
-                    device="cpu", boundary_px: int = 3, batch_size: int = 4) -> dict[str, dict]:
-    """Like :func:`score_runs`, with the inference tricks: per label, the run directories of ``groups``
-    (one run, or several averaged as an ensemble) predicted through
+def score_inference(groups: dict[str, list], data_dir: str | Path, split: str = "val", options=None,
+                    device="cpu", boundary_px: int = 3, batch_size: int = 4,
+                    cache: str | Path | None = None) -> dict[str, dict]:
+    """Like :func:`score_runs`, with the inference tricks: per label, the members of ``groups`` (run
+    directories or checkpoint files, or :class:`~segedu.inference.ensemble.Member` objects, e.g. one
+    model at another input size; one member, or several averaged as an ensemble) predicted through
     :func:`segedu.inference.pipeline.predict_classes` with ``options`` (an
     :class:`~segedu.inference.pipeline.InferenceOptions`: TTA, sliding window, DenseCRF; None = plain).
-    ``images_per_s`` counts every member, view and window, so it is the trick's real inference cost."""
+    ``images_per_s`` counts every member, view and window, so it is the trick's real inference cost.
+
+    ``cache``: a folder where each label's scores are kept, keyed by its checkpoints (path, size and
+    modification time), input sizes, options, split and batch size. A later call with the same key
+    reads them back instead of predicting again, so a chapter can report what an earlier one
+    measured in the same book execution (under the book's runner only entries written since it
+    started count, as with :func:`train_plan`'s ``reuse``).
+    """
     from ..inference import ensemble, pipeline
 
     options = options or pipeline.InferenceOptions()
     data = dataset.CocoSegmentation(data_dir, split)
     loader = DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate)
+    since = os.environ.get(runs.REUSE_SINCE_ENV)
     out = {}
-    for label, run_dirs in groups.items():
-        members = ensemble.load_members(list(run_dirs), device)
+    for label, items in groups.items():
+        key_file = None
+        if cache is not None:
+            key = _inference_key(items, split, options, batch_size, boundary_px, device)
+            key_file = Path(cache) / f"{key}.pt"
+            if key_file.is_file() and (since is None or key_file.stat().st_mtime >= float(since)):
+                out[label] = torch.load(key_file, weights_only=False)
+                continue
+        members = [m if isinstance(m, ensemble.Member) else ensemble.load_member(m, device) for m in items]
+        ensemble.check_members(members)
         dev = next(members[0].model.parameters()).device
         scored = _score(loader, lambda images, m=members: pipeline.predict_classes(m, images, options),
                         members[0].num_classes, dev, boundary_px)
         out[label] = {**scored, "class_names": list(members[0].class_names or data.class_names)}
+        if key_file is not None:
+            from .checkpoint import save
+
+            save(key_file, out[label])
     return out
+
+
+def _inference_key(items, split, options, batch_size: int, boundary_px: int, device) -> str:
+    """A digest naming one scoring: each member's checkpoint (or model object) and input size, the rest."""
+    import hashlib
+
+    parts = []
+    for item in items:
+        is_member = hasattr(item, "model")  # a Member names its checkpoint and has its own input size
+        path = Path(item.name if is_member else item)
+        path = path / "best.pt" if path.is_dir() else path
+        source = f"{path.resolve()}:{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else str(path)
+        if is_member:  # and may run differently from its checkpoint: another size, no class suppression
+            source += f":size={item.size}:suppress={getattr(item.model, 'suppress_threshold', None)}"
+        parts.append(source)
+    parts += [f"split={split}", f"options={options.describe()}", f"batch={batch_size}", f"band={boundary_px}",
+              f"device={device}"]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:20]
 
 
 def per_class_table(scores: dict[str, dict], digits: int = 3) -> str:

@@ -68,6 +68,7 @@ class TrainConfig:
     tensorboard: bool = False            # also log to TensorBoard in the run directory
     wandb: str | None = None             # None, or a W&B project name (offline unless WANDB_MODE says otherwise)
     checkpoint_every: int = 0            # also write last.pt every N optimiser steps (0: per epoch only)
+    save_epochs: bool = False            # also keep every epoch's evaluated weights (epochs/epochN.pt): epoch ensembles
 
     def resolved(self) -> "TrainConfig":
         """A copy with every profile-dependent ``None`` filled in and every choice checked."""

@@ -21,7 +21,7 @@ from .config import TrainConfig
 from .runlog import read_metrics
 
 #: fields that say where or on what a run executed, not what it was: left out of config diffs
-PLACE_FIELDS = ("out", "device", "num_workers", "tensorboard", "wandb", "checkpoint_every")
+PLACE_FIELDS = ("out", "device", "num_workers", "tensorboard", "wandb", "checkpoint_every", "save_epochs")
 
 
 @dataclasses.dataclass
@@ -41,6 +41,15 @@ class RunRecord:
     def best_miou(self) -> float:
         values = [r["val_miou"] for r in self.history if r.get("val_miou") is not None]
         return max(values) if values else -math.inf
+
+    @property
+    def best_iou(self) -> list[float]:
+        """Per-class validation IoU of the epoch with the best mIoU (NaN: a class never seen)."""
+        scored = [r for r in self.history if r.get("val_miou") is not None]
+        if not scored:
+            return []
+        best = max(scored, key=lambda r: r["val_miou"])
+        return [math.nan if v is None else float(v) for v in best.get("val_iou", [])]
 
     @property
     def train_seconds(self) -> float:

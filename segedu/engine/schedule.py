@@ -35,3 +35,18 @@ def build_scheduler(optimizer, config: TrainConfig, total_steps: int):
         return main
     ramp = sched.LinearLR(optimizer, start_factor=0.01, end_factor=1.0, total_iters=warmup)
     return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def learning_rates(config: TrainConfig, total_steps: int) -> list[float]:
+    """The learning rate of each of ``total_steps`` optimiser steps under ``config``'s scheduler and
+    warm-up, as the trainer steps it (not for ``plateau``, which follows the validation score)."""
+    if config.scheduler == "plateau":
+        raise ValueError("the plateau scheduler's rates depend on the validation scores; there is no fixed curve.")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    scheduler = build_scheduler(optimizer, config, total_steps)
+    rates = []
+    for _ in range(total_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates

@@ -235,12 +235,12 @@ class Trainer:
         if distributed.is_main():
             checkpoint.save(self.run_dir / "last.pt", self._state())
 
-    def _save_best(self, model, scores: dict, tag: str) -> None:
+    def _save_best(self, model, scores: dict, tag: str, path: Path | None = None) -> None:
         if not distributed.is_main():
             return
         payload = {k: v for k, v in self._state().items() if k in ("model_name", "num_classes", "class_names", "config", "epoch", "step")}
         payload.update({"model": model.state_dict(), "scores": scores, "weights": tag})
-        checkpoint.save(self.run_dir / "best.pt", payload)
+        checkpoint.save(path or self.run_dir / "best.pt", payload)
 
     # ----------------------------------------------------------------------- data
     def _train_loader(self, epoch: int) -> DataLoader:
@@ -386,6 +386,9 @@ class Trainer:
                 self._save_best(evaluated, scores, "ema" if self.ema else "model")
         elif epoch + 1 == c.epochs:
             self._save_best(evaluated, {}, "ema" if self.ema else "model")
+        if c.save_epochs:  # a snapshot per epoch, loadable like best.pt (an epoch ensemble's members)
+            self._save_best(evaluated, scores if self.val_data is not None else {}, "ema" if self.ema else "model",
+                            path=self.run_dir / "epochs" / f"epoch{epoch + 1}.pt")
         self.epoch, self.batch_in_epoch, self.epoch_loss = epoch + 1, 0, [0.0, 0]
         self._save_last()
         self.log.log_epoch(record)

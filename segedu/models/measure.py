@@ -128,3 +128,45 @@ def dense_unpooling(model: nn.Module) -> nn.Module:
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def training_speed(model: nn.Module, batch_size: int, image_size: int, device="cpu", *, dtype=None,
+                   channels_last: bool = False, num_classes: int | None = None, repeats: int = 3, warmup: int = 1,
+                   seed: int = 0) -> dict:
+    """Images per second of full training steps (forward, cross-entropy, backward, SGD step) of
+    ``model`` on a random batch, under autocast to ``dtype`` (None: fp32), and on CUDA the peak
+    memory in MiB. The median of ``repeats`` timed steps after ``warmup``; ``model`` is trained in
+    place (pass a copy to keep its weights)."""
+    from ..inference.predict import autocast
+
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch_size, 3, image_size, image_size, generator=generator).to(device)
+    model = model.to(device).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    if num_classes is None:  # one eval-mode pass (batch norm cannot train on a single image)
+        model.eval()
+        with torch.no_grad():
+            num_classes = main_output(model(images[:1])).shape[1]
+        model.train()
+    classes = num_classes
+    target = torch.randint(0, classes, (batch_size, image_size, image_size), generator=generator).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for index in range(warmup + repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            logits = main_output(model(images))
+        torch.nn.functional.cross_entropy(logits.float(), target).backward()
+        optimizer.step()
+        _synchronize(device)
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"images_per_s": batch_size / statistics.median(times), "peak_mib": peak}

@@ -78,6 +78,25 @@ def test_run_log_records_times_per_profile(tmp_path):
     assert "## Profile `cpu`" in md and f"| {first} | 4.6 |" in md
 
 
+def test_a_partial_run_on_another_machine_keeps_each_chapters_machine(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[2]
+    fake = tmp_path / "book_root"
+    (fake / "book").mkdir(parents=True)
+    shutil.copy(root / "_toc.yml", fake / "_toc.yml")
+    for py in book.notebooks(root):
+        (fake / "book" / py.name).write_text("")
+    first, second = [p.stem for p in book.notebooks(root)[:2]]
+    monkeypatch.setattr(book.env, "machine_description", lambda: "machine A")
+    book.record_run("cpu", "cpu - test", {first: 10.0, second: 20.0}, fake)
+    assert "| machine |" not in (fake / book.RUN_LOG_MD).read_text()  # one machine: no column
+    monkeypatch.setattr(book.env, "machine_description", lambda: "machine B")
+    log = book.record_run("cpu", "cpu - test", {second: 5.0}, fake)
+    assert log["profiles"]["cpu"]["machines"] == {first: "machine A", second: "machine B"}
+    md = (fake / book.RUN_LOG_MD).read_text()
+    assert f"| {first} | 10.0 | machine A |" in md and f"| {second} | 5.0 | machine B |" in md
+    assert "| total on machine A | 10.0 | |" in md and "| total on machine B | 5.0 | |" in md
+
+
 def test_run_log_records_the_chapters_training_results(tmp_path):
     """Runs written by a chapter are read back from their run directories (best val mIoU, epochs,
     seconds), grouped by model with mean ± std over seeds; runs older than the execution are left out."""

@@ -468,3 +468,78 @@ def test_12_the_worker_count_changes_the_augmentation_stream(tmp_path):
     assert torch.equal(two, first_batch(2))  # repeatable for one worker count ...
     assert not torch.equal(two, first_batch(0))  # ... but not across worker counts
     says("12", "the worker count changes which crops, flips and colour jitters each image gets")
+
+
+# --- 13-17 Competition craft ------------------------------------------------------------------------
+
+def test_13_cutout_blanks_at_most_a_quarter_of_a_crop():
+    from segedu import profiles
+
+    cutout = transforms.augmentation("cutout", profiles.get("smoke"))
+    holes = cutout.num_holes_range[1]
+    side = cutout.hole_height_range[1] * cutout.hole_width_range[1]
+    assert holes * side == pytest.approx(0.25)
+    crop = np.zeros((64, 64, 3), np.uint8) + 200
+    blanked = []
+    for s in range(200):  # empirically never more than a quarter
+        out = transforms.reseed(transforms.A.Compose([transforms.augmentation("cutout", "smoke", p=1.0)]), s)(image=crop)
+        blanked.append((out["image"][..., 0] == 0).mean())
+    assert 0 < max(blanked) <= 0.25
+    says("13", "at most 4 × 1/16 of the crop")
+
+
+def test_14_warmup_steps_and_rates():
+    from segedu import profiles
+    from segedu.engine import TrainConfig, ablation, schedule
+
+    steps = 48
+    warmup = ablation.plan(profiles.PROFILES["cpu"], ["warmup"], [0], 384)[-1]["warmup_steps"]
+    assert steps == 384 // profiles.PROFILES["cpu"].batch_size and warmup == 5
+    rates = schedule.learning_rates(TrainConfig(scheduler="cosine", warmup_steps=warmup, lr=1e-3), steps)
+    assert rates[0] == pytest.approx(1e-5) and rates[5] == pytest.approx(1e-3) and max(rates[:5]) < 1e-3
+    says("14", "the rate at step 0 is 0.00001, and it first reaches the peak, 0.001, at step 5")
+
+
+def test_14_smallest_cross_entropy_with_label_smoothing():
+    eps, k = 0.1, 11
+    target = torch.full((k,), eps / k)
+    target[0] += 1 - eps
+    best = F.cross_entropy(target.log()[None], torch.tensor([0]), label_smoothing=eps).item()
+    other = F.cross_entropy(torch.tensor([[9.0] + [0.0] * (k - 1)]), torch.tensor([0]), label_smoothing=eps).item()
+    assert best == pytest.approx(-(target * target.log()).sum().item()) and other > best
+    assert round(best, 3) == 0.514
+    says("14", "About 0.514 nats")
+
+
+def test_15_weighted_loss_ratio_is_the_square_root_of_the_count_ratio():
+    from segedu.data import stats
+
+    counts = np.array([90_000, 9_000, 100])
+    w = stats.class_weights(counts, "sqrt_inverse")
+    assert counts[0] * w[0] / (counts[2] * w[2]) == pytest.approx(np.sqrt(counts[0] / counts[2]))
+    says("15", "the ratio becomes the square root of the pixel-count ratio")
+
+
+def test_16_resize_ensemble_cost_and_ema_memory():
+    from segedu import profiles
+    from segedu.models import measure
+
+    assert 0.75 ** 2 + 1 + 1.25 ** 2 == pytest.approx(3.125)
+    model = models.create("deeplabv3plus_resnet50", width=0.125)
+    flops = {s: measure.flop_count(model, s) for s in (48, 64, 80)}
+    assert sum(flops.values()) / flops[64] == pytest.approx(3.125, rel=0.03)  # cost follows the pixels
+    says("16", "3.125 single passes")
+    says("17", "6.25 single passes")
+    # EMA: the first update copies, every later one keeps 0.99 of the average
+    steps = 384 // profiles.PROFILES["cpu"].batch_size
+    param = torch.nn.Parameter(torch.zeros(1))
+    net = torch.nn.Module()
+    net.p = param
+    ema = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.99))
+    for step in range(steps):
+        with torch.no_grad():
+            param.fill_(1.0 if step == 0 else 0.0)  # the weights after step 1 are 1, later ones 0
+        ema.update_parameters(net)
+    assert steps == 48 and ema.module.p.item() == pytest.approx(0.99 ** 47)
+    assert round(100 * 0.99 ** 47) == 62
+    says("16", "epoch of the cpu profile is 48 optimiser steps")

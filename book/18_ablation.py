@@ -11,19 +11,17 @@
 # %% [markdown]
 # # Competition craft: the ablation table and the submission
 #
-# **What you will learn.** Competition write-ups list dozens of tricks: CutMix, copy-paste,
-# warm-up, label smoothing, compound losses, class-aware sampling, a classification head, test-time
-# augmentation, sliding windows, DenseCRF, ensembles, pseudo-labels. Which of them help on *this*
-# kind of data, and by how much? Here every trick is one change to the same baseline, trained with
-# several seeds. Each is judged against the seed noise measured in
-# [experiment discipline](12_experiment_discipline) and charged its cost in time. At the end, the
-# tricks that helped are combined, and a validated submission file is written from the default
-# dataset, end to end.
+# **What you will learn.** The chapters before this one measured each family of tricks on its own:
+# [augmentation](13_augmentation), [optimisation](14_optimisation),
+# [class imbalance](15_imbalance), [ensembles and weight averaging](16_ensembles_and_swa) and
+# [inference tricks](17_inference_tricks). Here every trick stands in one table against the same
+# baseline, with the same seeds, the same noise rule and its cost in time. Then the tricks that
+# helped are combined, and a validated submission file is written from the default dataset, end
+# to end.
 #
-# **What it builds on.** The baseline, the noise floor, the runs table and the validation schemes of
-# [experiment discipline](12_experiment_discipline); the augmentations of the
-# [dataloader chapter](03_dataloader_and_augmentation); the metrics of [metrics](04_metrics); the
-# DenseCRF of [receptive field](09_receptive_field).
+# **What it builds on.** All of the above: their runs and scores are read back, not trained again
+# (a chapter run on its own trains what it needs). The baseline, the noise floor and the runs table
+# come from [experiment discipline](12_experiment_discipline).
 
 # %% tags=["parameters"]
 profile = "auto"
@@ -35,10 +33,8 @@ device = "auto"
 import json
 
 import matplotlib.pyplot as plt
-import numpy as np
 
-from segedu import env
-from segedu.data import pseudo
+from segedu import env, viz
 from segedu.engine import ablation, compare, predict, runs
 from segedu.inference import crf, submission
 from segedu.inference.pipeline import InferenceOptions
@@ -48,10 +44,9 @@ from segedu.notebook import setup
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
 prof = session.profile
 print(session.describe())
-BASE = ablation.baseline(prof)
-SEEDS = list(prof.seeds)
-train_images = len(json.loads((session.data_dir / "train.json").read_text())["images"])
-test_labels = str(session.data_dir / "test_labels.json")
+craft = compare.craft_setup(session)
+BASE, SEEDS, train_images, test_labels = craft["base"], craft["seeds"], craft["train_images"], craft["test_labels"]
+SCORES = session.run_dir("craft", "scores")
 print(f"baseline: {BASE['model']} at width {prof.craft_width}, {BASE['image_size']}x{BASE['image_size']} crops, "
       f"{BASE['epochs']} epoch(s), batch {prof.batch_size}; seeds {SEEDS}")
 
@@ -62,42 +57,25 @@ print(f"baseline: {BASE['model']} at width {prof.craft_width}, {BASE['image_size
 # switch it on with `segedu train --mix cutmix`, `--warmup-steps 5`, `--loss ce+dice`,
 # `--class-head 0.4 --suppress-threshold 0.5` and so on. The smoke and gpu profiles train every
 # trick. The cpu profile trains one or two per family, because three seeds of every trick would
-# not fit in the book's hour on two cores. The list below is the one this run used.
+# not fit in the book's hour on two cores. The list below is the one this run used, with the
+# chapter that measured each family.
 
 # %%
 tricks = ablation.tricks_for(prof)
+family_of = {t: family for family, members in ablation.FAMILIES.items() for t in members}
 for trick in tricks:
-    print(f"{trick:<16}{ablation.TRICKS[trick]}")
-
-# %% [markdown]
-# One trick only makes sense as a pipeline: **pseudo-labelling**. It is built here from the
-# baseline. The baseline's seeds predict the unlabelled test images, and their averaged
-# probabilities label the most confident pixels. The rest are marked ignore. The baseline
-# configuration then trains again on train + pseudo-labelled test images (`segedu pseudo-label`).
-#
-# Which pixels count as confident? The usual fixed threshold (0.9) assumes a well-trained model.
-# A model trained for one short epoch is rarely that sure of anything, so we take the threshold
-# from the models' own confidence instead: the 30% most confident test pixels are kept
-# (`pseudo.confidence_threshold`, or `--keep-fraction 0.3`). The pseudo-labelled runs stop after
-# as many optimiser steps as the baseline's, so the trick changes what the model sees and not
-# how long it trains.
+    print(f"{trick:<16}{family_of[trick]:<14}{ablation.TRICKS[trick]}")
 
 # %%
-plan = ablation.plan(prof, tricks, SEEDS, train_images)
-trained = compare.train_plan(session, "craft", plan, reuse=True)
-base_dirs = [trained[f"baseline-seed{s}"].run_dir for s in SEEDS]
-pseudo_file = session.run_dir("craft", "pseudo_labels") / "train+pseudo.json"
-threshold = pseudo.confidence_threshold(base_dirs, session.data_dir, keep_fraction=0.3, device=session.device)
-pseudo_summary = pseudo.write_pseudo_labels(base_dirs, session.data_dir, pseudo_file, threshold=threshold,
-                                            device=session.device)
-print(pseudo_summary)
-base_steps = trained[f"baseline-seed{SEEDS[0]}"].trainer.step  # the extra images must not buy extra steps
-pseudo_plan = [{**BASE, "train_split": str(pseudo_file), "max_steps": base_steps, "seed": s, "label": f"pseudo_label-seed{s}"}
-               for s in SEEDS]
-trained.update(compare.train_plan(session, "craft", pseudo_plan, reuse=True))
+trained = compare.train_tricks(session, tricks)
+base_runs = [trained[f"baseline-seed{s}"] for s in SEEDS]
+base_dirs = [r.run_dir for r in base_runs]
+pseudo_summary, pseudo_runs = compare.pseudo_label_runs(session, base_runs, keep_fraction=0.3)
+trained.update(pseudo_runs)
+base_steps = base_runs[0].trainer.step
 fresh = [r for r in trained.values() if not r.reused]
-print(f"{len(trained)} runs: {len(fresh)} trained now ({sum(r.train_seconds for r in fresh) / 60:.1f} min of training), "
-      f"{len(trained) - len(fresh)} reused from the previous chapter")
+print(f"{len(trained)} runs: {len(fresh)} trained now, {len(trained) - len(fresh)} read back from the chapters before")
+print(f"pseudo-labels: threshold {pseudo_summary.threshold:.3f}, written to {pseudo_summary.path.name}")
 
 # %% [markdown]
 # ## Training tricks
@@ -108,27 +86,11 @@ print(f"{len(trained)} runs: {len(fresh)} trained now ({sum(r.train_seconds for 
 # training seconds per run and the difference from the baseline.
 
 # %%
-groups = {trick: [f"{trick}-seed{s}" for s in SEEDS] for trick in ["baseline", *tricks, "pseudo_label"]}
-train_rows = ablation.table({t: [trained[label].trainer.best_miou for label in labels] for t, labels in groups.items()},
-                            {t: [trained[label].train_seconds for label in labels] for t, labels in groups.items()})
+train_rows = compare.trick_rows(trained, [*tricks, "pseudo_label"], SEEDS)
 print(ablation.render(train_rows))
 
 # %%
-fig, ax = plt.subplots(figsize=(8, 0.35 * len(train_rows) + 1.2))
-rows = train_rows[1:]
-colours = {"helps": "tab:green", "hurts": "tab:red", "within noise": "tab:gray"}
-ax.barh(range(len(rows)), [r.delta for r in rows], color=[colours[r.verdict] for r in rows])
-ax.errorbar([r.delta for r in rows], range(len(rows)), xerr=[r.std if np.isfinite(r.std) else 0 for r in rows],
-            fmt="none", ecolor="k", capsize=2, lw=0.8)
-band = 2 * train_rows[0].std
-ax.axvspan(-band, band, color="k", alpha=0.08, label="± 2 × baseline seed std")
-ax.axvline(0, color="k", lw=0.8)
-ax.set_yticks(range(len(rows)), [r.trick for r in rows], fontsize=8)
-ax.invert_yaxis()
-ax.set_xlabel("Δ validation mIoU against the baseline (bar: mean over seeds, line: ± std)")
-ax.set_title(f"training tricks, {len(SEEDS)} seeds each")
-ax.legend(fontsize=8, loc="lower right")
-fig.tight_layout()
+viz.plot_ablation(train_rows, f"training tricks, {len(SEEDS)} seeds each ({prof.name} profile)")
 plt.show()
 
 # %% [markdown]
@@ -136,27 +98,17 @@ plt.show()
 # only the fields of its own trick.
 
 # %%
-first = {label: trained[label].run_dir for label in [f"{t}-seed{SEEDS[0]}" for t in groups]}
+groups = ["baseline", *tricks, "pseudo_label"]
+first = {t: trained[f"{t}-seed{SEEDS[0]}"].run_dir for t in groups}
 print(runs.render(runs.compare(first), seconds=False))
 
 # %% [markdown]
 # ## Inference tricks
 #
-# These change nothing in training. Each runs on the baseline's checkpoints, one per seed:
-#
-# * **flip TTA**: the image and its mirror, softmax probabilities averaged;
-# * **multi-scale TTA**: flips at 0.75, 1 and 1.25 times the training size;
-# * **sliding window**: the model was trained on crops of the images at a quarter to half their size,
-#   and predicts a whole image squeezed to the crop size. Here it instead slides crop-sized windows
-#   (overlap 0.5, Gaussian weights) over the image at half its resolution, so every window sees
-#   objects at a scale it was trained on;
-# * **DenseCRF**: the fully connected CRF of [receptive field](09_receptive_field) on the
-#   probabilities (skipped, and said so, where `pydensecrf2` could not be installed);
-# * **seed ensemble**: the baseline's seeds averaged, one model. It has one run, so it is held to the
-#   baseline's noise.
-#
-# The cost column is inference time per validation image on this machine (all views, windows
-# and members included), in milliseconds.
+# The scores of [inference tricks](17_inference_tricks), read back: TTA, the sliding window and
+# the DenseCRF on each seed's checkpoint, and the baseline's seeds averaged as one model (the seed
+# ensemble; one run, so it is held to the baseline's noise). The cost column is inference time per
+# validation image on this machine, in milliseconds.
 
 # %%
 size = BASE["image_size"]
@@ -168,12 +120,12 @@ OPTIONS = {
 }
 if crf.is_available():
     OPTIONS["densecrf"] = InferenceOptions(crf=True)
-else:
-    print("DenseCRF skipped: " + crf.INSTALL_HINT)
 infer = {name: compare.score_inference({f"seed{s}": [d] for s, d in zip(SEEDS, base_dirs)}, session.data_dir,
-                                       options=options, device=session.device, batch_size=prof.batch_size)
+                                       options=options, device=session.device, batch_size=prof.batch_size,
+                                       cache=SCORES)
          for name, options in OPTIONS.items()}
-ens = compare.score_inference({"seeds": base_dirs}, session.data_dir, device=session.device, batch_size=prof.batch_size)
+ens = compare.score_inference({"seeds": base_dirs}, session.data_dir, device=session.device,
+                              batch_size=prof.batch_size, cache=SCORES)
 infer_mious = {name: [s["overall"]["miou"] for s in scores.values()] for name, scores in infer.items()}
 infer_ms = {name: [1000 / s["images_per_s"] for s in scores.values()] for name, scores in infer.items()}
 infer_mious["seed_ensemble"], infer_ms["seed_ensemble"] = [ens["seeds"]["overall"]["miou"]], [1000 / ens["seeds"]["images_per_s"]]
@@ -214,7 +166,7 @@ print(f"within the noise: {', '.join(r.trick for r in train_rows + infer_rows if
 # %%
 chosen, picked = {}, []
 for row in sorted((r for r in train_rows if r.verdict == "helps"), key=lambda r: -r.delta):
-    change = ({"train_split": str(pseudo_file), "max_steps": base_steps} if row.trick == "pseudo_label"
+    change = ({"train_split": str(pseudo_summary.path), "max_steps": base_steps} if row.trick == "pseudo_label"
               else ablation.plan(prof, [row.trick], [0], train_images)[-1])
     change = {k: v for k, v in change.items() if k not in ("seed", "label") and BASE.get(k) != v}
     if not set(change) & set(chosen):
@@ -233,11 +185,11 @@ print(f"combination: training tricks {picked or 'none'}; seeds {SEEDS} averaged;
 # %%
 candidates = {"baseline (one seed)": [base_dirs[0]], "baseline seed ensemble": base_dirs, "final": final_dirs}
 test_plain = compare.score_inference({k: v for k, v in candidates.items() if k != "final"}, session.data_dir,
-                                     split=test_labels, device=session.device, batch_size=prof.batch_size)
+                                     split=test_labels, device=session.device, batch_size=prof.batch_size, cache=SCORES)
 test_final = compare.score_inference({"final": final_dirs}, session.data_dir, split=test_labels,
-                                     options=final_options, device=session.device, batch_size=prof.batch_size)
+                                     options=final_options, device=session.device, batch_size=prof.batch_size, cache=SCORES)
 val_final = compare.score_inference({"final": final_dirs}, session.data_dir, options=final_options,
-                                    device=session.device, batch_size=prof.batch_size)
+                                    device=session.device, batch_size=prof.batch_size, cache=SCORES)
 print(f"{'':<26}{'val mIoU':>10}{'test mIoU':>11}")
 print(f"{'baseline (one seed)':<26}{trained[f'baseline-seed{SEEDS[0]}'].trainer.best_miou:>10.4f}"
       f"{test_plain['baseline (one seed)']['overall']['miou']:>11.4f}")
@@ -266,39 +218,37 @@ print(f"submission valid: {n_rows == len(json.loads((session.data_dir / 'test.js
 # %% [markdown]
 # ## Summary
 #
-# The cpu profile's numbers (DeepLab v3+ at width 0.125, one epoch on 64×64 crops, seeds 0, 1 and
-# 2, 2 CPU cores; the 23 new runs trained in 2.0 min):
+# The cpu profile's numbers (DeepLab v3+ at width 0.125, one epoch of 48 steps on 64×64 crops,
+# seeds 0, 1 and 2, 2 CPU cores of an Intel Xeon; all 33 runs read back from chapters 12-17):
 #
-# * **The baseline** scored 0.0859 ± 0.0010 mIoU, so a trick had to move the mean by more than
-#   0.0021 (or twice its own seed spread, if larger) to count.
-# * **No training trick beat the noise at this budget.** CutMix had the largest mean gain, +0.0016,
-#   but its seeds spread by 0.0033. The class-presence head (+0.0006) and class-aware sampling
-#   (+0.0002) did nothing measurable. Copy-paste (−0.0033), label smoothing (−0.0034), warm-up
-#   (−0.0022) and CE + Dice (−0.0013) lowered the mean, each by less than its noise. None of the
-#   tricks added more than 1.6 s of training per run (copy-paste).
-# * **Pseudo-labels from weak models are background.** The threshold that keeps the 30% most
-#   confident test pixels was 0.324. The kept pixels were 1,690,775 Background against 55 Paper and
-#   none of any other class. Trained on them for the baseline's 48 steps, the model scored 0.0858
-#   ± 0.0037, no change.
-# * **The seed ensemble was the only trick that helped:** 0.0905 on the validation images, +0.0047
-#   for 2.0 times the inference time (34.9 against 17.5 ms per image). Flip TTA (+0.0006, 1.7 times
-#   the time), DenseCRF (+0.0006, 12.0 times), the sliding window (+0.0001) and multi-scale TTA
-#   (−0.0016, 3.7 times) stayed within the noise.
-# * **The submission.** With no training trick to combine, the final predictor is the baseline's
-#   three seeds averaged. On the test images it scored 0.0841 against 0.0795 for a single seed,
-#   the same gain as on the validation images. The CSV has the 86 test images and passed the
-#   format check.
+# * **The baseline** scored 0.0869 ± 0.0015, so a change had to move the mean by more than 0.0030
+#   (or twice its own seed spread, if larger) to count.
+# * **Two tricks helped beyond the noise:** SWA (+0.0059, but its run trains one extra epoch, and
+#   the two effects cannot be told apart here; see [ensembles](16_ensembles_and_swa)) and the seed
+#   ensemble (+0.0034 on the validation images, for 4.5 times the inference time).
+# * **Three hurt:** EMA with decay 0.99 (−0.0201: too slow an average for a 48-step run), CutMix
+#   (−0.0069) and warm-up (−0.0042).
+# * **Everything else stayed within the noise**: copy-paste, pseudo-labels, the classification
+#   head, CE + Dice, class-aware sampling, label smoothing, DenseCRF, the sliding window and both
+#   TTAs.
+# * **The submission.** The combination is the one training trick that helped, SWA, trained with
+#   every seed and averaged. It scored 0.0945 on the validation images (where it was chosen) and
+#   0.0864 on the test images, against 0.0822 for one baseline seed and 0.0856 for the baseline's
+#   seed ensemble: most of the gain on test is the ensemble's. The CSV has the 86 test images and
+#   passed the format check.
 # * **What this does not say.** The budget is one short epoch from scratch, so it measures which
-#   tricks pay off *immediately*. Regularisers (label smoothing, copy-paste, CutMix) and
-#   schedule tricks (warm-up) act over long training, and the gpu profile's four epochs at 256×256
-#   with every trick of the list are where to judge them. What the table shows for any budget is the
-#   method: the same baseline, one change, several seeds, a noise rule, and the cost next to the gain.
+#   tricks pay off *immediately*. Regularisers (label smoothing, copy-paste, CutMix) and schedule
+#   tricks (warm-up, EMA) act over long training, and the gpu profile's four epochs at 256×256 with
+#   every trick of the list are where to judge them. What the table shows for any budget is the
+#   method: the same baseline, one change, several seeds, a noise rule, and the cost next to the
+#   gain.
 #
 # ## Exercises
 #
 # 1. Train the tricks the cpu profile leaves out (`ablation.TRICKS`) with the same three seeds. Do
 #    any of them beat the noise?
-# 2. Train the pseudo-labelled runs without the step cap (drop `max_steps` from `pseudo_plan`). The
+# 2. Train the pseudo-labelled runs without the step cap (`compare.train_plan` with the
+#    pseudo-labelled `train_split` and no `max_steps`). The
 #    extra images then also bring extra steps. Does the score change, and which of the two does it
 #    measure?
 # 3. Add the five K-fold models of [experiment discipline](12_experiment_discipline) to the final
