@@ -117,9 +117,8 @@ print(f"largest extra cost: {slowest.trick}, {slowest.extra_seconds:+.1f} s per 
 #   without making it longer.
 # * **Copy-paste did nothing measurable**: 0.0870 ± 0.0032, +0.0001. Its seeds spread twice as
 #   much as the baseline's (std 0.0032 against 0.0015; its seed-0 run scored 0.0914 against the baseline's 0.0862).
-# * **The cost** of both was nil at this size: their mean training time per run (2.5 and 2.6 s)
-#   was below the baseline's 3.0 s, whose first run (3.8 s) also paid the process's one-time
-#   warm-up, so differences of half a second are timing noise here.
+# * **The cost** of both was small at this size: 2.8 s of training per run against the
+#   baseline's 2.5 s, about +0.3 s (+14%) each.
 # * **What this does not say.** Augmentation is a regulariser: it pays when a model trains long
 #   enough to overfit, and one epoch from scratch is far from that. The gpu profile trains all
 #   eight augmentations for four epochs at 256×256; judge them there, with the same method.

@@ -165,9 +165,9 @@ for t, record in first.items():
 # * **Schedules.** Over 100 steps the cosine rate is at half its peak at step 50 (0.000505) and
 #   ends at 1% of it; poly ends at 0.000016; a 10-step warm-up starts at 0.00001 and reaches the
 #   peak at step 10.
-# * **Mixed precision on this CPU.** One training step of the baseline model ran at 212.8 images/s
-#   in fp32 and 237.1 with bf16 autocast, 1.11×: this processor has bf16 instructions, and still
-#   gains far less than a GPU's 2×.
+# * **Mixed precision on this CPU.** One training step of the baseline model ran at 243.7 images/s
+#   in fp32 and 233.8 with bf16 autocast, 0.96×: no gain, against a GPU's 2×. This is why the
+#   engine's `amp="auto"` leaves the CPU in fp32.
 # * **Warm-up hurt**: 0.0827 ± 0.0007 against 0.0869 ± 0.0015, −0.0042, beyond the noise (0.0030).
 #   Five of the 48 steps at a reduced rate are a tenth of a training this short; its training loss
 #   ended higher (2.18 against 2.09 on seed 0).

@@ -35,9 +35,7 @@ import numpy as np
 
 from segedu import viz
 from segedu.engine import ablation, compare
-from segedu.inference import crf, ensemble
-from segedu.inference.pipeline import InferenceOptions
-from segedu.inference.tta import TTA
+from segedu.inference import crf, ensemble, pipeline
 from segedu.notebook import setup
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
@@ -55,8 +53,8 @@ print(f"baseline checkpoints: {len(base_dirs)} seeds, trained on {size}x{size} c
 # %% [markdown]
 # ## Test-time augmentation, sliding windows and the CRF
 #
-# Each option is one `InferenceOptions` (one flag of `segedu predict`), run on every seed's
-# checkpoint:
+# Each option is one `InferenceOptions` (one flag of `segedu predict`; the set is
+# `pipeline.course_options`), run on every seed's checkpoint:
 #
 # * **flip TTA** (`--tta hflip`): the image and its mirror, probabilities averaged;
 # * **multi-scale TTA** (`--tta hflip --tta-scales 0.75,1,1.25`): both flips at three sizes;
@@ -70,16 +68,9 @@ print(f"baseline checkpoints: {len(base_dirs)} seeds, trained on {size}x{size} c
 #
 # The cost column is inference time per validation image on this machine, in milliseconds.
 
-# %%
-OPTIONS = {
-    "baseline": InferenceOptions(),
-    "flip_tta": InferenceOptions(tta=TTA(flips=("none", "hflip"))),
-    "multiscale_tta": InferenceOptions(tta=TTA(flips=("none", "hflip"), scales=(0.75, 1.0, 1.25))),
-    "sliding_window": InferenceOptions(tta=TTA(flips=("none",), scales=(0.5,)), sliding_window=size, overlap=0.5),
-}
-if crf.is_available():
-    OPTIONS["densecrf"] = InferenceOptions(crf=True)
-else:
+# %% tags=["nbval-check-output"]
+OPTIONS = pipeline.course_options(size)
+if not crf.is_available():
     print("DenseCRF skipped: " + crf.INSTALL_HINT)
 for name, options in OPTIONS.items():
     print(f"{name:<16}{options.describe()}")
@@ -183,8 +174,8 @@ print(f"hurt beyond the noise: {', '.join(r.trick for r in all_rows if r.verdict
 #   flip TTA +0.0017, multi-scale TTA +0.0009. All four raised the mean, though.
 # * **Where they act.** The boundary mIoU rose most with the CRF (0.0551 to 0.0622) and the
 #   sliding window (0.0577): both sharpen the edges of regions, which is what they are for.
-# * **Their cost**, per image against 2.7 ms: flip TTA 12.5 ms, the sliding window 12.8 ms,
-#   multi-scale TTA 37.8 ms, and the CRF 135.9 ms, 50 times the model itself.
+# * **Their cost**, per image against 2.7 ms: flip TTA 12.8 ms, the sliding window 13.3 ms,
+#   multi-scale TTA 31.6 ms, and the CRF 137.4 ms, 51 times the model itself.
 # * **The classification head** did not help: 0.0856 without suppression, 0.0844 with it, both
 #   within the noise. Suppression removed classes from the predictions: 7.3 of the 11 were never
 #   predicted with it, 3.3 without, and the mean fell slightly.

@@ -36,9 +36,7 @@ import matplotlib.pyplot as plt
 
 from segedu import env, viz
 from segedu.engine import ablation, compare, predict, runs
-from segedu.inference import crf, submission
-from segedu.inference.pipeline import InferenceOptions
-from segedu.inference.tta import TTA
+from segedu.inference import pipeline, submission
 from segedu.notebook import setup
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
@@ -112,14 +110,7 @@ print(runs.render(runs.compare(first), seconds=False))
 
 # %%
 size = BASE["image_size"]
-OPTIONS = {
-    "baseline": InferenceOptions(),
-    "flip_tta": InferenceOptions(tta=TTA(flips=("none", "hflip"))),
-    "multiscale_tta": InferenceOptions(tta=TTA(flips=("none", "hflip"), scales=(0.75, 1.0, 1.25))),
-    "sliding_window": InferenceOptions(tta=TTA(flips=("none",), scales=(0.5,)), sliding_window=size, overlap=0.5),
-}
-if crf.is_available():
-    OPTIONS["densecrf"] = InferenceOptions(crf=True)
+OPTIONS = pipeline.course_options(size)
 infer = {name: compare.score_inference({f"seed{s}": [d] for s, d in zip(SEEDS, base_dirs)}, session.data_dir,
                                        options=options, device=session.device, batch_size=prof.batch_size,
                                        cache=SCORES)
@@ -225,7 +216,7 @@ print(f"submission valid: {n_rows == len(json.loads((session.data_dir / 'test.js
 #   (or twice its own seed spread, if larger) to count.
 # * **Two tricks helped beyond the noise:** SWA (+0.0059, but its run trains one extra epoch, and
 #   the two effects cannot be told apart here; see [ensembles](16_ensembles_and_swa)) and the seed
-#   ensemble (+0.0034 on the validation images, for 4.5 times the inference time).
+#   ensemble (+0.0034 on the validation images, for 4.4 times the inference time).
 # * **Three hurt:** EMA with decay 0.99 (−0.0201: too slow an average for a 48-step run), CutMix
 #   (−0.0069) and warm-up (−0.0042).
 # * **Everything else stayed within the noise**: copy-paste, pseudo-labels, the classification

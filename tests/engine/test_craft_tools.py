@@ -147,3 +147,14 @@ def test_training_speed_trains_the_model_and_reports_cpu_memory_as_unknown():
     bf16 = measure.training_speed(models.create("fcn32s", width=0.125), 2, 32, "cpu", dtype=torch.bfloat16,
                                   repeats=1, warmup=0)
     assert bf16["images_per_s"] > 0
+
+
+def test_course_options_are_the_chapters_inference_tricks():
+    from segedu.inference import crf, pipeline
+
+    options = pipeline.course_options(64)
+    assert list(options)[:4] == ["baseline", "flip_tta", "multiscale_tta", "sliding_window"]
+    assert ("densecrf" in options) == crf.is_available()
+    assert options["baseline"].plain and not options["flip_tta"].plain
+    assert options["multiscale_tta"].tta.scales == (0.75, 1.0, 1.25)
+    assert options["sliding_window"].sliding_window == 64 and options["sliding_window"].tta.scales == (0.5,)

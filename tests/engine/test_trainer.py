@@ -11,17 +11,8 @@ from segedu.engine import Trainer, TrainConfig, train
 from segedu.engine.runlog import read_metrics
 from segedu.errors import SegeduError
 
-
-class NoNormNet(torch.nn.Module):
-    """Two convolutions and no batch norm: per-sample gradients that simply add up."""
-
-    def __init__(self, num_classes=11, *, width=1.0):
-        super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
-                                        torch.nn.Conv2d(8, num_classes, 1))
-
-    def forward(self, x):
-        return self.body(x)
+# the same model the torchrun tests train (that file runs as a script, so it holds the definition)
+from distributed_worker import NoNormNet  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
