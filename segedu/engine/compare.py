@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .. import metrics
+from .. import metrics, models
 from ..data import IGNORE_INDEX, dataset, masks
 from ..inference.predict import predict_logits
 from . import ablation, runs
@@ -79,7 +79,9 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
     for entry in plan:
         entry = {**common, **entry}
         label = entry.pop("label", None) or f"{entry['model']}-seed{entry.get('seed', session.seed)}"
-        options = {"width": session.profile.width, **entry.pop("model_options", {})}
+        options = entry.pop("model_options", {})
+        if "width" in models.options_of(entry["model"]):  # smp models have no width
+            options = {"width": session.profile.width, **options}
         fields = {"data_dir": str(session.data_dir), "profile": session.profile.name, "seed": session.seed,
                   "device": str(session.device), "out": str(session.run_dir(chapter, label)),
                   "model_options": options, **entry}

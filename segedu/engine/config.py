@@ -82,7 +82,10 @@ class TrainConfig:
         c.compile = prof.compile if c.compile is None else c.compile
         if c.max_steps is None:
             c.max_steps = prof.max_steps
-        c.model_options.setdefault("width", prof.width)
+        from .. import models
+
+        if "width" in models.options_of(c.model):  # smp models have no width (their encoder sets it)
+            c.model_options.setdefault("width", prof.width)
         if c.debug:
             c.epochs, c.max_steps = 1, min(c.max_steps or 2, 2)
         for name, value, allowed in (("scheduler", c.scheduler, SCHEDULERS), ("optimizer", c.optimizer, OPTIMIZERS),

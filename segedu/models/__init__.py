@@ -61,7 +61,20 @@ def create(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
 
     Raises SegeduError for an unknown name or option (listing the valid ones and the closest
     match), a non-positive ``num_classes`` or ``width``.
+
+    ``"smp:<Architecture>"`` builds a segmentation_models_pytorch model instead
+    (:mod:`segedu.models.smp_adapter`; options ``encoder``, ``encoder_weights``, ``encoder_depth``
+    and smp's own constructor arguments).
     """
+    if name.lower().startswith("smp:"):
+        from . import smp_adapter
+
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise SegeduError(f"num_classes must be a positive integer, got {num_classes!r}.")
+        if "width" in options:
+            raise SegeduError(f"{name} has no width option: an smp model's size is set by its encoder "
+                              "(e.g. encoder='resnet18' for a small one).")
+        return smp_adapter.build(name, num_classes, **options)
     accepted = options_of(name)
     for option in options:
         if option not in accepted:
@@ -77,6 +90,12 @@ def create(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
 
 def options_of(name: str) -> list[str]:
     """The keyword options of model ``name`` in the builder's order; its docstring explains them."""
+    if name.lower().startswith("smp:"):
+        from . import smp_adapter
+
+        arch = smp_adapter._architecture(name)
+        skip = {"self", "encoder_name", "encoder_weights", "encoder_depth", "classes", "in_channels", "kwargs"}
+        return [*smp_adapter.OPTIONS, *(p for p in inspect.signature(arch.__init__).parameters if p not in skip)]
     parameters = inspect.signature(_builder(name)).parameters.values()
     return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
 
