@@ -53,12 +53,56 @@ def _book_list(args) -> int:
     return 0
 
 
-def _synth(args) -> int:
-    from .data import synth
+def _noise_spec(args):
+    from .data import noise
 
-    summary = synth.generate(args.out, n_images=args.images, size=args.size, seed=args.seed)
+    kinds = tuple(k.strip() for k in args.noise_kinds.split(",") if k.strip())
+    return noise.NoiseSpec(args.noise_rate, kinds, objects=args.noise_objects, boundary_px=args.noise_boundary_px,
+                           jitter_px=args.noise_jitter_px, seed=args.noise_seed)
+
+
+def _synth(args) -> int:
+    from pathlib import Path
+
+    from .data import noise, synth
+
+    spec = _noise_spec(args) if args.noise_rate is not None else None
+    summary = synth.generate(args.out, n_images=args.images, size=args.size, seed=args.seed, noise=spec)
     print(summary)
+    if spec is not None:
+        print(noise.read_report(Path(summary.path) / "train_noisy.json"))
     return 0
+
+
+def _add_noise(args) -> int:
+    from pathlib import Path
+
+    from .data import noise
+
+    clean = Path(args.clean) if args.clean else Path(args.data) / "train.json"
+    out = Path(args.out) if args.out else clean.with_name(clean.stem + "_noisy.json")
+    if out.exists() and not args.overwrite:
+        from .errors import SegeduError
+
+        raise SegeduError(f"{out} exists; pass --overwrite to replace it or choose another --out.")
+    print(noise.write_noisy(clean, out, _noise_spec(args)))
+    return 0
+
+
+def _noise_arguments(parser, required: bool) -> None:
+    from .data import noise
+
+    parser.add_argument("--noise-rate", type=float, default=None, required=required,
+                        help="share of the training images an annotator corrupts (segedu.data.noise)")
+    parser.add_argument("--noise-kinds", default=",".join(noise.KINDS),
+                        help=f"comma-separated kinds, from {','.join(noise.KINDS)} (default: all)")
+    parser.add_argument("--noise-objects", type=float, default=0.5,
+                        help="share of a corrupted image's annotations that are corrupted (at least one)")
+    parser.add_argument("--noise-boundary-px", type=int, default=None, help="erosion/dilation in pixels "
+                        "(default: 1/64 of the image side)")
+    parser.add_argument("--noise-jitter-px", type=float, default=None, help="vertex noise std in pixels "
+                        "(default: 1/64 of the image side)")
+    parser.add_argument("--noise-seed", type=int, default=0)
 
 
 def _validate_coco(args) -> int:
@@ -281,6 +325,50 @@ def _pseudo_label(args) -> int:
     return 0
 
 
+def _cleanse(args) -> int:
+    import csv
+    import io
+    from pathlib import Path
+
+    from .data import noise
+    from .data.masks import write_bytes_atomic
+    from .engine import cleansing
+    from .engine.trainer import resolve_data_dir
+
+    data_dir = args.data_dir
+    if data_dir is None:
+        from .engine.evaluate import load_model
+
+        data_dir = resolve_data_dir(load_model(args.runs[0], "cpu")[1])
+    scores = cleansing.image_scores(args.runs, data_dir, args.split, device=args.device)
+    by_id = {s.image_id: s for s in scores}
+    ranking = cleansing.rank(scores, args.by)
+    top = ranking[:args.top] if args.top else ranking
+    print(f"segedu cleanse: {len(scores)} images of {args.split} ranked by {args.by}, most suspicious first")
+    print(f"  {'rank':>4}  {'loss':>7}  {'disagree':>8}  file")
+    for place, image_id in enumerate(top[:20], 1):
+        s = by_id[image_id]
+        print(f"  {place:>4}  {s.loss:>7.3f}  {s.disagreement:>8.3f}  {s.file_name}")
+    if len(top) > 20:
+        print(f"  ... {len(top) - 20} more")
+    if args.noise_report:
+        report = noise.read_report(args.noise_report)
+        corrupted = [i for i in report.corrupted_images if report.changed.get(i, 0) > 0]
+        k = len(top)
+        print(f"  precision at {k}: {cleansing.precision_at_k(ranking, corrupted, k):.3f} of the top {k} were "
+              f"corrupted ({len(corrupted)} of {len(scores)} images are: {len(corrupted) / len(scores):.3f} by chance)")
+    if args.out:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["rank", "image_id", "file_name", "loss", "disagreement", "pixels"])
+        for place, image_id in enumerate(top, 1):
+            s = by_id[image_id]
+            writer.writerow([place, s.image_id, s.file_name, f"{s.loss:.6f}", f"{s.disagreement:.6f}", s.pixels])
+        write_bytes_atomic(Path(args.out), text.getvalue().encode("utf-8"))
+        print(f"segedu cleanse: wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segedu",
@@ -373,7 +461,28 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--images", type=int, default=profiles.PROFILES["cpu"].synth_images)
     syn.add_argument("--size", type=int, default=profiles.PROFILES["cpu"].synth_size)
     syn.add_argument("--seed", type=int, default=0)
+    _noise_arguments(syn, required=False)
     syn.set_defaults(func=_synth)
+
+    an = sub.add_parser("add-noise", help="write a noisy copy of a dataset's training labels (clean ones kept)")
+    an.add_argument("data", help="dataset folder (its train.json is the clean file)")
+    an.add_argument("--clean", default=None, help="another clean annotation file (default: DATA/train.json)")
+    an.add_argument("--out", default=None, help="noisy file to write (default: <clean>_noisy.json beside it)")
+    an.add_argument("--overwrite", action="store_true")
+    _noise_arguments(an, required=True)
+    an.set_defaults(func=_add_noise)
+
+    cl = sub.add_parser("cleanse", help="rank training images by how much the model disagrees with their labels")
+    cl.add_argument("runs", nargs="+", help="run directories or checkpoints (probabilities averaged); best: "
+                    "models that did not train on the ranked images (out of fold)")
+    cl.add_argument("--split", default="train", help="the labelled images to rank: train | val | a file")
+    cl.add_argument("--data-dir", default=None, help="dataset folder (default: the first run's training data)")
+    cl.add_argument("--by", default="loss", choices=("loss", "disagreement"))
+    cl.add_argument("--top", type=int, default=0, help="keep the top N (default: all)")
+    cl.add_argument("--out", default=None, help="CSV of the ranking (rank, image_id, file_name, loss, ...)")
+    cl.add_argument("--noise-report", default=None, help="a noisy file's .noise.json: print precision at --top")
+    cl.add_argument("--device", default="auto")
+    cl.set_defaults(func=_cleanse)
 
     v = sub.add_parser("validate-coco", help="check a COCO annotation file; list every problem")
     v.add_argument("file", help="COCO JSON file")

@@ -26,6 +26,7 @@ tests check against:
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Mapping, Sequence
 
@@ -203,6 +204,82 @@ class FocalLoss(nn.Module):
         return (per_class * weights).sum() / weights.sum()
 
 
+# --- losses for noisy labels ----------------------------------------------------------------------
+
+class GeneralizedCrossEntropyLoss(nn.Module):
+    """Generalized cross-entropy (Zhang & Sabuncu, "Generalized Cross Entropy Loss for Training Deep
+    Neural Networks with Noisy Labels", NeurIPS 2018, eq. 5), a loss that is robust to wrong labels::
+
+        L_q = (1 - p_y^q) / q,   0 < q <= 1
+
+    It tends to cross-entropy ``-log p_y`` as ``q -> 0`` and is the MAE ``1 - p_y`` (robust to
+    noise, slow to train) at ``q = 1``; the paper's ``q = 0.7`` sits between. The gradient of a
+    pixel is CE's times ``p_y^q``: a pixel the model finds unlikely (often a wrong label) pulls less.
+    Soft targets ``t``: ``sum_c t_c (1 - p_c^q) / q``. Averaged over valid pixels with the class
+    weights as in :class:`CrossEntropyLoss`.
+    """
+
+    def __init__(self, q: float = 0.7, class_weights: Sequence[float] | None = None,
+                 ignore_index: int = IGNORE_INDEX):
+        super().__init__()
+        if not 0.0 < q <= 1.0:
+            raise SegeduError(f"generalized cross-entropy needs 0 < q <= 1, got q={q}.")
+        self.q = q
+        self.class_weights = _class_weights(class_weights)
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weights = _weights_for(self.class_weights, logits, "generalized cross-entropy")
+        target = _one_hot(logits, target, self.ignore_index, "generalized cross-entropy")
+        class_weights = weights.view(1, -1, 1, 1)
+        # p^q = exp(q log p): stable where p underflows
+        per_pixel = (class_weights * target * (1 - torch.exp(self.q * F.log_softmax(logits, 1))) / self.q).sum(1)
+        return _weighted_mean(per_pixel, (class_weights * target).sum(1))
+
+
+class SmallLossCrossEntropy(nn.Module):
+    """Cross-entropy over the ``keep`` share of a batch's valid pixels with the smallest loss.
+
+    The small-loss trick of sample selection against noisy labels (Han et al., "Co-teaching:
+    Robust Training of Deep Neural Networks with Extremely Noisy Labels", NeurIPS 2018, Sec. 2):
+    networks fit clean labels before noisy ones, so early in training the pixels with the largest
+    loss are more often the wrongly labelled ones, and leaving them out of the update keeps the
+    model from learning the noise. Here one network selects for itself, per pixel and per batch
+    (co-teaching's two networks swap their selections; Sec. 2 discusses this self-selection as the
+    simpler variant). Class weights and label smoothing as :class:`CrossEntropyLoss`; the pixels
+    kept are ``ceil(keep * valid pixels)``. The cost: rare classes and object boundaries also have
+    large losses and are dropped with the noise.
+    """
+
+    def __init__(self, keep: float = 0.8, class_weights: Sequence[float] | None = None,
+                 ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0):
+        super().__init__()
+        if not 0.0 < keep <= 1.0:
+            raise SegeduError(f"small-loss selection keeps a share of the pixels in (0, 1], got keep={keep}.")
+        self.keep = keep
+        self.ce = CrossEntropyLoss(ignore_index, class_weights, label_smoothing)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weights = _weights_for(self.ce.class_weights, logits, "small-loss cross-entropy")
+        soft = _one_hot(logits, target, self.ce.ignore_index, "small-loss cross-entropy")
+        eps, num_classes = self.ce.label_smoothing, logits.shape[1]
+        valid = soft.sum(1) > 0
+        smoothed = (1 - eps) * soft + valid.unsqueeze(1) * (eps / num_classes)
+        class_weights = weights.view(1, -1, 1, 1)
+        per_pixel = -(class_weights * smoothed * F.log_softmax(logits, 1)).sum(1)
+        pixel_weight = (class_weights * soft).sum(1)
+        count = int(valid.sum())
+        if count == 0:
+            return _weighted_mean(per_pixel, pixel_weight)
+        kept = math.ceil(self.keep * count)
+        # the kept pixels: the `kept` smallest losses among the valid ones (void pixels sort last)
+        ranked = torch.where(valid, per_pixel.detach(), torch.full_like(per_pixel, float("inf"))).flatten()
+        selected = torch.zeros_like(ranked, dtype=torch.bool)
+        selected[ranked.topk(kept, largest=False).indices] = True
+        selected = selected.view_as(per_pixel)
+        return _weighted_mean(per_pixel * selected, pixel_weight * selected)
+
+
 # --- overlap losses: Dice and Tversky ------------------------------------------------------------
 
 class _OverlapLoss(nn.Module):
@@ -339,6 +416,8 @@ LOSSES: dict[str, type[nn.Module]] = {
     "dice": DiceLoss,
     "tversky": TverskyLoss,
     "lovasz": LovaszSoftmaxLoss,
+    "gce": GeneralizedCrossEntropyLoss,
+    "small_loss": SmallLossCrossEntropy,
 }
 
 

@@ -9,8 +9,9 @@ from segmentation_models_pytorch.losses._functional import softmax_focal_loss_wi
 from segmentation_models_pytorch.losses.lovasz import _lovasz_softmax
 
 from segedu.errors import SegeduError
-from segedu.losses import (LOSSES, CompoundLoss, CrossEntropyLoss, DiceLoss, FocalLoss, LovaszSoftmaxLoss,
-                           TverskyLoss, build_loss)
+from segedu.losses import (LOSSES, CompoundLoss, CrossEntropyLoss, DiceLoss, FocalLoss,
+                           GeneralizedCrossEntropyLoss, LovaszSoftmaxLoss, SmallLossCrossEntropy, TverskyLoss,
+                           build_loss)
 from segedu.metrics import confusion_matrix, scores_from_confusion
 
 VOID = 255
@@ -185,11 +186,69 @@ def test_lovasz_refuses_soft_targets():
         LovaszSoftmaxLoss()(logits, one_hot(target))
 
 
+# --- losses for noisy labels ----------------------------------------------------------------------
+
+def test_gce_hand_computed_pixel():
+    # two classes, logits (0, ln 3): p = (1/4, 3/4); label 1, q = 0.5 -> (1 - sqrt(3/4)) / 0.5
+    logits = torch.tensor([0.0, math.log(3.0)], dtype=torch.float64).view(1, 2, 1, 1)
+    target = torch.tensor([[[1]]])
+    assert_close(GeneralizedCrossEntropyLoss(q=0.5)(logits, target), (1 - math.sqrt(0.75)) / 0.5)
+
+
+def test_gce_between_ce_and_mae():
+    logits, target = batch(40)
+    valid = target != VOID
+    p = F.softmax(logits, 1).gather(1, torch.where(valid, target, 0).unsqueeze(1)).squeeze(1)[valid]
+    assert_close(GeneralizedCrossEntropyLoss(q=1.0)(logits, target), (1 - p).mean())  # q = 1: the MAE
+    ce = F.cross_entropy(logits, target, ignore_index=VOID)
+    torch.testing.assert_close(GeneralizedCrossEntropyLoss(q=1e-6)(logits, target), ce, rtol=1e-4, atol=0)
+    gce = GeneralizedCrossEntropyLoss(q=0.7, class_weights=WEIGHTS)(logits, target)
+    w = torch.tensor(WEIGHTS, dtype=torch.float64)[target[valid]]
+    assert_close(gce, (w * (1 - p ** 0.7) / 0.7).sum() / w.sum())
+
+
+def test_gce_pulls_less_on_an_unlikely_label():
+    # CE's gradient on the logit of a label the model finds unlikely is larger than GCE's
+    logits = torch.tensor([3.0, 0.0], dtype=torch.float64).view(1, 2, 1, 1).requires_grad_(True)
+    target = torch.tensor([[[1]]])
+    F.cross_entropy(logits, target).backward()
+    ce_grad = logits.grad.abs().sum().item()
+    logits.grad = None
+    GeneralizedCrossEntropyLoss(q=0.7)(logits, target).backward()
+    assert logits.grad.abs().sum().item() < 0.2 * ce_grad
+
+
+def test_small_loss_keeps_the_smallest_losses():
+    logits, target = batch(41)
+    assert_close(SmallLossCrossEntropy(keep=1.0, class_weights=WEIGHTS, label_smoothing=0.1)(logits, target),
+                 CrossEntropyLoss(class_weights=WEIGHTS, label_smoothing=0.1)(logits, target))
+    per_pixel = F.cross_entropy(logits, target, ignore_index=VOID, reduction="none")
+    valid = target != VOID
+    kept = math.ceil(0.3 * int(valid.sum()))
+    expected = per_pixel[valid].sort().values[:kept].mean()
+    assert_close(SmallLossCrossEntropy(keep=0.3)(logits, target), expected)
+    logits.requires_grad_(True)
+    SmallLossCrossEntropy(keep=0.3)(logits, target).backward()
+    touched = (logits.grad != 0).any(1)
+    assert int(touched.sum()) == kept  # only the selected pixels send a gradient
+    assert per_pixel[touched].max() <= per_pixel[valid & ~touched].min()
+
+
+def test_noisy_label_losses_refuse_bad_parameters():
+    with pytest.raises(SegeduError, match="0 < q <= 1"):
+        GeneralizedCrossEntropyLoss(q=0.0)
+    with pytest.raises(SegeduError, match="keep=1.5"):
+        SmallLossCrossEntropy(keep=1.5)
+    assert isinstance(build_loss("gce").losses[0], GeneralizedCrossEntropyLoss)
+    assert build_loss({"small_loss": {"keep": 0.6}}).losses[0].keep == 0.6
+
+
 # --- every loss: gradients, void pixels, empty batches ------------------------------------------
 
 ALL_LOSSES = [CrossEntropyLoss(class_weights=WEIGHTS, label_smoothing=0.1), FocalLoss(), FocalLoss(mode="sigmoid"),
               DiceLoss(), DiceLoss(skip_absent=False), TverskyLoss(), LovaszSoftmaxLoss(),
-              LovaszSoftmaxLoss(per_image=True, classes="all")]
+              LovaszSoftmaxLoss(per_image=True, classes="all"), GeneralizedCrossEntropyLoss(class_weights=WEIGHTS),
+              SmallLossCrossEntropy(keep=0.5, class_weights=WEIGHTS, label_smoothing=0.1)]
 
 
 @pytest.mark.parametrize("loss, soft", [(loss, soft) for loss in ALL_LOSSES for soft in (False, True)

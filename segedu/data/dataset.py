@@ -37,7 +37,8 @@ from . import coco
 from .masks import ItemCache, MaskCache
 
 #: the annotation file each named mode reads
-MODE_FILES = {"train": "train.json", "val": "val.json", "test": "test.json"}
+MODE_FILES = {"train": "train.json", "val": "val.json", "test": "test.json",
+              "train_noisy": "train_noisy.json"}  # the last: `segedu synth --noise-rate` (segedu.data.noise)
 _EXPECTED_LAYOUT = ("a competition dataset folder holds train_all.json, train.json, val.json, "
                     "test.json and the image folders they name (e.g. batch_01_vt/0001.jpg)")
 

@@ -940,7 +940,7 @@ def _file_names(batch_of: np.ndarray) -> list[str]:
 
 
 def generate(out: str | os.PathLike, n_images: int = 480, size: int = 256, seed: int = 0,
-             workers: int | None = None, flat: bool = False) -> Summary:
+             workers: int | None = None, flat: bool = False, noise=None) -> Summary:
     """Write the dataset into the new folder ``out`` and return a :class:`Summary`.
 
     ``n_images`` annotated images (split 80:20 into train/val) plus ``round(TEST_FRACTION *
@@ -950,6 +950,11 @@ def generate(out: str | os.PathLike, n_images: int = 480, size: int = 256, seed:
     8); the output does not depend on it. ``flat=True`` paints every object in its class's
     palette colour on black with no texture or camera effects: a trivially learnable control,
     and a check that pixels and annotations agree.
+
+    ``noise``: a :class:`segedu.data.noise.NoiseSpec`; then ``train.json`` is also written with
+    label noise as ``train_noisy.json`` (train split ``train_noisy``), with the report of every
+    corruption in ``train_noisy.noise.json``. The clean ``train.json``, ``val.json`` and test labels
+    stay as they are, so a model trained on the noisy labels is scored on clean ones.
     """
     if n_images < 5 or size < 32:
         raise SegeduError(f"synth needs at least 5 images of at least 32 px; got {n_images} images of {size} px.")
@@ -987,6 +992,10 @@ def generate(out: str | os.PathLike, n_images: int = 480, size: int = 256, seed:
         else:
             results = [_draw_and_save(t) for t in tasks]
         counts = _write_annotations(tmp, file_names, is_test, results, size, seed)
+        if noise is not None:
+            from .noise import write_noisy
+
+            write_noisy(tmp / "train.json", tmp / "train_noisy.json", noise)
         _refuse_existing(out)  # another process may have made it meanwhile
         if out.exists():
             out.rmdir()  # an empty folder: replace it

@@ -249,8 +249,7 @@ def score_inference(groups: dict[str, list], data_dir: str | Path, split: str = 
             if key_file.is_file() and (since is None or key_file.stat().st_mtime >= float(since)):
                 out[label] = torch.load(key_file, weights_only=False)
                 continue
-        members = [m if isinstance(m, ensemble.Member) else ensemble.load_member(m, device) for m in items]
-        ensemble.check_members(members)
+        members = ensemble.load_members(items, device)
         dev = next(members[0].model.parameters()).device
         scored = _score(loader, lambda images, m=members: pipeline.predict_classes(m, images, options),
                         members[0].num_classes, dev, boundary_px)

@@ -88,9 +88,10 @@ def load_member(path: str | Path, device="auto") -> Member:
     return member_from(*load_model(path, device), name=str(path))
 
 
-def load_members(paths: Iterable[str | Path], device="auto", like: Member | None = None) -> list[Member]:
-    """Members loaded from ``paths``, checked to predict the same classes as each other (and as ``like``)."""
-    members = [load_member(path, device) for path in paths]
+def load_members(paths: Iterable[str | Path | Member], device="auto", like: Member | None = None) -> list[Member]:
+    """Members loaded from ``paths`` (checkpoints or run directories; a :class:`Member` is taken as it
+    is), checked to predict the same classes as each other (and as ``like``)."""
+    members = [path if isinstance(path, Member) else load_member(path, device) for path in paths]
     check_members(([like] if like is not None else []) + members)
     return members
 

@@ -15,6 +15,10 @@ them alike:
   0.125-0.25 trains on a CPU) and ``pretrained_backbone`` (False; True loads torchvision's ImageNet
   weights through its weights API; or the path of a file saved from it, for offline machines;
   width 1.0 only). Further options are the builder's keyword arguments, listed in its docstring.
+* **Outside encoders.** ``deeplabv3plus_timm`` puts the book's DeepLab v3+ on any timm classifier
+  (option ``encoder``, e.g. ``"resnet18"``; ``width`` then scales the ASPP and decoder only, and
+  ``pretrained_backbone`` means timm's weights); it needs the optional package timm. Whole models
+  from segmentation_models_pytorch come through ``create("smp:<Architecture>", ...)`` (below).
 * **Devices.** Nothing is tied to a device: build, then ``.to(device)``; building inside
   ``with torch.device("meta"):`` allocates nothing (parameter counts at paper scale).
 

@@ -17,6 +17,9 @@ depthwise separable (Sec. 3.2, "Xception+SC" in Table 5), the default for the Xc
 the ResNet models default to ordinary convolutions, as in the paper's ResNet-101 experiments
 (Table 3). The ASPP dropout is 0.1 and the low-level features of Xception are the output of entry
 block 2's second separable convolution, both as in the authors' code.
+
+:func:`deeplabv3plus_timm` puts the same ASPP and decoder on any timm encoder
+(:class:`~segedu.models.backbones.timm_encoder.TimmEncoder`); its stride-4 feature is the low level.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
 from . import register
 from .aspp import ASPP, atrous_rates
-from .backbones import ResNet, load_imagenet
+from .backbones import ResNet, TimmEncoder, load_imagenet
 from .backbones.xception import SeparableConv2d, Xception65
 from .blocks import ConvBNReLU, bilinear_upsample, scaled
 
@@ -143,3 +146,32 @@ def deeplabv3plus_xception(num_classes: int = NUM_CLASSES, *, width: float = 1.0
     backbone = Xception65(width=width, output_stride=output_stride)
     return DeepLabV3Plus(backbone, "low_level", "exit_flow", num_classes, width=width, output_stride=output_stride,
                          separable=separable)
+
+
+@register("deeplabv3plus_timm")
+def deeplabv3plus_timm(num_classes: int = NUM_CLASSES, *, encoder: str = "resnet18", width: float = 1.0,
+                       output_stride: int = 16, separable: bool = False,
+                       pretrained_backbone: bool | str | os.PathLike = False) -> DeepLabV3Plus:
+    """DeepLab v3+ (ASPP and decoder as the paper's) on the timm classifier ``encoder``.
+
+    The low-level features are the encoder's last stride-4 feature (``layer1`` on a ResNet), the
+    high-level ones its last. Needs the optional package timm.
+
+    Args:
+        num_classes: output channels.
+        encoder: a timm model name (``timm.list_models()``), e.g. ``"resnet18"``, ``"resnet50"``,
+            ``"efficientnet_b0"``; it must support timm's ``output_stride`` (ResNets, EfficientNets,
+            ConvNeXts do; vision transformers do not).
+        width: channel multiplier of the ASPP and the decoder only (1.0 = the paper's 256 and 48);
+            the encoder's size is set by its name.
+        output_stride: 16 (ASPP rates 6/12/18) or 8 (rates 12/24/36).
+        separable: depthwise separable ASPP and decoder convolutions (Sec. 3.2).
+        pretrained_backbone: True: timm's default ImageNet weights for ``encoder`` (downloads from
+            the Hugging Face hub); or the path of ``timm.create_model(encoder, pretrained=True)``'s
+            saved state dict, for offline machines.
+    """
+    atrous_rates(output_stride)
+    backbone = TimmEncoder(encoder, output_stride=output_stride, pretrained=pretrained_backbone)
+    high_level = list(backbone.channels)[-1]
+    return DeepLabV3Plus(backbone, backbone.feature_at(4), high_level, num_classes, width=width,
+                         output_stride=output_stride, separable=separable)

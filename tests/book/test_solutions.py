@@ -543,3 +543,36 @@ def test_16_resize_ensemble_cost_and_ema_memory():
     assert steps == 48 and ema.module.p.item() == pytest.approx(0.99 ** 47)
     assert round(100 * 0.99 ** 47) == 62
     says("16", "epoch of the cpu profile is 48 optimiser steps")
+
+
+def test_19_library_parameter_counts_padding_and_efficientnet_levels():
+    pytest.importorskip("segmentation_models_pytorch")
+    pytest.importorskip("timm")
+    from segedu.models import measure
+
+    ours = models.create("deeplabv3plus_timm", encoder="resnet18", separable=True)
+    smp = models.create("smp:DeepLabV3Plus", encoder="resnet18")
+    assert measure.parameter_count(ours) == 12_336_059 and measure.parameter_count(smp) == 12_331_867
+    assert measure.parameter_count(ours.backbone) == 11_176_512
+    says("19", "12,336,059 parameters against 12,331,867", "4,192 more", "(11,176,512 each)")
+    padded = (-375 % 32 + 375) * (-500 % 32 + 500)
+    assert (padded, padded - 500 * 375) == (512 * 384, 9108) and round(100 * 9108 / padded, 1) == 4.6
+    says("19", "adding 9,108 pixels: 4.6% of the padded input")
+    eff = models.create("deeplabv3plus_timm", encoder="efficientnet_b0")
+    assert (eff.low_level, eff.high_level) == ("blocks.1", "blocks.6")
+    assert eff.backbone.channels["blocks.1"] == 24 and eff.backbone.channels["blocks.6"] == 320
+    assert measure.parameter_count(eff) == 7_597_159 and measure.parameter_count(eff.backbone) == 3_595_388
+    says("19", "`blocks.1` (24 channels, stride 4)", "`blocks.6` (320", "7,597,159 parameters",
+         "encoder has 3,595,388")
+
+
+def test_20_gce_gradient_at_q_one():
+    from segedu.losses import GeneralizedCrossEntropyLoss
+
+    for p_logit in (-6.0, 0.0, 3.0):
+        z = torch.tensor([p_logit, 0.0, 0.5], dtype=torch.float64).view(1, 3, 1, 1).requires_grad_(True)
+        GeneralizedCrossEntropyLoss(q=1.0)(z, torch.zeros(1, 1, 1, dtype=torch.long)).backward()
+        p = torch.softmax(z.detach(), 1)[0, 0, 0, 0]
+        assert z.grad[0, 0, 0, 0].item() == pytest.approx(-(p * (1 - p)).item())
+    assert 40 * 0.5 == 20
+    says("20", "the gradient of $1 - p_y$ is $-p_y (1 - p_y)$", "On average 20")

@@ -42,3 +42,23 @@ def fake_weights_api(monkeypatch, weights_class, state_dict):
 
     monkeypatch.setattr(weights_class, "get_state_dict", get_state_dict)
     return requested
+
+
+#: registered models that need an optional package, and the package
+OPTIONAL_PACKAGE = {"deeplabv3plus_timm": "timm"}
+
+
+def registered_models() -> list:
+    """``models.available()`` as pytest parameters; a model whose optional package is not installed
+    is skipped with the package's name (it raises a SegeduError naming it, tested on its own)."""
+    import importlib.util
+
+    import pytest
+
+    from segedu import models
+
+    def missing(name: str) -> bool:
+        return name in OPTIONAL_PACKAGE and importlib.util.find_spec(OPTIONAL_PACKAGE[name]) is None
+
+    return [pytest.param(name, marks=pytest.mark.skipif(missing(name), reason=f"needs {OPTIONAL_PACKAGE.get(name)}"))
+            for name in models.available()]

@@ -11,6 +11,8 @@ from segedu.data import IGNORE_INDEX
 from segedu.errors import SegeduError
 from segedu.models.class_head import ClassPresenceModel, EncoderTap, encoder_module, presence_targets
 
+from model_checks import registered_models
+
 SIZE = 32
 
 
@@ -33,7 +35,7 @@ def build(name: str, **options) -> nn.Module:
     return models.create(name, num_classes=11, width=0.125, **options)
 
 
-@pytest.mark.parametrize("name", models.available())
+@pytest.mark.parametrize("name", registered_models())
 def test_every_model_gets_a_head(name):
     torch.manual_seed(0)
     model = ClassPresenceModel(build(name), num_classes=11)

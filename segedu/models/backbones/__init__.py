@@ -6,6 +6,9 @@ they are: :func:`load_imagenet` fetches them through torchvision's weights API
 on a machine without network (``torch.save(ResNet50_Weights.IMAGENET1K_V1.get_state_dict(), path)``).
 A backbone provides ``width``, ``imagenet_weights`` (the ``WeightsEnum`` member) and
 ``from_torchvision(state_dict)`` (torchvision's keys to its own).
+
+:class:`TimmEncoder` (optional package timm) offers the same interface -- features by name and
+``channels`` -- over any timm classifier, and loads timm's weights itself.
 """
 from __future__ import annotations
 
@@ -17,9 +20,10 @@ from torch import nn
 
 from ...errors import SegeduError
 from .resnet import ResNet
+from .timm_encoder import TimmEncoder
 from .vgg import VGG16
 
-__all__ = ["ResNet", "VGG16", "load_imagenet"]
+__all__ = ["ResNet", "TimmEncoder", "VGG16", "load_imagenet"]
 
 
 def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None:

@@ -1,0 +1,309 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3 (segedu)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Using libraries: segmentation_models_pytorch, timm and mmsegmentation
+#
+# **What you will learn.** Competition teams rarely write their segmentation models by hand. They
+# take them from libraries: **segmentation_models_pytorch** (smp) for a dozen decoders in one line,
+# **timm** for over a thousand ImageNet encoders, **mmsegmentation** for a model zoo of published
+# recipes driven by configuration files. This chapter shows how each plugs into what the course
+# built, trains the library models next to the book's own under one budget, and ends on when a team
+# should use which.
+#
+# **What it builds on.** The architectures of [FCN](06_fcn), [skip connections](08_skip_connections)
+# (U-Net) and [receptive field](09_receptive_field) (DeepLab v3+); the same-budget comparison of
+# [all architectures](11_comparison); the seed noise floor of
+# [experiment discipline](12_experiment_discipline); the baseline of the competition-craft chapters
+# ([ablation](18_ablation)).
+
+# %% tags=["parameters"]
+profile = "auto"
+data_dir = None
+seed = 0
+device = "auto"
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from segedu import models
+from segedu.engine import compare
+from segedu.models import measure
+from segedu.notebook import setup
+
+session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
+prof = session.profile
+print(session.describe())
+craft = compare.craft_setup(session)
+BASE = craft["base"]
+size = BASE["image_size"]
+
+# %% [markdown]
+# ## Plugging an outside model in
+#
+# Everything segedu does with a model -- the trainer, the metrics, test-time augmentation, sliding
+# windows, ensembles, the `segedu train` command -- needs only an `nn.Module` that maps images
+# (B, 3, H, W) to logits (B, C, H, W). Any library model that does that trains and predicts like
+# the book's own. Two routes are built in:
+#
+# * `models.create("smp:Unet", encoder="resnet18")` builds smp's model (any of its architectures:
+#   `smp:FPN`, `smp:DeepLabV3Plus`, ...) inside an `SmpModel`. smp's encoders halve the resolution
+#   five times, so its decoders need a side that is a multiple of 32. `SmpModel` pads the input
+#   (reflection, bottom and right) up to the next multiple and crops the logits back, so it takes
+#   any size, like every segedu model. From a shell: `segedu train --model smp:Unet --option
+#   encoder=resnet18`.
+# * `models.create("deeplabv3plus_timm", encoder="resnet18")` is the book's DeepLab v3+ (the ASPP
+#   and decoder of [receptive field](09_receptive_field)) on a timm encoder. timm's
+#   `features_only=True` mode cuts any classifier before its head and returns each stage's
+#   features; `TimmEncoder` names them after timm's modules and records their channels and
+#   strides. That is the interface segedu's own backbones have, so the decoder takes the stride-4
+#   feature as its low level and the last one as its high level. `width` then scales only the ASPP
+#   and the decoder; the encoder's size is set by its name.
+#
+# Both libraries build without a network connection: encoder weights are loaded only when asked
+# for (`encoder_weights="imagenet"` for smp, `pretrained_backbone=True` or a saved file for the timm
+# encoder). This machine has no network, so **every model in this chapter trains from scratch**.
+#
+# The sizes of the models at full scale (11 classes; the smp and timm ones have no width option)
+# and what each route returns for an input of 50×70, which is not a multiple of 32:
+
+# %% tags=["nbval-check-output"]
+FULL_SCALE = {
+    "smp:Unet": {"encoder": "resnet18"},
+    "smp:DeepLabV3Plus": {"encoder": "resnet18"},
+    "deeplabv3plus_timm": {"encoder": "resnet18"},
+    "deeplabv3plus_resnet50": {},
+    "unet": {"padding": "same", "batch_norm": True},
+}
+for name, options in FULL_SCALE.items():
+    with torch.device("meta"):
+        net = models.create(name, num_classes=11, **options)
+    encoder = options.get("encoder", "")
+    print(f"{name:<24}{encoder:<10}{type(net).__name__:<15}{measure.parameter_count(net) / 1e6:>7.2f}M parameters")
+
+torch.manual_seed(0)
+for name in ("smp:Unet", "deeplabv3plus_timm"):
+    net = models.create(name, num_classes=11, encoder="resnet18").eval()
+    with torch.no_grad():
+        print(f"{name}: input (1, 3, 50, 70) -> logits {tuple(net(torch.rand(1, 3, 50, 70)).shape)}")
+timm_dlv3p = models.create("deeplabv3plus_timm", num_classes=11, encoder="resnet18")
+print("timm resnet18 features (name: channels @ stride):",
+      ", ".join(f"{n}: {c} @ {timm_dlv3p.backbone.strides[n]}" for n, c in timm_dlv3p.backbone.channels.items()))
+print(f"DeepLab v3+ reads low level {timm_dlv3p.low_level!r}, high level {timm_dlv3p.high_level!r}")
+
+# %% [markdown]
+# smp's DeepLab v3+ on ResNet-18 and the book's on timm's ResNet-18 share the encoder's
+# architecture and differ in the head: smp makes the ASPP branches and the refining
+# convolution depthwise separable, with one refining convolution after the concatenation; the book
+# follows the paper's ResNet experiments (ordinary convolutions, two refining ones). With
+# `separable=True` the book's head shrinks too (exercise 1).
+#
+# ## One budget: the book's models against the libraries'
+#
+# Five models train under the competition-craft chapters' budget: the baseline's crop, epochs,
+# optimiser and schedule (`ablation.baseline`), from scratch, once per seed.
+#
+# * **U-Net**: the book's (`unet`, same padding and batch norm as in [all architectures](11_comparison),
+#   at the baseline's width) against smp's on a ResNet-18 encoder.
+# * **DeepLab v3+**: the baseline (`deeplabv3plus_resnet50` at the baseline's width), smp's on
+#   ResNet-18, and the book's head at full width on timm's ResNet-18.
+#
+# The library models run at full size (their encoders have no width multiplier), so they are about
+# 19 to 29 times larger than the book's narrow models (the table below): the comparison is of what a team gets by typing one
+# line, not of equal sizes. Reported per model: parameters, best validation mIoU (mean ± std over
+# the seeds), training images per second (forward, backward and update; the median over the seeds,
+# so that one run slowed down by other work on the machine does not move it) and inference images
+# per second (one batch of crops, eval mode, the median of ten passes). Speeds are timings of this
+# machine under whatever else it was running; the mIoU does not depend on them.
+
+# %%
+width = BASE["model_options"]["width"]
+CONTESTANTS = {
+    "unet": ("unet", {"padding": "same", "batch_norm": True, "width": width}),
+    "smp_unet_r18": ("smp:Unet", {"encoder": "resnet18"}),
+    "baseline_dlv3p_r50": (BASE["model"], dict(BASE["model_options"])),
+    "smp_dlv3p_r18": ("smp:DeepLabV3Plus", {"encoder": "resnet18"}),
+    "timm_dlv3p_r18": ("deeplabv3plus_timm", {"encoder": "resnet18", "width": 1.0}),
+}
+SEEDS = craft["seeds"]
+plan = [{**BASE, "model": model, "model_options": options, "seed": s, "label": f"{label}-seed{s}"}
+        for label, (model, options) in CONTESTANTS.items() for s in SEEDS]
+print(f"crop {size}x{size}, {BASE['epochs']} epoch(s), batch {prof.batch_size}, seeds {SEEDS}, "
+      f"book models at width {width}")
+runs = compare.train_plan(session, "libraries", plan, reuse=True)
+print(f"{len(runs)} runs in {sum(r.seconds for r in runs.values()) / 60:.1f} min on {session.device_name}")
+
+# %%
+results = {}
+for label, (model, options) in CONTESTANTS.items():
+    seed_runs = [runs[f"{label}-seed{s}"] for s in SEEDS]
+    net = models.create(model, **options).to(session.device)
+    mious = [r.trainer.best_miou for r in seed_runs]
+    results[label] = {
+        "params": measure.parameter_count(net),
+        "miou": float(np.mean(mious)), "std": float(np.std(mious)) if len(mious) > 1 else float("nan"),
+        "train_ips": float(np.median([r.train_images_per_s for r in seed_runs])),
+        "infer_ips": measure.forward_speed(net, prof.batch_size, size, session.device, repeats=10),
+    }
+print(f"{'model':<22}{'params':>9}{'val mIoU (mean ± std)':>24}{'train img/s':>13}{'infer img/s':>13}")
+for label, r in results.items():
+    print(f"{label:<22}{r['params'] / 1e6:>8.2f}M{r['miou']:>15.4f} ± {r['std']:.4f}"
+          f"{r['train_ips']:>13.1f}{r['infer_ips']:>13.1f}")
+pairs = [("unet", "smp_unet_r18"), ("baseline_dlv3p_r50", "smp_dlv3p_r18"), ("baseline_dlv3p_r50", "timm_dlv3p_r18"),
+         ("smp_dlv3p_r18", "timm_dlv3p_r18")]
+for a, b in pairs:
+    delta = results[b]["miou"] - results[a]["miou"]
+    noise = 2 * max(results[a]["std"], results[b]["std"])
+    verdict = "within noise" if not abs(delta) > noise else ("higher" if delta > 0 else "lower")
+    print(f"{b} vs {a}: {delta:+.4f} mIoU (2 x larger seed std {noise:.4f}: {verdict}), "
+          f"{results[b]['params'] / results[a]['params']:.1f}x the parameters, "
+          f"{results[a]['train_ips'] / results[b]['train_ips']:.1f}x the training time per image")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+colours = {"unet": "tab:blue", "smp_unet_r18": "tab:cyan", "baseline_dlv3p_r50": "tab:red",
+           "smp_dlv3p_r18": "tab:orange", "timm_dlv3p_r18": "tab:purple"}
+for label, r in results.items():
+    yerr = 0 if np.isnan(r["std"]) else r["std"]
+    axes[0].errorbar(r["params"] / 1e6, r["miou"], yerr=yerr, fmt="o", capsize=3, color=colours[label], label=label)
+    axes[1].errorbar(r["train_ips"], r["miou"], yerr=yerr, fmt="o", capsize=3, color=colours[label])
+axes[0].set_xscale("log")
+axes[0].set_xlabel("parameters (millions, log scale)")
+axes[1].set_xscale("log")
+axes[1].set_xlabel("training images per second (log scale)")
+for ax in axes:
+    ax.set_ylabel("best validation mIoU")
+axes[0].legend(fontsize=8)
+fig.suptitle(f"from scratch, {BASE['epochs']} epoch(s) of {size}x{size} crops, seeds {SEEDS}")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## mmsegmentation: a model zoo driven by configuration files
+#
+# mmsegmentation (OpenMMLab) is not imported here: it needs OpenMMLab's `mmcv` and `mmengine`,
+# whose compiled operators are tied to particular torch and CUDA builds, and this book keeps its
+# environment to pip-installable wheels. What it offers is worth knowing anyway, because much of the
+# field's published code and many competition solutions are written as its configurations.
+#
+# * **Configuration files with inheritance.** A training run is one Python file that lists
+#   `_base_` files and overrides what differs. The file
+#   `configs/deeplabv3plus/deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py` inherits four:
+#   `_base_/models/deeplabv3plus_r50-d8.py` (the model), `_base_/datasets/cityscapes.py` (data and
+#   pipelines), `_base_/default_runtime.py` (logging, checkpoints) and
+#   `_base_/schedules/schedule_40k.py` (optimiser, iterations), then sets the crop size. The name
+#   encodes the recipe: algorithm, backbone (`r50-d8`: ResNet-50 at output stride 8),
+#   GPUs × images per GPU (`4xb2`), iterations (`40k`), dataset and crop.
+# * **Overrides from the command line.** `tools/train.py <config> --cfg-options key=value` merges
+#   dotted keys into the loaded configuration (e.g. `model.decode_head.num_classes=11`), the
+#   counterpart of `segedu train --option`.
+# * **Components built from registries.** Every part is a dict with a `type` looked up in a registry:
+#   the model base file above builds `type='EncoderDecoder'` with a `ResNetV1c` backbone (strides
+#   `(1, 2, 1, 1)`, dilations `(1, 1, 2, 4)`), a `DepthwiseSeparableASPPHead` (rates 12, 24, 36) and
+#   an auxiliary `FCNHead` on stage 3 whose loss weight is 0.4 -- the deep supervision of PSPNet
+#   ([receptive field](09_receptive_field)). A new module registers itself and becomes usable from
+#   any configuration.
+# * **A model zoo.** Each method's folder under `configs/` has a README whose table links, per
+#   configuration, a trained checkpoint and its training log, with the scores it reached. A team can
+#   start from a published checkpoint of the exact recipe, not just from ImageNet weights.
+#
+# How its zoo maps onto the course (config names as in mmsegmentation's `configs/` folders):
+
+# %% tags=["nbval-check-output"]
+MMSEG_ZOO = {
+    "fcn": ("06_fcn", "FCN head on a dilated ResNet", "fcn_r50-d8_4xb2-40k_cityscapes-512x1024.py"),
+    "unet": ("08_skip_connections", "U-Net backbone with an FCN, PSP or ASPP head",
+             "unet-s5-d16_fcn_4xb4-40k_hrf-256x256.py"),
+    "pspnet": ("09_receptive_field", "pyramid pooling, auxiliary FCN head",
+               "pspnet_r101-d8_4xb2-40k_cityscapes-769x769.py"),
+    "deeplabv3": ("09_receptive_field", "ASPP", "deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py"),
+    "deeplabv3plus": ("09_receptive_field", "ASPP + low-level decoder",
+                      "deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py"),
+    "hrnet": ("10_hrnet", "HRNetV2 with an FCN head", "fcn_hr18_4xb4-160k_ade20k-512x512.py"),
+    "segformer": ("not in the book", "transformer encoder, MLP decoder", "segformer_mit-b0_8xb2-160k_ade20k-512x512.py"),
+}
+print(f"{'configs/ folder':<16}{'chapter':<22}{'what':<46}example config")
+for folder, (chapter, what, example) in MMSEG_ZOO.items():
+    print(f"{folder:<16}{chapter:<22}{what:<46}{example}")
+
+# %% [markdown]
+# Several more of its methods are outside this course: UPerNet, OCRNet, and other transformer
+# models besides SegFormer. In the zoo these, too, are configurations with a checkpoint and a log.
+#
+# ## When should a team use which
+#
+# The measured part: under this budget, from scratch, the table above puts each library model next
+# to the book's. Read it with the noise floor: a difference smaller than twice the seeds' standard
+# deviation is not a difference ([experiment discipline](12_experiment_discipline)). The rest follows
+# from what the libraries are:
+#
+# * **The book's models** when you need to change the architecture itself (a new skip, a different
+#   head, a width sweep), when the model must stay small (they take a width multiplier down to
+#   1/8), or when you need to know every line for a paper-faithful reproduction.
+# * **smp** when the decoder is standard and what matters is the encoder: one line swaps among
+#   smp's own and timm's encoders (`encoder="tu-<timm name>"`) and, online, starts from their
+#   ImageNet weights. Pre-training is what we could not measure here, and it is the main reason
+#   teams use these libraries: an ImageNet encoder usually matters more than the decoder's design.
+# * **timm inside the book's decoders** (`deeplabv3plus_timm`) when you want a modern encoder
+#   without giving up a decoder you control, e.g. to put the same head on several encoders.
+# * **mmsegmentation** when you want to reproduce a published recipe exactly, start from a
+#   checkpoint trained on a segmentation dataset, or run many configured experiments; the cost is
+#   a heavier install (mmcv built for your torch and CUDA) and a second framework (its own runner,
+#   hooks and data pipeline) next to or instead of segedu's.
+
+# %% [markdown]
+# ## Summary
+#
+# The cpu profile's numbers: one epoch of 48 steps on 64×64 crops, seeds 0, 1 and 2, all from
+# scratch, on 2 cores of an Intel Xeon. The 15 runs took 2.5 minutes.
+#
+# | model | parameters | val mIoU | train img/s | infer img/s |
+# |---|---:|---:|---:|---:|
+# | `unet` (width 0.125) | 0.49M | 0.0646 ± 0.0233 | 151.2 | 769.9 |
+# | `smp:Unet`, ResNet-18 | 14.33M | 0.1043 ± 0.0026 | 43.5 | 213.3 |
+# | `deeplabv3plus_resnet50` (width 0.125, the baseline) | 0.64M | 0.0869 ± 0.0015 | 125.1 | 736.8 |
+# | `smp:DeepLabV3Plus`, ResNet-18 | 12.33M | 0.0965 ± 0.0015 | 37.9 | 247.2 |
+# | `deeplabv3plus_timm`, timm ResNet-18 (width 1.0) | 16.61M | 0.1020 ± 0.0016 | 27.3 | 156.2 |
+#
+# * **Both library DeepLab v3+ models beat the baseline beyond the noise**: smp's by +0.0096
+#   (twice the larger seed spread: 0.0030) and the book's head on timm's ResNet-18 by +0.0151
+#   (0.0032). They are 19.3 and 26.0 times larger and took 3.3 and 4.6 times as long per training
+#   image, so this is a bigger model bought with more compute, not a better library.
+# * **The book's head on timm's encoder against smp's model** (same encoder): +0.0055, above the
+#   threshold of 0.0032, with 1.3 times the parameters (ordinary instead of separable
+#   convolutions) and 1.4 times the training time per image. With three seeds, a hint, not a result.
+# * **U-Net**: smp's reached 0.1043 against 0.0646 for the book's narrow one, +0.0397, but the book's
+#   U-Net spread so widely over the seeds (± 0.0233) that the difference stays within the noise
+#   (0.0466). It did not show that the library's model is better; it showed that a narrow U-Net
+#   trained for one epoch from scratch is unreliable.
+# * **Inference** was 3 to 5 times faster for the book's narrow models (769.9 and 736.8 images/s)
+#   than for the ResNet-18 models (156.2 to 247.2).
+# * The baseline reached 0.0869 ± 0.0015, the same as in [ensembles](16_ensembles_and_swa): the
+#   same configuration and seeds on the same machine give the same numbers.
+# * What this chapter could not measure is the libraries' main advantage: ImageNet weights for
+#   their encoders (no network here). The mmsegmentation part is description, not measurement:
+#   its configuration files, registries and model zoo, and where its methods meet this course.
+#
+# ## Exercises
+#
+# 1. Build `deeplabv3plus_timm` with `separable=True` and count its parameters against
+#    `smp:DeepLabV3Plus` on the same encoder. Where does the remaining difference come from?
+# 2. `SmpModel` pads the input to a multiple of 32. For a 500×375 image, how many pixels does it
+#    add, and what fraction of the forward pass is spent on them?
+# 3. Put the book's DeepLab v3+ on `efficientnet_b0` (`encoder="efficientnet_b0"`). Which timm
+#    features become the low and high level, with how many channels, and how many parameters does
+#    the model have at width 1.0?
+# 4. Write the mmsegmentation configuration (a `_base_` list and the overrides) that would train
+#    `deeplabv3plus_r50-d8` on this course's 11 classes, with this profile's crop size.
+# 5. The library DeepLab v3+ models trained 3 to 5 times slower per image than the baseline.
+#    Give the baseline the same wall time instead of the same epochs (four to five epochs) and compare
+#    its mIoU with the table's.
