@@ -104,6 +104,17 @@ def _weighted_mean(pixel_loss: torch.Tensor, pixel_weight: torch.Tensor) -> torc
 
 # --- cross-entropy and focal -------------------------------------------------------------------
 
+def _soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                        label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pixel: the class-weighted cross-entropy against (B, C, H, W) target probabilities (void
+    pixels all-zero), smoothed towards the uniform distribution, and the pixel's weight
+    ``sum_c w_c t_c`` (the normaliser of :class:`CrossEntropyLoss`)."""
+    valid = target.sum(1, keepdim=True) > 0
+    smoothed = (1 - label_smoothing) * target + valid * (label_smoothing / logits.shape[1])
+    class_weights = weights.view(1, -1, 1, 1)
+    return -(class_weights * smoothed * F.log_softmax(logits, 1)).sum(1), (class_weights * target).sum(1)
+
+
 class CrossEntropyLoss(nn.Module):
     """Cross-entropy with class weights ``w``, label smoothing ``eps`` and void pixels excluded.
 
@@ -136,13 +147,7 @@ class CrossEntropyLoss(nn.Module):
             per_pixel = F.cross_entropy(logits, target.long(), weight=weights, ignore_index=self.ignore_index,
                                         label_smoothing=self.label_smoothing, reduction="none")
             return _weighted_mean(per_pixel, weights[labels] * valid)
-        target = target.to(logits.dtype)
-        num_classes = logits.shape[1]
-        valid = target.sum(1, keepdim=True) > 0
-        smoothed = (1 - self.label_smoothing) * target + valid * (self.label_smoothing / num_classes)
-        class_weights = weights.view(1, -1, 1, 1)
-        per_pixel = -(class_weights * smoothed * F.log_softmax(logits, 1)).sum(1)
-        return _weighted_mean(per_pixel, (class_weights * target).sum(1))
+        return _weighted_mean(*_soft_cross_entropy(logits, target.to(logits.dtype), weights, self.label_smoothing))
 
 
 class FocalLoss(nn.Module):
@@ -262,12 +267,8 @@ class SmallLossCrossEntropy(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weights = _weights_for(self.ce.class_weights, logits, "small-loss cross-entropy")
         soft = _one_hot(logits, target, self.ce.ignore_index, "small-loss cross-entropy")
-        eps, num_classes = self.ce.label_smoothing, logits.shape[1]
         valid = soft.sum(1) > 0
-        smoothed = (1 - eps) * soft + valid.unsqueeze(1) * (eps / num_classes)
-        class_weights = weights.view(1, -1, 1, 1)
-        per_pixel = -(class_weights * smoothed * F.log_softmax(logits, 1)).sum(1)
-        pixel_weight = (class_weights * soft).sum(1)
+        per_pixel, pixel_weight = _soft_cross_entropy(logits, soft, weights, self.ce.label_smoothing)
         count = int(valid.sum())
         if count == 0:
             return _weighted_mean(per_pixel, pixel_weight)

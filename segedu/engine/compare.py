@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,7 +73,7 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
     repeated by the next. Same seed, same configuration, same machine: the same numbers. Under the
     book's runner only runs of the current execution are reused (``SEGEDU_REUSE_SINCE``).
     """
-    since = os.environ.get(runs.REUSE_SINCE_ENV)
+    since = runs.reuse_since()
     results = {}
     for entry in plan:
         entry = {**common, **entry}
@@ -86,7 +85,7 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
                   "device": str(session.device), "out": str(session.run_dir(chapter, label)),
                   "model_options": options, **entry}
         config = TrainConfig(**fields)
-        done = runs.finished(config.out, config, since=float(since) if since else None) if reuse else None
+        done = runs.finished(config.out, config, since=since) if reuse else None
         if done is not None:
             results[label] = RunResult(label, Path(config.out), done, done.train_seconds, reused=True)
             continue
@@ -144,10 +143,8 @@ def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3) -> tuple:
     base_dirs = [r.run_dir for r in base_runs]
     out = session.run_dir("craft", "pseudo_labels") / "train+pseudo.json"
     summary_file = out.with_name(out.stem + ".summary.pt")
-    since = os.environ.get(runs.REUSE_SINCE_ENV)
     newest = max((Path(d) / "best.pt").stat().st_mtime for d in base_dirs)
-    if (out.is_file() and summary_file.is_file() and summary_file.stat().st_mtime >= newest
-            and (since is None or summary_file.stat().st_mtime >= float(since))):
+    if out.is_file() and runs.written_since(summary_file) and runs.written_since(summary_file, newest):
         summary = torch.load(summary_file, weights_only=False)
     else:
         threshold = pseudo.confidence_threshold(base_dirs, session.data_dir, keep_fraction=keep_fraction,
@@ -239,14 +236,13 @@ def score_inference(groups: dict[str, list], data_dir: str | Path, split: str = 
     options = options or pipeline.InferenceOptions()
     data = dataset.CocoSegmentation(data_dir, split)
     loader = DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate)
-    since = os.environ.get(runs.REUSE_SINCE_ENV)
     out = {}
     for label, items in groups.items():
         key_file = None
         if cache is not None:
             key = _inference_key(items, split, options, batch_size, boundary_px, device)
             key_file = Path(cache) / f"{key}.pt"
-            if key_file.is_file() and (since is None or key_file.stat().st_mtime >= float(since)):
+            if runs.written_since(key_file):
                 out[label] = torch.load(key_file, weights_only=False)
                 continue
         members = ensemble.load_members(items, device)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 from ..errors import SegeduError
@@ -77,6 +78,20 @@ def load(run_dir: str | Path) -> RunRecord:
 #: set by the book's runner to the time its execution started: chapters then reuse only the runs
 #: that this execution trained, never those of an older checkout of the code
 REUSE_SINCE_ENV = "SEGEDU_REUSE_SINCE"
+
+
+def reuse_since() -> float | None:
+    """The book runner's start time (:data:`REUSE_SINCE_ENV`), or None outside the runner."""
+    since = os.environ.get(REUSE_SINCE_ENV)
+    return float(since) if since else None
+
+
+def written_since(path: str | Path, since: float | None = None) -> bool:
+    """Whether ``path`` exists and was written at or after ``since`` (default :func:`reuse_since`;
+    None: any time): the test for "this file belongs to the current book execution"."""
+    path = Path(path)
+    since = reuse_since() if since is None else since
+    return path.is_file() and (since is None or path.stat().st_mtime >= since)
 
 
 def finished(run_dir: str | Path, config: TrainConfig, since: float | None = None) -> RunRecord | None:

@@ -19,7 +19,7 @@ What the adapter adds to smp's model:
   touches the network (the book and the tests run offline); pass ``encoder_weights="imagenet"``
   when you are online to start from smp's pretrained encoders.
 * **A clear error** when the optional package is not installed (``pip install
-  segmentation-models-pytorch``; segedu's ``dev`` extra, which ``make test`` installs, has it).
+  segmentation-models-pytorch``; segedu's ``book`` extra, which ``make`` installs, has it).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from ..errors import SegeduError
 PREFIX = "smp:"
 
 INSTALL_HINT = ("segmentation_models_pytorch is not installed; `pip install segmentation-models-pytorch` "
-                "(or install segedu's dev extra: `pip install -e '.[dev]'`) to build smp models.")
+                "(or install segedu's book extra: `pip install -e '.[book]'`) to build smp models.")
 
 
 def _smp():

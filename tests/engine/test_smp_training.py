@@ -2,7 +2,7 @@
 import pytest
 
 pytest.importorskip("segmentation_models_pytorch", reason="the optional smp extra is not installed "
-                    "(make test installs it with the dev extra)")
+                    "(make test installs it with the book extra)")
 
 
 def test_segedu_trains_and_evaluates_an_smp_model(tiny_data, tmp_path):

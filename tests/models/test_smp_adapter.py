@@ -9,7 +9,7 @@ from segedu.models import measure
 from segedu.errors import SegeduError
 
 smp = pytest.importorskip("segmentation_models_pytorch", reason="the optional smp extra is not installed "
-                          "(make test installs it with the dev extra)")
+                          "(make test installs it with the book extra)")
 
 
 def test_the_adapter_holds_smps_own_model_with_the_same_parameters():

@@ -10,8 +10,8 @@ from segedu.models import measure
 from segedu.models.backbones import TimmEncoder
 from segedu.models.deeplabv3plus import DeepLabV3Plus
 
-timm = pytest.importorskip("timm", reason="the optional package timm is not installed (segedu's dev extra "
-                           "installs it with segmentation-models-pytorch)")
+timm = pytest.importorskip("timm", reason="the optional package timm is not installed (segedu's book extra, "
+                           "which make test installs, has it)")
 
 
 @pytest.mark.parametrize("output_stride", [8, 16, 32])

@@ -17,8 +17,8 @@ a dict of features by name and ``channels`` (name -> channel count) -- so the bo
 * **No download unless asked.** ``pretrained=False`` is the default; ``True`` asks timm for its
   default ImageNet weights (downloaded from the Hugging Face hub), a path loads a state dict saved
   from ``timm.create_model(name).state_dict()`` on a machine with network.
-* timm is an optional package (segmentation_models_pytorch depends on it, so segedu's ``dev``
-  extra installs it); without it, building raises a SegeduError saying how to install it.
+* timm is an optional package (segedu's ``book`` extra installs it); without it, building raises
+  a SegeduError saying how to install it.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from torch import nn
 
 from ...errors import SegeduError
 
-INSTALL_HINT = ("timm is not installed; `pip install timm` (segmentation-models-pytorch depends on it, so "
-                "segedu's dev extra has it: `pip install -e '.[dev]'`) to build models on timm encoders.")
+INSTALL_HINT = ("timm is not installed; `pip install timm` (segedu's book extra has it: "
+                "`pip install -e '.[book]'`) to build models on timm encoders.")
 
 
 def _timm():
