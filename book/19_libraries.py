@@ -118,12 +118,13 @@ print(f"DeepLab v3+ reads low level {timm_dlv3p.low_level!r}, high level {timm_d
 #   ResNet-18, and the book's head at full width on timm's ResNet-18.
 #
 # The library models run at full size (their encoders have no width multiplier), so they are about
-# 19 to 29 times larger than the book's narrow models (the table below): the comparison is of what a team gets by typing one
-# line, not of equal sizes. Reported per model: parameters, best validation mIoU (mean ± std over
-# the seeds), training images per second (forward, backward and update; the median over the seeds,
-# so that one run slowed down by other work on the machine does not move it) and inference images
-# per second (one batch of crops, eval mode, the median of ten passes). Speeds are timings of this
-# machine under whatever else it was running; the mIoU does not depend on them.
+# 19 to 29 times larger than the book's narrow models (the table below): the comparison is of what
+# a team gets by typing one line, not of equal sizes. Reported per model: parameters, best
+# validation mIoU (mean ± std over the seeds), training images per second (forward, backward and
+# update; the median over the seeds, so that one run slowed down by other work on the machine does
+# not move it) and inference images per second (one batch of crops, eval mode, the median of ten
+# passes). Speeds are timings of this machine under whatever else it was running; the mIoU does
+# not depend on them.
 
 # %%
 width = BASE["model_options"]["width"]

@@ -19,6 +19,11 @@ them alike:
   (option ``encoder``, e.g. ``"resnet18"``; ``width`` then scales the ASPP and decoder only, and
   ``pretrained_backbone`` means timm's weights); it needs the optional package timm. Whole models
   from segmentation_models_pytorch come through ``create("smp:<Architecture>", ...)`` (below).
+* **Your own model.** ``create("my_package.my_module:MyNet", ...)`` imports ``MyNet`` (a module
+  class or a builder function) and calls it with ``num_classes`` and the options; the result must
+  be an ``nn.Module`` that maps (B, 3, H, W) images to (B, num_classes, H, W) logits. Everything
+  that builds models by name -- the trainer, checkpoints, ``segedu train --model``, evaluation and
+  inference -- then works with it, provided the module can be imported where it runs.
 * **Devices.** Nothing is tied to a device: build, then ``.to(device)``; building inside
   ``with torch.device("meta"):`` allocates nothing (parameter counts at paper scale).
 
@@ -28,6 +33,7 @@ at the bottom of this file.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 from collections.abc import Callable
 
@@ -79,6 +85,14 @@ def create(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
             raise SegeduError(f"{name} has no width option: an smp model's size is set by its encoder "
                               "(e.g. encoder='resnet18' for a small one).")
         return smp_adapter.build(name, num_classes, **options)
+    if _is_import_path(name):
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise SegeduError(f"num_classes must be a positive integer, got {num_classes!r}.")
+        model = _imported(name)(num_classes=num_classes, **options)
+        if not isinstance(model, nn.Module):
+            raise SegeduError(f"model {name!r} returned a {type(model).__name__}, not a torch.nn.Module; it must "
+                              "build a module that maps (B, 3, H, W) images to (B, num_classes, H, W) logits.")
+        return model
     accepted = options_of(name)
     for option in options:
         if option not in accepted:
@@ -100,8 +114,34 @@ def options_of(name: str) -> list[str]:
         arch = smp_adapter._architecture(name)
         skip = {"self", "encoder_name", "encoder_weights", "encoder_depth", "classes", "in_channels", "kwargs"}
         return [*smp_adapter.OPTIONS, *(p for p in inspect.signature(arch.__init__).parameters if p not in skip)]
+    if _is_import_path(name):
+        parameters = inspect.signature(_imported(name)).parameters.values()
+        return [p.name for p in parameters if p.name != "num_classes"
+                and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     parameters = inspect.signature(_builder(name)).parameters.values()
     return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+
+
+def _is_import_path(name: str) -> bool:
+    """``"module.path:Attribute"`` (any prefix but ``smp``)."""
+    module, sep, attr = name.partition(":")
+    return bool(sep) and module.lower() != "smp"
+
+
+def _imported(name: str) -> Callable[..., nn.Module]:
+    """The class or builder that ``"module.path:Attribute"`` names; SegeduError when it cannot be imported."""
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise SegeduError(f"model {name!r}: cannot import the module {module_name!r} ({error}); put it on the "
+                          "Python path (e.g. PYTHONPATH=.) or install its package.") from error
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        found = [n for n in dir(module) if not n.startswith("_")]
+        raise SegeduError(f"model {name!r}: the module {module_name!r} has no class or function {attr!r}"
+                          f"{_closest(attr, found)}.")
+    return builder
 
 
 def main_output(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:

@@ -27,9 +27,9 @@ def toy_coco(n_images=60, per_image=4) -> dict:
     for img in images:
         for k in range(per_image):
             poly = square(2 + 15 * k, 10 + 10 * (k % 2), 12)
-            annotations.append({"id": len(annotations) + 1, "image_id": img["id"], "category_id": 1 + (k + img["id"]) % 10,
-                                "segmentation": [poly], "area": 144.0, "bbox": [poly[0], poly[1], 12.0, 12.0],
-                                "iscrowd": 0})
+            annotations.append({"id": len(annotations) + 1, "image_id": img["id"],
+                                "category_id": 1 + (k + img["id"]) % 10, "segmentation": [poly], "area": 144.0,
+                                "bbox": [poly[0], poly[1], 12.0, 12.0], "iscrowd": 0})
     categories = [{"id": i, "name": name, "supercategory": ""} for i, name in enumerate(CLASSES) if i]
     return {"images": images, "annotations": annotations, "categories": categories}
 

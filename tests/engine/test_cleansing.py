@@ -74,7 +74,8 @@ def test_a_model_that_knows_the_truth_ranks_every_corrupted_image_first(flat):
     # flips that changed no visible pixel (an object hidden under another) cannot be found
     visible = [i for i in corrupted if report.changed[i] > 0]
     scores = cleansing.image_scores(oracle(flat), flat, flat / "train_noisy.json", device="cpu")
-    assert [s.image_id for s in scores] == [img["id"] for img in json.loads((flat / "train.json").read_text())["images"]]
+    file_order = [img["id"] for img in json.loads((flat / "train.json").read_text())["images"]]
+    assert [s.image_id for s in scores] == file_order
     for by in cleansing.SCORES:
         ranking = cleansing.rank(scores, by)
         assert cleansing.precision_at_k(ranking, visible, len(visible)) == 1.0
