@@ -107,9 +107,9 @@ plt.show()
 # %% [markdown]
 # ## Training on noisy labels
 #
-# Every run trains the baseline model on the noisy labels for the same number of steps and is
-# scored on the clean validation images (the best epoch's mIoU, as in every craft chapter), once
-# per seed:
+# Every run trains the baseline model for the same number of epochs (the cleansed runs, with fewer
+# images, take fewer steps) and is scored on the clean validation images (the best epoch's mIoU, as
+# in every craft chapter), once per seed:
 #
 # * **clean**: the same images with their true labels, what the noise costs;
 # * **noisy CE**: plain cross-entropy on the noisy labels, the reference for the remedies;
@@ -206,9 +206,9 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Cleansing, measured: the best out-of-fold ranking's top images, as many as the ranking's
-# precision says are worth dropping (the number of corrupted images, at most), are removed and the
-# baseline trains on the rest.
+# Cleansing, measured: the top images of the out-of-fold ranking with the better precision at
+# that depth are removed, as many as there are corrupted images (as if the team knew the noise
+# rate), and the baseline trains on the rest for the same number of epochs.
 
 # %%
 best = max((n for n in rankings if n.startswith("out of fold")),
