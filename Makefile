@@ -28,6 +28,9 @@ help:
 # The environment: re-made when pyproject.toml or the lock changes.
 $(STAMP): pyproject.toml requirements.lock constraints-torch.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "segedu needs Python 3.10 or newer; found " + sys.version.split()[0] + ". Set PYTHON=/path/to/python3.10+")'
+	@# torch with its CUDA libraries takes about 6.5 GB; a full disk would otherwise surface as pip's
+	@# bare "OSError: [Errno 28] No space left on device" halfway through the install.
+	@test -x $(PY) || $(PYTHON) -c 'import shutil, sys; free = shutil.disk_usage(".").free / 2**30; sys.exit(0 if free >= 8 else f"segedu: creating $(VENV) needs about 8 GB free disk in $(CURDIR) (the environment about 6.5 GB, a test run about 1.5 GB more); only {free:.1f} GB is free")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# requirements.lock pins every package for CPython 3.11 (the book's runs); on another Python
 	@# only the torch + torchvision pair is pinned and pip picks the rest for that interpreter.
