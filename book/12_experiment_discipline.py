@@ -51,10 +51,9 @@ from segedu.notebook import setup
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
 prof = session.profile
 print(session.describe())
-BASE = ablation.baseline(prof)
-train_images = len(json.loads((session.data_dir / "train.json").read_text())["images"])
-print(f"baseline: {BASE['model']} at width {prof.craft_width}, {BASE['image_size']}x{BASE['image_size']} crops, "
-      f"{BASE['epochs']} epoch(s) of {train_images} images, batch {prof.batch_size}, seeds {list(prof.seeds)}")
+craft = compare.craft_setup(session)
+BASE, train_images = craft["base"], craft["train_images"]
+print(craft["describe"])
 
 # %% [markdown]
 # ## Debug mode: every code path in seconds

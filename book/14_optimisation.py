@@ -42,9 +42,7 @@ prof = session.profile
 print(session.describe())
 craft = compare.craft_setup(session)
 BASE, SEEDS = craft["base"], craft["seeds"]
-steps = craft["train_images"] // prof.batch_size * BASE["epochs"]
-print(f"baseline: {BASE['model']} at width {prof.craft_width}, {BASE['image_size']}x{BASE['image_size']} crops, "
-      f"{BASE['epochs']} epoch(s) = {steps} optimiser steps of batch {prof.batch_size}; seeds {SEEDS}")
+print(craft["describe"])
 
 # %% [markdown]
 # ## Schedules and warm-up
@@ -135,9 +133,7 @@ for trick in ablation.FAMILIES["optimisation"]:
 # %%
 tricks = ablation.tricks_for(prof, "optimisation")
 trained = compare.train_tricks(session, tricks)
-fresh = [r for r in trained.values() if not r.reused]
-print(f"trained in the {prof.name} profile: {', '.join(tricks)}; {len(fresh)} runs trained now, "
-      f"{len(trained) - len(fresh)} read back")
+print(f"trained in the {prof.name} profile: {', '.join(tricks)}; {compare.describe_runs(trained)}")
 rows = compare.trick_rows(trained, tricks, SEEDS)
 print(ablation.render(rows))
 
@@ -165,9 +161,10 @@ for t, record in first.items():
 # * **Schedules.** Over 100 steps the cosine rate is at half its peak at step 50 (0.000505) and
 #   ends at 1% of it; poly ends at 0.000016; a 10-step warm-up starts at 0.00001 and reaches the
 #   peak at step 10.
-# * **Mixed precision on this CPU.** One training step of the baseline model ran at 243.7 images/s
-#   in fp32 and 233.8 with bf16 autocast, 0.96×: no gain, against a GPU's 2×. This is why the
-#   engine's `amp="auto"` leaves the CPU in fp32.
+# * **Mixed precision on this CPU.** One training step of the baseline model ran at 167.3 images/s
+#   in fp32 and 186.6 with bf16 autocast, 1.12×: a small gain next to a GPU's 2×, and one that
+#   depends on the CPU having bfloat16 instructions. This is why the engine's `amp="auto"` leaves
+#   the CPU in fp32: the same numbers on every CPU matter more here than a tenth of the time.
 # * **Warm-up hurt**: 0.0827 ± 0.0007 against 0.0869 ± 0.0015, −0.0042, beyond the noise (0.0030).
 #   Five of the 48 steps at a reduced rate are a tenth of a training this short; its training loss
 #   ended higher (2.18 against 2.09 on seed 0).

@@ -42,7 +42,7 @@ session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, ne
 prof = session.profile
 print(session.describe())
 craft = compare.craft_setup(session)
-BASE, SEEDS = craft["base"], craft["seeds"]
+SEEDS = craft["seeds"]
 
 # %% [markdown]
 # ## How imbalanced is the training split?
@@ -92,9 +92,7 @@ for trick in ablation.FAMILIES["imbalance"]:
 # %%
 tricks = ablation.tricks_for(prof, "imbalance") + ["copypaste"]
 trained = compare.train_tricks(session, tricks)
-fresh = [r for r in trained.values() if not r.reused]
-print(f"trained in the {prof.name} profile: {', '.join(tricks)}; {len(fresh)} runs trained now, "
-      f"{len(trained) - len(fresh)} read back")
+print(f"trained in the {prof.name} profile: {', '.join(tricks)}; {compare.describe_runs(trained)}")
 rows = compare.trick_rows(trained, tricks, SEEDS)
 print(ablation.render(rows))
 

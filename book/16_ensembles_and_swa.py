@@ -45,7 +45,7 @@ prof = session.profile
 print(session.describe())
 craft = compare.craft_setup(session)
 BASE, SEEDS = craft["base"], craft["seeds"]
-SCORES = session.run_dir("craft", "scores")  # scores kept for the ablation chapter
+SCORES = craft["scores"]  # scores kept for the ablation chapter
 size = BASE["image_size"]
 
 # %% [markdown]
@@ -66,8 +66,7 @@ for trick in ablation.FAMILIES["averaging"]:
 # %%
 tricks = ablation.tricks_for(prof, "averaging")
 trained = compare.train_tricks(session, tricks)
-fresh = [r for r in trained.values() if not r.reused]
-print(f"{len(fresh)} runs trained now, {len(trained) - len(fresh)} read back")
+print(compare.describe_runs(trained))
 rows = compare.trick_rows(trained, tricks, SEEDS)
 print(ablation.render(rows))
 
@@ -160,25 +159,25 @@ for r in test_rows[1:]:
 # seeds 0, 1 and 2, 2 CPU cores of an Intel Xeon):
 #
 # * **SWA helped on validation**: 0.0927 ± 0.0026 against 0.0869 ± 0.0015, +0.0059, beyond the
-#   noise (0.0051), for 2.7 s more training per run. But the SWA run also trained a second epoch,
+#   noise (0.0051), for 3.0 s more training per run. But the SWA run also trained a second epoch,
 #   so this measures SWA *and* twice the training. On the test images the SWA weights alone gained
 #   +0.0039, within their noise (0.0055).
 # * **EMA hurt badly**: 0.0668 ± 0.0043 on validation (−0.0201) and 0.0626 on test (−0.0189). A
 #   decay of 0.99 averages over about 100 steps, and the run has 48: the average is still close
 #   to the barely trained weights of its first steps.
-# * **Ensembles on the test images** (single model 0.0815 ± 0.0016, 2.6 ms per image):
+# * **Ensembles on the test images** (single model 0.0815 ± 0.0016, 3.5 ms per image):
 #
 #   | ensemble | members | test mIoU | Δ | time |
 #   |---|---|---|---|---|
-#   | K-fold | 5 | 0.0866 | +0.0051, helps | 6.7× |
-#   | seeds | 3 | 0.0856 | +0.0041, helps | 4.5× |
-#   | epochs (SWA runs) | 2 | 0.0853 ± 0.0049 | +0.0038, within noise | 3.2× |
-#   | resize (0.75, 1, 1.25) | 3 | 0.0798 ± 0.0021 | −0.0017, within noise | 4.6× |
+#   | K-fold | 5 | 0.0866 | +0.0051, helps | 6.6× |
+#   | seeds | 3 | 0.0856 | +0.0041, helps | 4.3× |
+#   | epochs (SWA runs) | 2 | 0.0853 ± 0.0049 | +0.0038, within noise | 3.0× |
+#   | resize (0.75, 1, 1.25) | 3 | 0.0798 ± 0.0021 | −0.0017, within noise | 4.4× |
 #
 #   Averaging independently trained models was the one kind of averaging that helped beyond the
 #   noise. Averaging one model at three input sizes did not help here.
 # * **Cost.** Every member is a forward pass, and at this model size the ensembles cost more than
-#   their member count in time (4.5× for three seeds, 6.7× for five folds).
+#   their member count in time (4.3× for three seeds, 6.6× for five folds).
 #
 # ## Exercises
 #

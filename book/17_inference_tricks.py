@@ -43,7 +43,7 @@ prof = session.profile
 print(session.describe())
 craft = compare.craft_setup(session)
 BASE, SEEDS = craft["base"], craft["seeds"]
-SCORES = session.run_dir("craft", "scores")  # scores kept for the ablation chapter
+SCORES = craft["scores"]  # scores kept for the ablation chapter
 size = BASE["image_size"]
 baseline = compare.train_tricks(session, [])  # trained by experiment discipline: read back
 base_runs = [baseline[f"baseline-seed{s}"] for s in SEEDS]
@@ -174,8 +174,8 @@ print(f"hurt beyond the noise: {', '.join(r.trick for r in all_rows if r.verdict
 #   flip TTA +0.0017, multi-scale TTA +0.0009. All four raised the mean, though.
 # * **Where they act.** The boundary mIoU rose most with the CRF (0.0551 to 0.0622) and the
 #   sliding window (0.0577): both sharpen the edges of regions, which is what they are for.
-# * **Their cost**, per image against 2.7 ms: flip TTA 12.8 ms, the sliding window 13.3 ms,
-#   multi-scale TTA 31.6 ms, and the CRF 137.4 ms, 51 times the model itself.
+# * **Their cost**, per image against 3.2 ms: the sliding window 15.2 ms, flip TTA 15.3 ms,
+#   multi-scale TTA 37.4 ms, and the CRF 147.8 ms, about 46 times the model itself.
 # * **The classification head** did not help: 0.0856 without suppression, 0.0844 with it, both
 #   within the noise. Suppression removed classes from the predictions: 7.3 of the 11 were never
 #   predicted with it, 3.3 without, and the mean fell slightly.

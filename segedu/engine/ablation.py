@@ -86,6 +86,12 @@ def baseline(profile: profiles.Profile) -> dict:
             "model_options": {"width": profile.craft_width}}
 
 
+def optimiser_steps(profile: profiles.Profile, train_images: int) -> int:
+    """The baseline's optimiser steps on ``train_images`` images: whole batches per epoch (the
+    training loader drops a last incomplete batch) times its epochs."""
+    return train_images // profile.batch_size * baseline(profile)["epochs"]
+
+
 def plan(profile: profiles.Profile, tricks, seeds, train_images: int) -> list[dict]:
     """``train_plan`` entries for ``train_images`` training images: the baseline and each named trick,
     once per seed, labelled
@@ -94,7 +100,7 @@ def plan(profile: profiles.Profile, tricks, seeds, train_images: int) -> list[di
     last epoch (from the run's last epoch when it has several; otherwise the trick needs 2 epochs and
     the run gets one more, which :func:`table` charges as cost)."""
     base = baseline(profile)
-    total_steps = train_images // profile.batch_size * base["epochs"]  # the loader drops a last partial batch
+    total_steps = optimiser_steps(profile, train_images)
     entries = []
     for trick in ["baseline", *tricks]:
         if trick != "baseline" and trick not in TRICKS:

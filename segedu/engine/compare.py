@@ -100,11 +100,18 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
 def craft_setup(session) -> dict:
     """What every competition-craft chapter starts from: the baseline's fields
     (:func:`segedu.engine.ablation.baseline`), the profile's seeds, the number of training images
-    (it sets the warm-up length) and the labelled test file of the generated dataset."""
-    data_dir = Path(session.data_dir)
-    return {"base": ablation.baseline(session.profile), "seeds": list(session.profile.seeds),
-            "train_images": len(json.loads((data_dir / "train.json").read_text())["images"]),
-            "test_labels": str(data_dir / "test_labels.json")}
+    (it sets the warm-up length) and optimiser steps, the labelled test file of the generated
+    dataset, the shared folder of inference scores, and ``describe``: the baseline in one line."""
+    data_dir, prof = Path(session.data_dir), session.profile
+    base, seeds = ablation.baseline(prof), list(prof.seeds)
+    train_images = len(json.loads((data_dir / "train.json").read_text())["images"])
+    steps = ablation.optimiser_steps(prof, train_images)
+    size = base["image_size"]
+    return {"base": base, "seeds": seeds, "train_images": train_images, "steps": steps,
+            "test_labels": str(data_dir / "test_labels.json"), "scores": session.run_dir("craft", "scores"),
+            "describe": f"baseline: {base['model']} at width {prof.craft_width}, {size}x{size} crops, "
+                        f"{base['epochs']} epoch(s) of {train_images} images = {steps} optimiser steps of batch "
+                        f"{prof.batch_size}; seeds {seeds}"}
 
 
 def train_tricks(session, tricks, seeds=None, reuse: bool = True) -> dict[str, RunResult]:
@@ -115,6 +122,12 @@ def train_tricks(session, tricks, seeds=None, reuse: bool = True) -> dict[str, R
     seeds = setup["seeds"] if seeds is None else list(seeds)
     return train_plan(session, "craft", ablation.plan(session.profile, tricks, seeds, setup["train_images"]),
                       reuse=reuse)
+
+
+def describe_runs(trained: dict[str, RunResult]) -> str:
+    """How many of ``trained`` this call trained and how many it read back (:func:`train_plan`'s reuse)."""
+    fresh = sum(not r.reused for r in trained.values())
+    return f"{len(trained)} runs: {fresh} trained now, {len(trained) - fresh} read back"
 
 
 def trick_rows(trained: dict[str, RunResult], tricks, seeds) -> list:

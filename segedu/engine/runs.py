@@ -103,7 +103,7 @@ def finished(run_dir: str | Path, config: TrainConfig, since: float | None = Non
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file() or not (run_dir / "best.pt").is_file():
         return None
-    if since is not None and (run_dir / "metrics.jsonl").stat().st_mtime < since:
+    if since is not None and not written_since(run_dir / "metrics.jsonl", since):
         return None
     try:
         record = load(run_dir)

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from pycocotools.coco import COCO
 
 from segedu import models, notebook, profiles
 from segedu.engine import TrainConfig, Trainer, ablation, checkpoint, compare, runs, schedule
@@ -134,6 +135,28 @@ def test_trick_rows_are_the_ablation_table_of_the_runs(two_seeds):
     assert [r.trick for r in rows] == ["baseline", "x"]
     values = [two_seeds[k].trainer.best_miou for k in ("fcn32s-seed0", "fcn32s-seed1")]
     assert rows[0].mean == pytest.approx(np.mean(values)) and rows[1].delta == pytest.approx(0.0)
+
+
+def test_craft_setup_counts_the_steps_the_trainer_takes(session, tiny_data):
+    craft = compare.craft_setup(session)
+    prof = session.profile
+    assert craft["base"] == ablation.baseline(prof) and craft["seeds"] == list(prof.seeds)
+    assert craft["train_images"] == len(COCO(str(tiny_data / "train.json")).getImgIds())
+    assert craft["scores"] == session.run_dir("craft", "scores")
+    # the steps a run of the baseline's epochs and batch really takes (a small model, same loader)
+    run = compare.train_plan(session, "steps", [{**craft["base"], "model": "fcn32s", "image_size": 32,
+                                                 "num_workers": 0, "label": "count"}])["count"]
+    assert run.trainer.step == craft["steps"] > 0
+    assert f"{craft['train_images']} images = {craft['steps']} optimiser steps of batch {prof.batch_size}" in craft["describe"]
+    plan = ablation.plan(prof, ["warmup"], [0], craft["train_images"])
+    assert plan[1]["warmup_steps"] == max(1, round(0.1 * craft["steps"]))
+
+
+def test_describe_runs_counts_trained_and_read_back(two_seeds, session):
+    assert compare.describe_runs(two_seeds) == "2 runs: 2 trained now, 0 read back"
+    again = compare.train_plan(session, "cache", [{"model": "fcn32s", "seed": 0}, {"model": "fcn32s", "seed": 2}],
+                               image_size=32, epochs=1, max_steps=2, batch_size=4, num_workers=0, reuse=True)
+    assert compare.describe_runs(again) == "2 runs: 1 trained now, 1 read back"
 
 
 # ----------------------------------------------------------------------------- training speed

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import math
+import shutil
 
 import pytest
 
@@ -81,6 +82,18 @@ def test_finished_needs_the_same_config_and_every_epoch(two_runs):
     assert runs.finished(base.run_dir, config) is not None
     assert runs.finished(base.run_dir, dataclasses.replace(config, seed=1)) is None
     assert runs.finished(base.run_dir, dataclasses.replace(config, max_steps=3)) is None  # would train further
+
+
+def test_finished_since_keeps_only_runs_written_after_it(two_runs, tmp_path):
+    _, base, _ = two_runs
+    config = TrainConfig.load(base.run_dir)
+    written = (base.run_dir / "metrics.jsonl").stat().st_mtime
+    assert runs.finished(base.run_dir, config, since=written) is not None
+    assert runs.finished(base.run_dir, config, since=written + 1) is None  # an older execution's run
+    copy = tmp_path / "no-metrics"
+    shutil.copytree(base.run_dir, copy)
+    (copy / "metrics.jsonl").unlink()
+    assert runs.finished(copy, config, since=written) is None  # no record of its epochs: not finished
 
 
 def test_train_plan_reuses_a_finished_run_and_retrains_a_changed_one(tiny_data, tmp_path, monkeypatch):
