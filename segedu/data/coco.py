@@ -273,16 +273,24 @@ def _check_categories(categories: list, add) -> set:
         if not isinstance(cat, dict):
             add(record, f"must be an object, got a JSON {_json_type(cat)}")
             continue
-        if not _is_int(cat.get("id")):
-            add(record, "has no integer 'id'")
-        elif cat["id"] in ids:
-            add(record, f"duplicate category id {cat['id']}")
-        else:
+        if _new_id(record, cat, ids, "category", add):
             ids.add(cat["id"])
         name = cat.get("name")
         if not isinstance(name, str) or not name.strip():
             add(record, "has no 'name' (a non-empty string)")
     return ids
+
+
+def _new_id(record: str, item: dict, seen, kind: str, add) -> bool:
+    """Whether ``item`` has an integer id not in ``seen`` (ids of its section so far); a missing,
+    non-integer or repeated id goes to ``add`` instead."""
+    if not _is_int(item.get("id")):
+        add(record, "has no integer 'id'")
+        return False
+    if item["id"] in seen:
+        add(record, f"duplicate {kind} id {item['id']}")
+        return False
+    return True
 
 
 def _check_images(images: list, add) -> dict:
@@ -303,11 +311,7 @@ def _check_images(images: list, add) -> dict:
                 add(record, f"'{key}' must be a positive integer, got {value!r}")
         if _is_int(w) and _is_int(h) and w > 0 and h > 0:
             size = (h, w)
-        if not _is_int(img.get("id")):
-            add(record, "has no integer 'id'")
-        elif img["id"] in sizes:
-            add(record, f"duplicate image id {img['id']}")
-        else:
+        if _new_id(record, img, sizes, "image", add):
             sizes[img["id"]] = size
         name = img.get("file_name")
         if not isinstance(name, str) or not name:
@@ -326,11 +330,7 @@ def _check_annotations(annotations: list, image_sizes: dict, category_ids: set, 
         if not isinstance(ann, dict):
             add(record, f"must be an object, got a JSON {_json_type(ann)}")
             continue
-        if not _is_int(ann.get("id")):
-            add(record, "has no integer 'id'")
-        elif ann["id"] in ids:
-            add(record, f"duplicate annotation id {ann['id']}")
-        else:
+        if _new_id(record, ann, ids, "annotation", add):
             ids.add(ann["id"])
         size = None
         if "image_id" not in ann:
