@@ -165,7 +165,7 @@ for label, rows in traces.items():
 
 # %% [markdown]
 # SegNet's image runs padded to 128×96 (pool5 4×3); DeconvNet's paper geometry pads it to
-# 224×224 for its 1×1 fc7, 4.1 times the pixels, while `pad_fc6=True` keeps 128×96 and a 4×3
+# 224×224 for its 1×1 fc7, about four times the pixels, while `pad_fc6=True` keeps 128×96 and a 4×3
 # fc7. Either way every unpooling brings back the exact size its pooling saw, and the logits are
 # cropped back to 100×75.
 #
@@ -201,7 +201,7 @@ print(f"fc6 + fc7 + deconv-fc6: {100 * big / total:.1f}% of DeconvNet")
 # between 512 and 4096 channels (7 · 7 · 512 · 4096 ≈ 103M weights each), fc7 another 4096².
 # The convolutions of both networks are small: VGG16's 13 convolutions are 14.7M, and a mirrored
 # decoder about as many again, which is all SegNet is. FCN-8s sits in between: it keeps fc6 and
-# fc7 (119M of its 134M) but has no learned decoder.
+# fc7 (about nine tenths of its 134M) but has no learned decoder.
 #
 # ## DeconvNet on small images: `pad_fc6`
 #

@@ -135,8 +135,8 @@ print("classifier input:", net103.classifier.in_channels, "maps (the paper's Tab
 # are stored as parameters there), and that count gives 3.5M and 9.4M exactly. FC-DenseNet56
 # comes to 1.38M (1.40M with the statistics), short of the paper's 1.5M: a discrepancy known from
 # reimplementations.
-# U-Net's paper gives no count; its Fig. 1 network (2 classes) has 31.0M parameters, FCN-8s the
-# paper's 134M (see [FCN](06_fcn)).
+# U-Net's paper gives no count; its Fig. 1 network (2 classes) has 31.0M parameters, FCN-8s 134M
+# (the paper's count; see [FCN](06_fcn)).
 
 # %% tags=["nbval-check-output"]
 PAPER = {"fcdensenet56": 1.5, "fcdensenet67": 3.5, "fcdensenet103": 9.4, "unet": None}
@@ -477,7 +477,7 @@ plt.show()
 # * The U-Net weight map lifts the background between two objects 2 pixels apart to 9.5, against
 #   0.9 on the objects; on the real image it needs instance labels, which COCO's annotations give
 #   and per-class connected components do not (the counts above).
-# * UNet++ has 9.04M parameters (the paper's Table 2), 1.28M more than U-Net at its widths, and
+# * UNet++ has 9.04M parameters (the paper's Table 2) against 7.76M for U-Net at its widths, and
 #   U-Net's depth, hence the same measured receptive field of 188 pixels.
 # * The training table and the verdict lines give, for this profile's data and budget and one
 #   seed each, which of FC-DenseNet56 and U-Net scored higher overall and at the boundaries, and

@@ -472,14 +472,14 @@ plt.show()
 #   output stride 16 and 482 at output stride 8.
 # * Under the cpu profile's budget, one seed each: PSPNet 0.1124 mIoU, v3+ 0.1111, v1 (with batch
 #   norm) 0.1060, v3 0.0989, v2 0.0847; v3+ was the fastest at inference (75.7 images/s on 2 CPU
-#   cores). One seed each cannot tell a gap like PSPNet's 0.0013 over v3+ from seed noise; the
+#   cores). One seed each cannot tell a gap like PSPNet's over v3+ from seed noise; the
 #   [comparison](11_comparison) repeats the training with three seeds. Every model's two most
 #   confused classes are taken for Plastic bag: the "confusion categories" that pyramid pooling
 #   targets remain at this budget.
 # * DenseCRF helped both models it was tried on: v1's mIoU rose by 0.0060 and its boundary mIoU by
-#   0.0158, v3+'s by 0.0078 and 0.0209, with parameters tuned for another dataset. It cost 13 to
-#   18 times the inference time on this machine (4.2 and 4.1 images/s). The other profiles print
-#   their own numbers in the same cells.
+#   0.0158, v3+'s by 0.0078 and 0.0209, with parameters tuned for another dataset. It cut the
+#   inference speed on this machine from 56.1 and 75.7 images/s to 4.2 and 4.1. The other
+#   profiles print their own numbers in the same cells.
 #
 # ## Exercises
 #

@@ -199,7 +199,7 @@ print("Spearman correlation of mIoU rank with parameter rank (at trained width):
 #
 # * **Verdict: DeepLab v3+ (ResNet-50).** It had the highest mean mIoU, 0.0912 ± 0.0032, and the
 #   highest boundary mIoU, 0.0569 ± 0.0008. Every model whose seeds agree (std below 0.01) is
-#   separated from it by the two-spread rule; the next, DeepLab v3, is 0.0129 lower.
+#   separated from it by the two-spread rule; the next, DeepLab v3, scored 0.0783 ± 0.0023.
 # * U-Net (0.0858 ± 0.0339) and DeconvNet (0.0500 ± 0.0320) cannot be separated from v3+ only
 #   because their seeds disagree so much: one epoch from scratch is not enough for them to train
 #   reliably, and a single run of either could have put it first or last.
@@ -207,7 +207,7 @@ print("Spearman correlation of mIoU rank with parameter rank (at trained width):
 #   is −0.10. FC-DenseNet56 (0.09M parameters) scored 0.0693, DeconvNet (15.75M) 0.0500.
 # * Speed on 2 CPU cores: DeepLab v1 was the fastest to train (64.8 images/s) and to run (167.2),
 #   at 0.0649 mIoU; v3+ trained at 54.2 and ran at 160.6 images/s. The four fastest models at
-#   inference (DeepLab v1, SegNet, U-Net, v3+) lie within 4% of each other, too close to rank on
+#   inference (DeepLab v1, SegNet, U-Net, v3+) lie between 160.6 and 167.2 images/s, too close to rank on
 #   one measurement. At the papers' scale v3+ is one of the cheapest models, 138 GFLOPs for a
 #   512×512 image against 222 to 1184 for all the others except HRNetV2-W18 (37) and
 #   FC-DenseNet56 (93).

@@ -122,7 +122,7 @@ for label, s in speed.items():
 # ## Warm-up and label smoothing on the baseline
 #
 # Two tricks of this family change the baseline's training: a warm-up over the first 10% of the
-# steps, and label smoothing 0.1 (each pixel's target puts 0.9 on its class and spreads 0.1 over
+# steps, and label smoothing 0.1 (each pixel's target puts $1 - 0.1$ on its class and spreads 0.1 over
 # all classes). The smoke and gpu profiles also train the poly and plateau schedules and the
 # accumulation trick; the cpu profile trains two, to stay inside the book's hour.
 

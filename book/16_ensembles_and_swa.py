@@ -155,7 +155,7 @@ for r in test_rows[1:]:
 # %% [markdown]
 # ## Summary
 #
-# The cpu profile's numbers (DeepLab v3+ at width 0.125, one epoch of 48 steps on 64×64 crops,
+# The cpu profile's numbers (DeepLab v3+ at an eighth of its width, one epoch of 48 steps on 64×64 crops,
 # seeds 0, 1 and 2, 2 CPU cores of an Intel Xeon):
 #
 # * **SWA helped on validation**: 0.0927 ± 0.0026 against 0.0869 ± 0.0015, +0.0059, beyond the

@@ -138,11 +138,11 @@ if head:
 # The baseline's seeds predict the unlabelled test images; their averaged probabilities label the
 # most confident pixels, and the rest are marked ignore. The baseline configuration then trains
 # again on train + pseudo-labelled images (`segedu pseudo-label`, then `segedu train
-# --train-split`). The usual fixed threshold (0.9) assumes a well-trained model, and a model
-# trained for one short epoch is rarely that sure of anything, so the threshold is taken from the
-# models' own confidence: the 30% most confident test pixels are kept (`--keep-fraction 0.3`). The
-# pseudo-labelled runs stop after as many optimiser steps as the baseline's, so the trick changes
-# what the model sees and not how long it trains.
+# --train-split`). The usual fixed threshold (the default `threshold=0.9`) assumes a well-trained
+# model, and a model trained for one short epoch is rarely that sure of anything, so the threshold
+# is taken from the models' own confidence: the 30% most confident test pixels are kept
+# (`--keep-fraction 0.3`). The pseudo-labelled runs stop after as many optimiser steps as the
+# baseline's, so the trick changes what the model sees and not how long it trains.
 
 # %%
 summary, pseudo_runs = compare.pseudo_label_runs(session, base_runs, keep_fraction=0.3)
@@ -167,7 +167,7 @@ print(f"hurt beyond the noise: {', '.join(r.trick for r in all_rows if r.verdict
 # %% [markdown]
 # ## Summary
 #
-# The cpu profile's numbers (the baseline's three seeds, DeepLab v3+ at width 0.125 trained one
+# The cpu profile's numbers (the baseline's three seeds, DeepLab v3+ at an eighth of its width trained one
 # epoch on 64×64 crops, validation images at 256×256, 2 CPU cores of an Intel Xeon):
 #
 # * **No inference trick beat the noise** (0.0030): DenseCRF +0.0030, the sliding window +0.0025,
@@ -175,7 +175,7 @@ print(f"hurt beyond the noise: {', '.join(r.trick for r in all_rows if r.verdict
 # * **Where they act.** The boundary mIoU rose most with the CRF (0.0551 to 0.0622) and the
 #   sliding window (0.0577): both sharpen the edges of regions, which is what they are for.
 # * **Their cost**, per image against 3.2 ms: the sliding window 15.2 ms, flip TTA 15.3 ms,
-#   multi-scale TTA 37.4 ms, and the CRF 147.8 ms, about 46 times the model itself.
+#   multi-scale TTA 37.4 ms, and the CRF 147.8 ms, more than forty times the model itself.
 # * **The classification head** did not help: 0.0856 without suppression, 0.0844 with it, both
 #   within the noise. Suppression removed classes from the predictions: 7.3 of the 11 were never
 #   predicted with it, 3.3 without, and the mean fell slightly.
@@ -187,7 +187,7 @@ print(f"hurt beyond the noise: {', '.join(r.trick for r in all_rows if r.verdict
 #
 # 1. Multi-scale TTA with both flips at three scales runs six views. If a view's cost grows with
 #    its pixels, how many single passes at scale 1 is that?
-# 2. Pseudo-label with a fixed threshold of 0.9 instead of the 30% keep fraction
+# 2. Pseudo-label with a fixed threshold instead of the 30% keep fraction
 #    (`pseudo.write_pseudo_labels(..., threshold=0.9)`). How many pixels survive, and of which
 #    classes?
 # 3. Score the class-head checkpoints with `suppress_threshold` 0.3 and 0.7. Which way does the

@@ -214,7 +214,7 @@ print(f"submission valid: {n_rows == len(json.loads((session.data_dir / 'test.js
 #   (or twice its own seed spread, if larger) to count.
 # * **Two tricks helped beyond the noise:** SWA (+0.0059, but its run trains one extra epoch, and
 #   the two effects cannot be told apart here; see [ensembles](16_ensembles_and_swa)) and the seed
-#   ensemble (+0.0034 on the validation images, for about 4.5 times the inference time: 14.3 ms
+#   ensemble (+0.0034 on the validation images, for more than four times the inference time: 14.3 ms
 #   against 3.2 ms per image).
 # * **Three hurt:** EMA with decay 0.99 (−0.0201: too slow an average for a 48-step run), CutMix
 #   (−0.0069) and warm-up (−0.0042).

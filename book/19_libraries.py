@@ -210,7 +210,7 @@ plt.show()
 # * **Components built from registries.** Every part is a dict with a `type` looked up in a registry:
 #   the model base file above builds `type='EncoderDecoder'` with a `ResNetV1c` backbone (strides
 #   `(1, 2, 1, 1)`, dilations `(1, 1, 2, 4)`), a `DepthwiseSeparableASPPHead` (rates 12, 24, 36) and
-#   an auxiliary `FCNHead` on stage 3 whose loss weight is 0.4 -- the deep supervision of PSPNet
+#   an auxiliary `FCNHead` on stage 3 with `loss_weight=0.4` -- the deep supervision of PSPNet
 #   ([receptive field](09_receptive_field)). A new module registers itself and becomes usable from
 #   any configuration.
 # * **A model zoo.** Each method's folder under `configs/` has a README whose table links, per

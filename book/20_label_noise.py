@@ -117,8 +117,8 @@ plt.show()
 #   asks for less confidence;
 # * **GCE** (generalized cross-entropy, $q = 0.7$, Zhang & Sabuncu 2018): $(1 - p_y^q)/q$, whose
 #   gradient is cross-entropy's times $p_y^q$, so a label the model finds unlikely pulls less;
-# * **small-loss** selection (keep 80%): each batch's 20% of pixels with the largest loss are left
-#   out of the update (the small-loss trick of co-teaching, Han et al. 2018, with one network);
+# * **small-loss** selection (keep 80%): the fifth of each batch's pixels with the largest loss is
+#   left out of the update (the small-loss trick of co-teaching, Han et al. 2018, with one network);
 # * **relabelled**: the noisy-CE runs' averaged predictions relabel the training images where they
 #   are most confident (the 30% most confident pixels take the model's class), and the model
 #   trains again on the corrected labels;
@@ -241,9 +241,9 @@ plt.show()
 # %% [markdown]
 # ## Summary
 #
-# The cpu profile's numbers: the baseline model (DeepLab v3+ at width 0.125) trained for 3 epochs
+# The cpu profile's numbers: the baseline model (DeepLab v3+ at an eighth of its width) trained for 3 epochs
 # (144 steps) on 64×64 crops, seeds 0 and 1, on 2 cores of an Intel Xeon; the chapter took 3.3
-# minutes.
+# minutes (`book/run_log.md`).
 #
 # * **The noise**: 192 of the 384 training images corrupted, 1624 of their 3190 annotations
 #   (403 flips, 417 boundaries, 420 missing objects, 384 jittered outlines); 10.79% of all training

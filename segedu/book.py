@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import env, profiles
 from .errors import SegeduError
+from .fileio import write_text_atomic
 
 KERNEL = "python3"
 RUN_LOG_JSON = "book/run_log.json"
@@ -155,12 +156,6 @@ def _hide_injected_parameters(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 #: run folders several chapters train into (``compare.train_plan(..., reuse=True)``); a run is
 #: credited to the chapter whose execution wrote it
 SHARED_RUN_FOLDERS = ("craft",)
@@ -214,8 +209,8 @@ def record_run(profile: str, device_text: str, times: dict[str, float], book_roo
     stored = entry.setdefault("results", {})
     stored.update({chapter: rows for chapter, rows in (results or {}).items() if rows})
     entry["results"] = {k: stored[k] for k in order if k in stored}
-    _write_atomic(path, json.dumps(log, indent=2) + "\n")
-    _write_atomic(book_root / RUN_LOG_MD, render_run_log(log))
+    write_text_atomic(path, json.dumps(log, indent=2) + "\n")
+    write_text_atomic(book_root / RUN_LOG_MD, render_run_log(log))
     return log
 
 
@@ -306,9 +301,8 @@ def sync_markdown(py_path: Path) -> int:
             old.source = new.source
             changed += 1
     if changed:
-        tmp = ipynb.with_name(f".{ipynb.name}.tmp")
-        nbformat.write(executed, tmp)
-        os.replace(tmp, ipynb)
+        text = nbformat.writes(executed)  # what nbformat.write puts in a file: this text and a final newline
+        write_text_atomic(ipynb, text if text.endswith("\n") else text + "\n")
     return changed
 
 

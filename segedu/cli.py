@@ -1,7 +1,9 @@
 """The ``segedu`` command: parse arguments, call the package, print. No logic of its own.
 
-Problems a user can fix (a wrong profile, a missing folder, bad COCO) end with one line
-``segedu: error: ...`` and exit status 2 (1 for a dataset that failed validation).
+Problems a user can fix (a wrong profile, a missing folder, bad COCO, and the failures of
+:mod:`segedu.failures`: out of memory, a crashed data-loader worker, a full disk) end with one
+line ``segedu: error: ...`` and exit status 2 (1 for a dataset that failed validation).
+``segedu --debug COMMAND`` or ``SEGEDU_DEBUG=1`` keeps the traceback instead, for bug reports.
 """
 from __future__ import annotations
 
@@ -113,6 +115,15 @@ def _validate_coco(args) -> int:
     return 0 if report.ok else 1
 
 
+def _repair_coco(args) -> int:
+    from .data import repair
+
+    report = repair.repair(args.file, args.out, images_dir=args.images, check_images=not args.skip_images,
+                           overwrite=args.overwrite)
+    print(report.render())
+    return 0 if report.written else 1
+
+
 def _coco_from_masks(args) -> int:
     from .data import convert
 
@@ -130,64 +141,260 @@ def _split(args) -> int:
     return 0
 
 
-#: `segedu train` flags that map one-to-one onto TrainConfig fields (flag name = field name)
-TRAIN_FLAGS = {
-    "model": str, "data_dir": str, "train_split": str, "val_split": str, "profile": str, "image_size": int,
-    "epochs": int, "max_steps": int, "batch_size": int, "accumulate": int, "optimizer": str, "lr": float,
-    "weight_decay": float, "scheduler": str, "warmup_steps": int, "loss": str, "class_weights": str,
-    "label_smoothing": float, "crop": str, "mix": str, "mix_p": float, "sampler": str, "amp": str,
-    "grad_clip": float, "ema_decay": float, "swa_start": int, "swa_lr": float, "seed": int, "device": str,
-    "num_workers": int, "out": str, "checkpoint_every": int, "wandb": str,
-    "class_head": float, "suppress_threshold": float,
-}
+def _flag(name: str) -> str:
+    """The flag of a TrainConfig field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
 
 
-#: on/off `segedu train` flags whose default comes from the profile (--x / --no-x)
-FAST_PATH_FLAGS = ("channels_last", "compile", "sync_bn")
+def _lenient(kind: type):
+    """An argparse type: ``kind(text)``, or the text itself when it does not convert, so that TrainConfig
+    refuses it in one line naming the flag and what it takes (argparse's own error is a usage dump)."""
+    def convert(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            return text
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _image_size(text: str):
+    """``--image-size 256`` (the short side) or ``240,320`` (H,W); anything else goes on as text, for
+    TrainConfig to refuse."""
+    try:
+        numbers = [int(part) for part in text.replace("x", ",").split(",")]
+    except ValueError:
+        return text
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
 
 
 def _config_field_help() -> dict[str, str]:
     """Each TrainConfig field's comment in its source, as that flag's help (one place to edit)."""
+    import dataclasses
     import inspect
     import re
 
     from .engine.config import TrainConfig
 
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     lines = inspect.getsource(TrainConfig).splitlines()
     found = (re.match(r"\s+(\w+):[^#]*#\s*(.+)$", line) for line in lines)
-    return {m.group(1): m.group(2) for m in found if m}
+    return {m.group(1): m.group(2) for m in found if m and m.group(1) in fields}
+
+
+def train_flags() -> list[tuple[str, tuple[str, ...], dict]]:
+    """``(field, flags, argparse keywords)`` for every TrainConfig field, made from its type and default:
+    the one definition behind `segedu train`'s flags, their help and README's flag table.
+
+    Every flag defaults to None (not given: the config file's or TrainConfig's value stays). Numbers
+    and choices are checked by TrainConfig, so a bad value is one line naming the flag. An on/off
+    field whose default is None (the profile decides) is ``--x/--no-x``; one that is off by default
+    is ``--x``. ``model_options`` is ``--option KEY=VALUE`` (and ``--width``), ``augment`` takes names.
+    """
+    from .engine.config import field_specs
+
+    comments = _config_field_help()
+    flags = []
+    for name, spec in field_specs().items():
+        strings = (_flag(name),)
+        keywords = {"dest": name, "default": None, "help": comments.get(name, "").replace("%", "%%")}
+        if spec.kind is bool:
+            keywords["action"] = "store_true" if spec.default is False else argparse.BooleanOptionalAction
+        elif spec.kind is dict:
+            strings = ("--option",)
+            keywords.update(action="append", metavar="KEY=VALUE",
+                            help="a model option, repeatable; VALUE is read as JSON (0.5, true, [1, 2]) or else "
+                                 "as text, e.g. --option pad100=true or --option encoder=resnet50")
+        elif spec.kind is list:
+            keywords.update(nargs="*", metavar="NAME")
+        elif spec.kind is tuple:
+            keywords.update(type=_image_size, metavar="PX|H,W")
+        elif spec.choices:
+            keywords.update(metavar="{" + ",".join(spec.choices) + "}")
+        else:
+            keywords.update(type=_lenient(spec.kind) if spec.kind in (int, float) else spec.kind,
+                            metavar={int: "N", float: "X"}.get(spec.kind, name.upper()))
+        flags.append((name, strings, keywords))
+    return flags
+
+
+def _add_train_arguments(parser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="an experiment file (JSON of TrainConfig fields); flags override it")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its last checkpoint, as it was configured "
+                             "(no other flag)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in --out (its files are deleted first); without it, an --out "
+                             "that holds files is refused")
+    for _, strings, keywords in train_flags():
+        parser.add_argument(*strings, **keywords)
+    parser.add_argument("--width", type=_lenient(float), default=None, metavar="X",
+                        help="model width multiplier (1.0 = the paper's); short for --option width=X")
+
+
+def train_flags_markdown() -> str:
+    """README's table of the `segedu train` flags, made from the parser (so from TrainConfig): a test
+    fails when README.md's copy between its ``train-flags`` markers differs from this."""
+    import json
+
+    from .engine.config import field_specs
+
+    def cell(text) -> str:
+        return str(text).replace("%%", "%").replace("|", "\\|")
+
+    def default(value) -> str:
+        if value is None:
+            return "unset"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if value in ([], {}):
+            return "none"
+        return f"`{value}`" if isinstance(value, str) else f"`{json.dumps(value)}`"
+
+    parser = argparse.ArgumentParser(prog="segedu train", add_help=False)
+    _add_train_arguments(parser)
+    specs = field_specs()
+    rows = ["| Flag | Takes | Default | What it sets |", "|---|---|---|---|"]
+    for action in parser._actions:
+        flags = " ".join(f"`{s}`" for s in action.option_strings)
+        spec = specs.get(action.dest)
+        if spec is not None and spec.kind is not bool:
+            takes = spec.allowed + ("; repeatable" if spec.kind is dict else "")
+        elif spec is not None or action.nargs == 0:
+            takes = "on/off" if isinstance(action, argparse.BooleanOptionalAction) else "on"
+        else:
+            takes = action.metavar or action.dest.upper()
+        rows.append(f"| {flags} | {cell(takes)} | {default(spec.default) if spec else ''} | {cell(action.help)} |")
+    return "\n".join(rows) + "\n"
+
+
+def _given_train_flags(args) -> list[str]:
+    """The flags of a new run's configuration that the command line gave."""
+    given = [("--no-" + strings[0][2:] if getattr(args, name) is False and keywords.get("action")
+              is argparse.BooleanOptionalAction else strings[0])
+             for name, strings, keywords in train_flags() if getattr(args, name) is not None]
+    return given + [flag for flag, value in (("--width", args.width), ("--config", args.config),
+                                             ("--overwrite", args.overwrite)) if value]
+
+
+def _train_config(args):
+    """The new run's TrainConfig: the --config file (or the defaults), then the flags. A bad value is one
+    SegeduError naming the flag (or the file and field) it came from."""
+    import dataclasses
+    import json
+
+    from .engine.config import ConfigError, TrainConfig
+
+    base = TrainConfig.load(args.config) if args.config else TrainConfig()
+    changes, flag_of = {}, {}
+    for name, strings, _ in train_flags():
+        if getattr(args, name) is not None and name != "model_options":
+            changes[name], flag_of[name] = getattr(args, name), strings[0]
+    options, option_flag = dict(base.model_options), {}
+    if args.width is not None:
+        options["width"], option_flag["width"] = args.width, "--width"
+    for item in args.model_options or []:
+        key, equals, raw = item.partition("=")
+        if not equals or not key.strip():
+            raise SegeduError(f"--option {item}: write KEY=VALUE, e.g. --option width=0.5 or --option encoder=resnet50.")
+        try:
+            options[key.strip()] = json.loads(raw)  # numbers, true/false, lists
+        except ValueError:
+            options[key.strip()] = raw  # a plain string
+        option_flag[key.strip()] = "--option"
+    if option_flag:
+        changes["model_options"] = options
+    try:
+        return dataclasses.replace(base, **changes)
+    except ConfigError as exc:
+        if exc.field == "model_options" and exc.option in option_flag:
+            subject = option_flag[exc.option]
+        elif exc.field in flag_of:
+            subject = flag_of[exc.field]
+        else:  # a value of the file that no longer fits, e.g. the options of another --model
+            subject = f"{args.config}: {exc.field}" if args.config else str(exc.field)
+        raise SegeduError(exc.naming(subject)) from None
+
+
+def _holds_files(path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def _run_dir(args, config):
+    """Where a new run goes, refused before anything is built or written when that would lose a run.
+
+    --out (or the config file's ``out``): a missing or empty folder, or one holding a run that
+    --overwrite replaces. Neither given: the first free of runs/run, runs/run-2, runs/run-3, ...
+    """
+    import dataclasses
+    import os
+    from pathlib import Path
+
+    from .engine.config import TrainConfig
+
+    default = TrainConfig.__dataclass_fields__["out"].default
+    out = Path(config.out)
+    if os.environ.get("RANK", "0") != "0":
+        return config  # under torchrun rank 0 decides (and writes the run directory); see below
+    if args.out is None and config.out == default:
+        number = 1
+        while out.exists() and not (out.is_dir() and not _holds_files(out)):
+            number += 1
+            out = Path(f"{default}-{number}")
+        return dataclasses.replace(config, out=str(out))
+    where = "--out" if args.out is not None else f"{args.config}: out"
+    if out.exists() and not out.is_dir():
+        raise SegeduError(f"{where} {out} is a file; choose a folder for the run.")
+    if _holds_files(out):
+        if not args.overwrite:
+            raise SegeduError(f"{where} {out} already holds files (an earlier run?); nothing was changed. "
+                              f"Continue that run with --resume {out}, replace it with --overwrite, or choose "
+                              "another --out.")
+        if not (out / "config.json").is_file():
+            raise SegeduError(f"--overwrite replaces a run directory, and {out} holds files but no config.json "
+                              "(it is not a run); nothing was changed. Choose another --out.")
+    return config
+
+
+def _clear_run_dir(out) -> None:
+    """Delete an earlier run's files (--overwrite), so that none of them (best.pt, epochs/, tensorboard/)
+    passes for the new run's."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    out = Path(out)
+    if os.environ.get("RANK", "0") != "0" or not _holds_files(out):
+        return
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    print(f"segedu train: --overwrite: deleted the earlier run's files in {out}")
 
 
 def _train(args) -> int:
-    import json
+    import dataclasses
+    import os
 
     from .engine import TrainConfig, train
 
     if args.resume:
-        config = TrainConfig.load(args.resume)
-        config.out = args.resume
+        given = _given_train_flags(args)
+        if given:
+            raise SegeduError(f"--resume continues {args.resume} with the configuration it was started with; "
+                              f"leave out {', '.join(given)} (to change them, start a new run: --config "
+                              f"{args.resume}/config.json --out NEW_DIR and the flags).")
+        config = dataclasses.replace(TrainConfig.load(args.resume), out=str(args.resume))
     else:
-        config = TrainConfig.load(args.config) if args.config else TrainConfig()
-        for name in TRAIN_FLAGS:
-            value = getattr(args, name)
-            if value is not None:
-                setattr(config, name, value)
-        if args.width is not None:
-            config.model_options = {**config.model_options, "width": args.width}
-        if args.augment is not None:
-            config.augment = args.augment
-        for flag in ("debug", "tensorboard"):
-            if getattr(args, flag):
-                setattr(config, flag, True)
-        for flag in FAST_PATH_FLAGS:  # --channels-last / --no-channels-last; unset: the profile's
-            if getattr(args, flag) is not None:
-                setattr(config, flag, getattr(args, flag))
-        for item in args.option or []:
-            key, _, raw = item.partition("=")
-            try:
-                config.model_options[key] = json.loads(raw)  # numbers, true/false, lists
-            except ValueError:
-                config.model_options[key] = raw  # a plain string
+        config = _run_dir(args, _train_config(args))
+        config.resolved()  # the checks across fields and the model's name, before a file is deleted
+        if args.overwrite:
+            _clear_run_dir(config.out)
+        elif args.out is None and os.environ.get("RANK", "0") == "0":
+            print(f"segedu train: run directory {config.out} (choose one with --out)")
     from .engine import distributed
 
     try:
@@ -331,8 +538,8 @@ def _cleanse(args) -> int:
     from pathlib import Path
 
     from .data import noise
-    from .data.masks import write_bytes_atomic
     from .engine import cleansing
+    from .fileio import write_text_atomic
     from .engine.trainer import resolve_data_dir
 
     data_dir = args.data_dir
@@ -364,7 +571,7 @@ def _cleanse(args) -> int:
         for place, image_id in enumerate(top, 1):
             s = by_id[image_id]
             writer.writerow([place, s.image_id, s.file_name, f"{s.loss:.6f}", f"{s.disagreement:.6f}", s.pixels])
-        write_bytes_atomic(Path(args.out), text.getvalue().encode("utf-8"))
+        write_text_atomic(Path(args.out), text.getvalue())
         print(f"segedu cleanse: wrote {args.out}")
     return 0
 
@@ -375,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Semantic segmentation for the recycling-trash competition, and its course book.",
     )
     p.add_argument("--version", action="version", version=f"segedu {__version__}")
+    p.add_argument("--debug", dest="traceback", action="store_true",
+                   help="keep the Python traceback of a failure, for a bug report (also SEGEDU_DEBUG=1); "
+                        "given before the command. `segedu train --debug` is the course's debug mode")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("info", help="versions of torch/torchvision and key packages, device, default profile")
@@ -400,20 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=_book_list)
 
     t = sub.add_parser("train", help="train a model; writes a run directory (config, metrics, checkpoints)")
-    t.add_argument("--config", help="an experiment file (JSON of TrainConfig fields); flags override it")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    field_help = _config_field_help()
-    for name, kind in TRAIN_FLAGS.items():
-        t.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                       help=field_help.get(name))
-    t.add_argument("--width", type=float, default=None, help="model width multiplier (1.0 = the paper's)")
-    t.add_argument("--augment", nargs="*", default=None, help="augmentation names (segedu.data.transforms)")
-    t.add_argument("--option", action="append", metavar="KEY=VALUE", help="another model option")
-    for flag in ("debug", "tensorboard"):
-        t.add_argument("--" + flag.replace("_", "-"), action="store_true", help=field_help.get(flag))
-    for flag in FAST_PATH_FLAGS:
-        t.add_argument("--" + flag.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
-                       help=field_help.get(flag))
+    _add_train_arguments(t)
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="score a checkpoint on a labelled split; per-class IoU, confusion matrix")
@@ -489,6 +686,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--images", default=None, help="image folder (default: the JSON's folder)")
     v.set_defaults(func=_validate_coco)
 
+    rc = sub.add_parser("repair-coco", help="write a repaired copy of a COCO file: duplicate annotation ids, "
+                                            "missing areas, empty segmentations, absent images; each change listed")
+    rc.add_argument("file", help="COCO JSON file to repair (unchanged unless it is also --out, with --overwrite)")
+    rc.add_argument("--out", required=True, help="repaired JSON to write (written only if it then passes validation)")
+    rc.add_argument("--images", default=None, help="image folder (default: the JSON's folder)")
+    rc.add_argument("--skip-images", action="store_true",
+                    help="do not look at the image files (records of absent images are then kept)")
+    rc.add_argument("--overwrite", action="store_true", help="replace an existing --out, even the input file")
+    rc.set_defaults(func=_repair_coco)
+
     c = sub.add_parser("coco-from-masks", help="turn images + index-colour masks into COCO")
     c.add_argument("--images", required=True, help="folder of images")
     c.add_argument("--masks", required=True, help="folder of masks with the images' file stems")
@@ -510,16 +717,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from . import failures
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    keep_traceback = args.traceback or os.environ.get(failures.DEBUG_ENV, "") not in ("", "0")
     try:
         return args.func(args)
-    except SegeduError as exc:
-        print(f"segedu: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("segedu: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = failures.explain(args, exc)
+        if message is None or keep_traceback:
+            raise  # a bug (or --debug): the traceback is what a bug report needs
+        print(f"segedu: error: {message}", file=sys.stderr)
+        return 2

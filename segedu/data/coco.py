@@ -6,6 +6,11 @@ Detection"): ``images`` with ``id``/``file_name``/``width``/``height``, ``catego
 ``[[x1, y1, x2, y2, ...], ...]`` or a run-length encoding ``{"size": [h, w], "counts": ...}``,
 with ``area``, ``bbox`` ``[x, y, w, h]`` and ``iscrowd`` 0/1.
 
+``area`` may be missing (public datasets converted by hand often lack it): it is then computed
+with pycocotools from the segmentation, as the COCO tools themselves compute it, and the report
+says so in a note. Images are painted largest area first (:mod:`segedu.data.masks`), so an area
+is needed, but a missing one is no reason to refuse the file.
+
 Every problem becomes one line ``FILE: RECORD: PROBLEM`` (the record is e.g.
 ``annotations[12] (id 45)``), so a broken file is fixed in one pass instead of one traceback
 at a time from deep inside pycocotools. Malformed data is rejected here, before pycocotools
@@ -26,6 +31,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from ..errors import SegeduError
 from .classes import CLASSES, IGNORE_INDEX
@@ -71,6 +77,8 @@ class ValidationReport:
     images_dir: Path
     problems: list[str]
     summary: CocoSummary | None
+    #: what was assumed or computed, not wrong (e.g. areas computed with pycocotools)
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -78,9 +86,10 @@ class ValidationReport:
 
     def render(self) -> str:
         """All problems, one a line; or, for a valid file, a summary that fits one screen."""
+        notes = [f"note: {note}" for note in self.notes]
         if self.problems:
             head = f"{self.ann_file}: {len(self.problems)} problem(s)"
-            return "\n".join([head, *self.problems])
+            return "\n".join([head, *self.problems, *notes])
         s = self.summary
         lines = [
             f"{self.ann_file}: OK",
@@ -93,7 +102,21 @@ class ValidationReport:
             width = max(map(len, s.annotations_per_category))
             lines.append("  annotations per category:")
             lines += [f"    {name:<{width}}  {n}" for name, n in s.annotations_per_category.items()]
-        return "\n".join(lines)
+        return "\n".join(lines + [f"  {note}" for note in notes])
+
+    def error(self) -> SegeduError:
+        """The error a loader raises for this report: one line for one problem, else a head line
+        and the first :data:`MAX_LISTED` problems, each time with the command that lists them all."""
+        images_option = "" if self.images_dir == self.ann_file.parent else f" --images {self.images_dir}"
+        command = f"`segedu validate-coco {self.ann_file}{images_option}`"
+        if len(self.problems) == 1:
+            return SegeduError(f"{self.problems[0]}; fix it and check the file with {command}")
+        listed = self.problems[:MAX_LISTED]
+        more = len(self.problems) - len(listed)
+        tail = [f"... and {more} more"] if more else []
+        return SegeduError("\n".join([f"{self.ann_file} is not a usable COCO annotation file "
+                                      f"({len(self.problems)} problem(s)); fix these and run {command} "
+                                      "to list them all:", *listed, *tail]))
 
 
 @dataclasses.dataclass
@@ -144,20 +167,22 @@ def validate(ann_file, images_dir=None, check_images: bool = True) -> Validation
     return _check(Path(ann_file), images_dir, check_images)[0]
 
 
+def validate_data(data, ann_file, images_dir=None, check_images: bool = True) -> ValidationReport:
+    """:func:`validate` for a file already parsed into ``data`` (problems still name ``ann_file``).
+
+    Fills in a missing ``area`` of an annotation in ``data`` itself, like :func:`load`.
+    """
+    ann_file = Path(ann_file)
+    images_dir = Path(images_dir) if images_dir is not None else ann_file.parent
+    return _check_data(data, ann_file, images_dir, check_images)
+
+
 def load(ann_file, images_dir=None, check_images: bool = True) -> CocoData:
     """Validate ``ann_file`` and return it indexed; raise SegeduError listing the problems."""
     ann_file = Path(ann_file)
     report, data, raw = _check(ann_file, images_dir, check_images)
     if not report.ok:
-        listed = report.problems[:MAX_LISTED]
-        more = len(report.problems) - len(listed)
-        tail = [f"... and {more} more"] if more else []
-        images_option = "" if report.images_dir == ann_file.parent else f" --images {report.images_dir}"
-        raise SegeduError(
-            "\n".join([f"{ann_file} is not a usable COCO annotation file "
-                       f"({len(report.problems)} problem(s)); fix these and run "
-                       f"`segedu validate-coco {ann_file}{images_option}` to list them all:", *listed, *tail])
-        )
+        raise report.error()
     by_image: dict[int, list[dict]] = defaultdict(list)
     for ann in data.get("annotations", []):
         by_image[ann["image_id"]].append(ann)
@@ -206,31 +231,56 @@ def class_mapping(categories: list[dict]) -> tuple[dict[int, int], tuple[str, ..
 def _check(ann_file: Path, images_dir, check_images: bool):
     """(report, parsed JSON or None, raw bytes or None)."""
     images_dir = Path(images_dir) if images_dir is not None else ann_file.parent
+    data, raw, problem = _parse(ann_file)
+    if problem is not None:
+        return ValidationReport(ann_file, images_dir, [problem], None), None, None
+    return _check_data(data, ann_file, images_dir, check_images), data, raw
+
+
+def parse(ann_file) -> dict:
+    """The JSON of ``ann_file``, not validated; SegeduError naming the file when it is missing,
+    unreadable, not UTF-8 or not JSON (for code that repairs a file before validating it)."""
+    data, _, problem = _parse(Path(ann_file))
+    if problem is not None:
+        raise SegeduError(problem)
+    return data
+
+
+def _parse(ann_file: Path):
+    """(parsed JSON, raw bytes, None), or (None, None, the problem line)."""
+    def failed(problem: str):
+        return None, None, f"{ann_file}: {problem}"
+
+    if not ann_file.is_file():
+        return failed("is a folder, not a JSON file" if ann_file.is_dir() else "does not exist")
+    try:
+        raw = ann_file.read_bytes()
+    except OSError as exc:  # permission denied, an I/O error: a line, not a traceback
+        return failed(f"cannot be read ({exc.strerror or type(exc).__name__}); check the file and its permissions")
+    try:
+        return json.loads(raw.decode("utf-8-sig")), raw, None
+    except UnicodeDecodeError as exc:
+        return failed(f"byte {exc.start}: not UTF-8 text; a COCO file is UTF-8 JSON")
+    except json.JSONDecodeError as exc:
+        return failed(f"line {exc.lineno}, column {exc.colno}: broken JSON: {exc.msg}")
+    except RecursionError:
+        return failed("nested too deeply to be JSON a COCO file holds")
+
+
+def _check_data(data, ann_file: Path, images_dir: Path, check_images: bool) -> ValidationReport:
     problems: list[str] = []
+    notes: list[str] = []
 
     def report(summary=None):
-        return ValidationReport(ann_file, images_dir, problems, summary)
+        return ValidationReport(ann_file, images_dir, problems, summary, notes)
 
     def add(record: str, problem: str) -> None:
         problems.append(f"{ann_file}: {record}: {problem}")
 
-    if not ann_file.is_file():
-        what = "is a folder, not a JSON file" if ann_file.is_dir() else "does not exist"
-        problems.append(f"{ann_file}: {what}")
-        return report(), None, None
-    raw = ann_file.read_bytes()
-    try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        problems.append(f"{ann_file}: byte {exc.start}: not UTF-8 text; a COCO file is UTF-8 JSON")
-        return report(), None, None
-    except json.JSONDecodeError as exc:
-        problems.append(f"{ann_file}: line {exc.lineno}, column {exc.colno}: broken JSON: {exc.msg}")
-        return report(), None, None
     if not isinstance(data, dict):
         problems.append(f"{ann_file}: top level is a JSON {_json_type(data)}; a COCO file is an "
                         "object with 'images', 'annotations' and 'categories'")
-        return report(), None, None
+        return report()
 
     for section in ("images", "annotations", "categories"):
         if section not in data:
@@ -239,16 +289,18 @@ def _check(ann_file: Path, images_dir, check_images: bool):
         elif not isinstance(data[section], list):
             add(section, f"must be a list, got a JSON {_json_type(data[section])}")
     if problems:  # records cannot be checked against a broken structure
-        return report(), data, raw
+        return report()
 
     categories = _check_categories(data["categories"], add)
     images = _check_images(data["images"], add)
     annotations = data.get("annotations", [])
-    _check_annotations(annotations, images, categories, add)
+    computed = _check_annotations(annotations, images, categories, add)
+    if computed:
+        notes.append(f"{computed} annotation(s) had no area; computed with pycocotools")
     if check_images:
         _check_image_files(data["images"], images_dir, add)
     if problems:
-        return report(), data, raw
+        return report()
 
     per_category = Counter(ann["category_id"] for ann in annotations)
     annotated = {ann["image_id"] for ann in annotations}
@@ -260,7 +312,7 @@ def _check(ann_file: Path, images_dir, check_images: bool):
         empty_images=sum(img["id"] not in annotated for img in data["images"]),
         has_annotations="annotations" in data,
     )
-    return report(summary), data, raw
+    return report(summary)
 
 
 def _check_categories(categories: list, add) -> set:
@@ -268,6 +320,7 @@ def _check_categories(categories: list, add) -> set:
     if not categories:
         add("categories", "the list is empty; at least one category is needed")
     ids: set = set()
+    names: dict[str, str] = {}  # normalised name -> the record that has it
     for i, cat in enumerate(categories):
         record = _record("categories", i, cat)
         if not isinstance(cat, dict):
@@ -278,6 +331,12 @@ def _check_categories(categories: list, add) -> set:
         name = cat.get("name")
         if not isinstance(name, str) or not name.strip():
             add(record, "has no 'name' (a non-empty string)")
+        elif normalize_name(name) in names:
+            # classes are matched by name: two categories of one name would become one class, or two
+            add(record, f"duplicate category name {name!r}: {names[normalize_name(name)]} has the same name "
+                        "(ignoring case, spaces, '_' and '-'); merge the two categories or rename one")
+        else:
+            names[normalize_name(name)] = f"{record} {name!r}"
     return ids
 
 
@@ -316,6 +375,12 @@ def _check_images(images: list, add) -> dict:
         name = img.get("file_name")
         if not isinstance(name, str) or not name:
             add(record, "has no 'file_name' (a non-empty string)")
+        elif _is_absolute(name):
+            add(record, f"file_name {name!r} is an absolute path; file names are relative to the images "
+                        "folder (--images), so that a dataset can move")
+        elif _climbs_out(name):
+            add(record, f"file_name {name!r} has a '..' component; file names must stay inside the images "
+                        "folder (--images): point --images at a folder above every image instead")
         elif name in file_names:
             add(record, f"duplicate file_name {name!r} (also images[{file_names[name]}])")
         else:
@@ -323,8 +388,11 @@ def _check_images(images: list, add) -> dict:
     return sizes
 
 
-def _check_annotations(annotations: list, image_sizes: dict, category_ids: set, add) -> None:
+def _check_annotations(annotations: list, image_sizes: dict, category_ids: set, add) -> int:
+    """Problems go to ``add``; a missing ``area`` of a valid segmentation is computed in place.
+    Returns how many areas were computed."""
     ids: set = set()
+    computed = 0
     for i, ann in enumerate(annotations):
         record = _record("annotations", i, ann)
         if not isinstance(ann, dict):
@@ -343,13 +411,37 @@ def _check_annotations(annotations: list, image_sizes: dict, category_ids: set, 
             add(record, "has no 'category_id'")
         elif not _is_int(ann["category_id"]) or ann["category_id"] not in category_ids:
             add(record, f"refers to unknown category id {ann['category_id']!r}")
+        segmentation_ok = False
         if "segmentation" not in ann:
             add(record, "has no 'segmentation'")
         else:
-            for problem in segmentation_problems(ann["segmentation"], size):
+            seg_problems = segmentation_problems(ann["segmentation"], size)
+            for problem in seg_problems:
                 add(record, problem)
+            segmentation_ok = not seg_problems and size is not None
+        if "area" not in ann and segmentation_ok:
+            ann["area"] = segmentation_area(ann["segmentation"], size)
+            computed += 1
         for problem in _box_area_crowd_problems(ann):
             add(record, problem)
+    return computed
+
+
+def segmentation_area(seg, size: tuple[int, int]) -> float:
+    """Pixels a valid segmentation covers in an image of ``size`` (h, w), as pycocotools counts them:
+    ``mask.area`` of its RLE, polygons rasterised with ``frPyObjects`` and merged. Check the
+    segmentation with :func:`segmentation_problems` first: pycocotools' C code trusts its input."""
+    return float(mask_utils.area(segmentation_rle(seg, size)))
+
+
+def segmentation_rle(seg, size: tuple[int, int]) -> dict:
+    """The compressed RLE of a valid segmentation (polygons merged into one), for pycocotools."""
+    h, w = size
+    if isinstance(seg, list):
+        return mask_utils.merge(mask_utils.frPyObjects([[float(v) for v in poly] for poly in seg], h, w))
+    if isinstance(seg["counts"], list):
+        return mask_utils.frPyObjects(seg, h, w)
+    return {"size": [h, w], "counts": seg["counts"].encode("ascii")}
 
 
 def segmentation_problems(seg, size: tuple[int, int] | None) -> list[str]:
@@ -457,8 +549,8 @@ def _box_area_crowd_problems(ann: dict) -> list[str]:
             problems.append(f"'bbox' has non-numeric or non-finite values {box!r}")
         elif box[2] < 0 or box[3] < 0:
             problems.append(f"'bbox' has a negative width or height {box!r}")
-    if "area" not in ann:
-        problems.append("has no 'area' (objects are painted largest area first)")
+    if "area" not in ann:  # computed from a valid segmentation; a broken one is reported already
+        pass
     elif not _is_number(ann["area"]):
         problems.append(f"'area' must be a finite number, got {ann['area']!r}")
     elif ann["area"] < 0:
@@ -475,7 +567,7 @@ def _check_image_files(images: list, images_dir: Path, add) -> None:
 
     for i, img in enumerate(images):
         name = img.get("file_name") if isinstance(img, dict) else None
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not name or _is_absolute(name) or _climbs_out(name):
             continue  # already reported
         record = _record("images", i, img)
         path = images_dir / name
@@ -501,6 +593,16 @@ def _record(section: str, index: int, item) -> str:
     if isinstance(item, dict) and _is_int(item.get("id")):
         return f"{section}[{index}] (id {item['id']})"
     return f"{section}[{index}]"
+
+
+def _is_absolute(name: str) -> bool:
+    """An absolute path on POSIX or Windows (``/x``, ``\\server\\x``, ``C:\\x``, ``C:/x``)."""
+    return name.startswith(("/", "\\")) or bool(re.match(r"[A-Za-z]:[/\\]", name))
+
+
+def _climbs_out(name: str) -> bool:
+    """Whether a relative path has a ``..`` component (``/`` or ``\\`` separated)."""
+    return ".." in re.split(r"[/\\]", name)
 
 
 def _is_int(value) -> bool:

@@ -21,7 +21,6 @@ order). Competition names in another order are mapped by name onto the competiti
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -32,8 +31,8 @@ from pycocotools import mask as mask_utils
 
 from ..errors import SegeduError
 from .classes import IGNORE_INDEX
-from .coco import is_void_name
-from .masks import write_bytes_atomic
+from ..fileio import write_json_atomic
+from .coco import is_void_name, normalize_name
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: name of the category that holds void pixels
@@ -56,7 +55,26 @@ def parse_classes(classes) -> list[str]:
     if void:
         raise SegeduError(f"class name(s) {void} mean 'void' to segedu; give void pixels their own "
                           "mask value and pass it as ignore instead")
+    seen: dict[str, str] = {}
+    for name in names:
+        if normalize_name(name) in seen:  # classes are matched by name: the two would be one class
+            raise SegeduError(f"classes {classes!r}: {seen[normalize_name(name)]!r} and {name!r} are the same "
+                              "name to segedu (case, spaces, '_' and '-' are ignored); give each class its own name")
+        seen[normalize_name(name)] = name
     return names
+
+
+def _open_image(path: Path, what: str, decode: bool):
+    """``PIL.Image.open(path)``, or SegeduError naming the file when it is not a readable image.
+    ``decode`` reads the pixels too (a truncated file fails then); otherwise only the header."""
+    try:
+        im = Image.open(path)
+        if decode:
+            im.load()
+        return im
+    except OSError as exc:  # UnidentifiedImageError, a truncated file, no permission: all OSErrors
+        raise SegeduError(f"{path}: the {what} cannot be read ({type(exc).__name__}: {exc}); replace or "
+                          "remove the file (with its pair) and run again") from None
 
 
 def exact_polygons(region: np.ndarray) -> list[list[float]] | None:
@@ -91,7 +109,7 @@ def region_annotation(region: np.ndarray) -> dict:
 
 def read_index_mask(path: Path, num_classes: int, ignore: int | None) -> np.ndarray:
     """A mask PNG as a 2-D integer array of class indices; SegeduError for RGB or unknown values."""
-    with Image.open(path) as im:
+    with _open_image(path, "mask", decode=True) as im:
         if im.mode not in ("P", "L", "1", "I", "I;16"):
             raise SegeduError(f"{path}: mask has mode {im.mode!r}; expected an index-colour ('P') or "
                               "single-channel PNG whose values are class ids")
@@ -126,10 +144,16 @@ def coco_from_masks(images_dir, masks_dir, classes, out, ignore: int | None = No
 
     ``classes[0]`` names the background (value 0); ``classes[v]`` names mask value ``v``.
     ``file_name``s are relative to ``out``'s folder, as :func:`segedu.data.coco.validate`
-    expects by default.
+    expects by default, so ``out`` must lie in a folder above the images (the validator refuses
+    ``..`` in a file name). A corrupt image or mask is a SegeduError naming it; the file is
+    written (atomically) only once every pair was read.
     """
     images_dir, masks_dir, out = Path(images_dir), Path(masks_dir), Path(out)
     names = parse_classes(classes)
+    climb = Path(os.path.relpath(images_dir, out.parent)).parts[:1] == ("..",)
+    if climb:  # a file_name with '..' is refused by segedu.data.coco: images must lie under the JSON's folder
+        raise SegeduError(f"{out}: file names in a COCO file are relative to its folder, and {images_dir} is not "
+                          f"inside {out.parent}; write --out into {images_dir.parent} or a folder above it")
     if ignore is not None and 0 <= ignore < len(names):
         raise SegeduError(f"ignore value {ignore} is also the id of class {names[ignore]!r}; "
                           f"use a value >= {len(names)} (e.g. {IGNORE_INDEX})")
@@ -140,7 +164,7 @@ def coco_from_masks(images_dir, masks_dir, classes, out, ignore: int | None = No
 
     images, annotations = [], []
     for image_id, (image_path, mask_path) in enumerate(_pair_files(images_dir, masks_dir), start=1):
-        with Image.open(image_path) as im:
+        with _open_image(image_path, "image", decode=False) as im:
             width, height = im.size
         mask = read_index_mask(mask_path, len(names), ignore)
         if mask.shape != (height, width):
@@ -158,7 +182,6 @@ def coco_from_masks(images_dir, masks_dir, classes, out, ignore: int | None = No
                 **region_annotation(mask == value),
             })
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     coco = {"images": images, "annotations": annotations, "categories": categories}
-    write_bytes_atomic(out, json.dumps(coco).encode("utf-8"))
+    write_json_atomic(out, coco)  # nothing is written unless every pair was read
     return out

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..errors import SegeduError
 from . import coco
@@ -170,8 +170,9 @@ def collate(batch):
     images = [item[0] for item in batch]
     sizes = {tuple(im.shape) for im in images}
     if len(sizes) > 1:
-        raise SegeduError(f"images of one batch differ in size {sorted(sizes)}; add a resize or crop "
-                          "to the transform (e.g. A.Resize(H, W)) or use batch_size=1.")
+        raise SegeduError(f"images of one batch differ in size {sorted(sizes)}; batch them by size "
+                          "(make_eval_loader, for prediction at each image's own size), add a resize or crop "
+                          "to the transform (e.g. A.Resize(H, W)), or use batch_size=1.")
     seconds = [item[1] for item in batch]
     if isinstance(seconds[0], str):
         return _stack(images), seconds
@@ -249,3 +250,85 @@ def make_loader(dataset, batch_size: int, shuffle: bool = False, num_workers: in
         drop_last=drop_last,
         persistent_workers=num_workers > 0,
     )
+
+
+def image_sizes(dataset) -> list[tuple[int, int]] | None:
+    """(height, width) of every item of ``dataset``, read from its COCO records (no image is decoded),
+    looking through ``Subset`` and other wrappers with a ``.dataset`` (e.g. :class:`PerImageSeeds`);
+    None when there are no COCO records to read.
+
+    These are the images' stored sizes: a transform that resizes every image alike (or crops to one
+    size) keeps images of one stored size at one size, so grouping by them is still right.
+    """
+    positions = range(len(dataset))  # item i of ``dataset`` is item positions[i] of the level below
+    level = dataset
+    while True:
+        if isinstance(level, Subset):
+            positions = [level.indices[i] for i in positions]
+        elif hasattr(level, "coco") and hasattr(level.coco, "images"):
+            records = level.coco.images
+            return [(int(records[i]["height"]), int(records[i]["width"])) for i in positions]
+        if not hasattr(level, "dataset"):
+            return None
+        level = level.dataset
+
+
+class SizeGroupedBatches(Sampler[list[int]]):
+    """Batches of ``batch_size`` indices whose images all have one size, for prediction at each image's size.
+
+    ``indices`` (a sampler such as :class:`segedu.engine.distributed.ShardSampler`, or a list: anything
+    that can be iterated again; default: every index in order) are grouped by the image size of :func:`image_sizes`, the sizes
+    in the order they first appear, each group in the order ``indices`` gives and cut into batches.
+    Every index comes exactly once; when all images have one size (the competition's data), the
+    batches are exactly those of sequential batching, so no score changes. Without COCO records to
+    read sizes from, the batches are sequential.
+    """
+
+    def __init__(self, dataset, batch_size: int, indices=None):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise SegeduError(f"batch_size must be a positive integer; got {batch_size!r}.")
+        self.batch_size = batch_size
+        self.indices = indices
+        self.length = len(dataset)
+        self.sizes = image_sizes(dataset)
+
+    def batches(self) -> list[list[int]]:
+        order = range(self.length) if self.indices is None else self.indices
+        groups: dict = {}  # size -> indices; dicts keep the order sizes first appear in
+        for index in order:
+            groups.setdefault(None if self.sizes is None else self.sizes[index], []).append(int(index))
+        return [group[start:start + self.batch_size] for group in groups.values()
+                for start in range(0, len(group), self.batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+def make_eval_loader(dataset, batch_size: int, num_workers: int = 0, indices=None) -> DataLoader:
+    """A DataLoader for prediction and scoring: batches of one image size (:class:`SizeGroupedBatches`
+    over ``indices``, default all in order) stacked by :func:`collate`, nothing shuffled.
+
+    Datasets whose images differ in size are then predicted (and scored against their original
+    masks) at each image's own size. ``loader.batch_sampler`` gives each batch's dataset indices, in
+    the loader's order: ``zip(loader.batch_sampler, loader)``.
+    """
+    return DataLoader(dataset, batch_sampler=SizeGroupedBatches(dataset, batch_size, indices),
+                      num_workers=num_workers, collate_fn=collate, persistent_workers=False)
+
+
+def in_order(items):
+    """``(index, value)`` pairs (e.g. per image of :func:`make_eval_loader`'s batches) again as
+    ``(index, value)``, by increasing index from 0: a value that comes early is held back until its
+    turn, so files are written in the annotation file's order whatever the batching."""
+    pending, turn = {}, 0
+    for index, value in items:
+        pending[int(index)] = value
+        while turn in pending:
+            yield turn, pending.pop(turn)
+            turn += 1
+    if pending:
+        raise SegeduError(f"in_order: index {turn} never came (the batches skipped it); every index of the "
+                          "dataset must be predicted once.")

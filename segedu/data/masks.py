@@ -45,7 +45,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -53,6 +52,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..errors import SegeduError
+from ..fileio import write_bytes_atomic  # noqa: F401 -- also imported from here
 from .classes import IGNORE_INDEX
 from .coco import CocoData
 
@@ -123,19 +124,6 @@ def cache_root(data_dir: Path) -> Path:
     return Path.home() / ".cache" / "segedu"
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class MaskCache:
     """Semantic masks of one annotation file, painted once and then read from PNG files.
 
@@ -180,9 +168,9 @@ def store_or_warn(folder: Path, path: Path, data: bytes, fallback: str) -> bool:
     """Write a cache file atomically; on failure warn once and return False (stop writing)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, data)
+        write_bytes_atomic(path, data, fsync=False)  # a damaged cache file is painted again
         return True
-    except OSError as exc:
+    except (OSError, SegeduError) as exc:  # SegeduError: a full disk, explained by segedu.fileio
         warnings.warn(f"segedu: cannot write the cache in {folder} ({exc}); {fallback} again each "
                       f"time. Set {CACHE_ENV} to a writable folder.", stacklevel=4)
         return False

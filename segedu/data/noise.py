@@ -282,7 +282,8 @@ def write_noisy(clean_file: str | Path, noisy_file: str | Path, spec: NoiseSpec)
     it as a training split (``train_split`` of a run, ``--train-split`` of ``segedu train``) with
     the dataset folder as ``data_dir``.
     """
-    from .masks import write_bytes_atomic
+    from ..fileio import write_bytes_atomic
+    from . import coco
 
     clean_file, noisy_file = Path(clean_file), Path(noisy_file)
     if clean_file.resolve() == noisy_file.resolve():
@@ -291,10 +292,15 @@ def write_noisy(clean_file: str | Path, noisy_file: str | Path, spec: NoiseSpec)
         clean = json.loads(clean_file.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as error:
         raise SegeduError(f"{clean_file}: cannot read it as a COCO annotation file ({error}).") from error
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(clean.get(key), list):
+    for key in ("images", "annotations", "categories"):  # a test file (no annotations) has no labels to corrupt
+        if isinstance(clean, dict) and not isinstance(clean.get(key), list):
             raise SegeduError(f"{clean_file}: a COCO annotation file needs a list '{key}'; it has "
                               f"{type(clean.get(key)).__name__}.")
+    # every record checked as the loaders check it (image files aside: only the labels are rewritten),
+    # so a malformed one is named here instead of failing inside the corruption
+    checked = coco.validate_data(clean, clean_file, check_images=False)
+    if not checked.ok:
+        raise checked.error()
     noisy, records = corrupt(clean, spec)
     corrupted = sorted({r["image_id"] for r in records})
     changed = {img["id"]: 0.0 for img in clean["images"]}

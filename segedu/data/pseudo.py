@@ -124,15 +124,17 @@ def _load(checkpoints, device, caller: str) -> tuple[list, list]:
 
 
 def _mean_probabilities(paths, loaded, images, batch_size: int):
-    """Per batch of ``images`` (a dataset), the mean softmax of the ``loaded`` checkpoints, each at its
-    own training size (:func:`segedu.inference.ensemble.ensemble_probabilities`)."""
+    """Per batch of ``images`` (a dataset; batches of one image size, so images of any size work):
+    the batch's dataset indices and the mean softmax of the ``loaded`` checkpoints, each at its own
+    training size (:func:`segedu.inference.ensemble.ensemble_probabilities`)."""
     from ..inference.ensemble import ensemble_probabilities, member_from
     from . import dataset
 
     members = [member_from(*checkpoint, name=str(path)) for path, checkpoint in zip(paths, loaded)]
     device = next(members[0].model.parameters()).device
-    for batch, _ in torch.utils.data.DataLoader(images, batch_size=batch_size, collate_fn=dataset.collate):
-        yield ensemble_probabilities(members, batch.to(device))
+    loader = dataset.make_eval_loader(images, batch_size)
+    for indices, (batch, _) in zip(loader.batch_sampler, loader):
+        yield indices, ensemble_probabilities(members, batch.to(device))
 
 
 def confidence_threshold(checkpoints: str | Path | Sequence[str | Path], data_dir: str | Path, keep_fraction: float,
@@ -150,7 +152,7 @@ def confidence_threshold(checkpoints: str | Path | Sequence[str | Path], data_di
     paths, loaded = _load(checkpoints, device, "confidence_threshold")
     unlabelled = dataset.CocoSegmentation(Path(data_dir), split, cache_images=False)
     confidence = torch.cat([p.max(dim=1).values.flatten().cpu()
-                            for p in _mean_probabilities(paths, loaded, unlabelled, batch_size)])
+                            for _, p in _mean_probabilities(paths, loaded, unlabelled, batch_size)])
     # the largest threshold t with P(confidence >= t) >= keep_fraction: the (1 - keep_fraction) quantile, exactly
     ordered = confidence.sort(descending=True).values
     return float(ordered[max(0, math.ceil(keep_fraction * len(ordered)) - 1)])
@@ -171,7 +173,7 @@ def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir
         device: where the models run (``auto``, ``cpu``, ``cuda``, or a ``torch.device``).
         train_split: the labelled images copied unchanged in front of the pseudo images
             (``train``, ``val``, a file), or None for the pseudo images alone.
-        batch_size: images per forward pass (images of one batch must have the same size).
+        batch_size: images per forward pass (images are batched by size, so any sizes work).
 
     Returns a :class:`PseudoLabelSummary`; raises SegeduError for checkpoints that disagree on
     the classes, a training split with other classes, or images in both splits.
@@ -179,7 +181,7 @@ def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir
     from ..engine.trainer import resolve_data_dir  # the engine imports segedu.data: import it late
     from . import coco, dataset
     from .convert import IGNORE_CATEGORY
-    from .masks import write_bytes_atomic
+    from ..fileio import write_bytes_atomic
 
     if mode not in MODES:
         raise SegeduError(f"unknown pseudo-label mode {mode!r}; choose one of {', '.join(MODES)}.")
@@ -222,39 +224,41 @@ def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir
     next_annotation = max((ann["id"] for ann in annotations), default=-1) + 1
 
     class_pixels = np.zeros(len(class_names), np.int64)
-    total = written = 0
-    index = 0
-    for probabilities in _mean_probabilities(paths, loaded, unlabelled, batch_size):
-        masks = pseudo_label_masks(probabilities, threshold, mode).cpu().numpy()
-        for mask in masks:
-            record = unlabelled.coco.images[index]
-            index += 1
-            total += mask.size
-            if (record["height"], record["width"]) != mask.shape:
-                raise SegeduError(f"{unlabelled.coco.image_path(record)} is {mask.shape[1]}x{mask.shape[0]} but "
-                                  f"{unlabelled.coco.ann_file} (image id {record['id']}) says "
-                                  f"{record['width']}x{record['height']}")
-            kept = mask != IGNORE_INDEX
-            if not kept.any():
-                continue
-            if record["file_name"] in taken:
-                raise SegeduError(f"{record['file_name']} is in both {split!r} and {train_split!r}; pseudo-label "
-                                  "images that are not in the training split.")
-            class_pixels += np.bincount(mask[kept].ravel(), minlength=len(class_names))[:len(class_names)]
-            image_id, written = next_image, written + 1
-            next_image += 1
-            images.append({**record, "id": image_id})
-            regions = [(cls, mask == cls, 0) for cls in np.unique(mask[kept]).tolist() if cls != 0]
-            if not kept.all():
-                regions.append((IGNORE_INDEX, ~kept, 1))
-            for cls, region, crowd in regions:
-                if cls != IGNORE_INDEX and cls not in category_of:
-                    raise SegeduError(f"class {class_names[cls]!r} has no category in the categories of "
-                                      f"{train_split or split!r}; add it to the file's categories.")
-                category = ignore_category if crowd else category_of[cls]
-                annotations.append({"id": next_annotation, "image_id": image_id, "category_id": category,
-                                    "iscrowd": crowd, **_rle_annotation(region)})
-                next_annotation += 1
+    total = written = predicted = 0
+
+    def per_image():
+        for indices, probabilities in _mean_probabilities(paths, loaded, unlabelled, batch_size):
+            yield from zip(indices, pseudo_label_masks(probabilities, threshold, mode).cpu().numpy())
+
+    for index, mask in dataset.in_order(per_image()):  # the split file's order, whatever the batching
+        record = unlabelled.coco.images[index]
+        predicted += 1
+        total += mask.size
+        if (record["height"], record["width"]) != mask.shape:
+            raise SegeduError(f"{unlabelled.coco.image_path(record)} is {mask.shape[1]}x{mask.shape[0]} but "
+                              f"{unlabelled.coco.ann_file} (image id {record['id']}) says "
+                              f"{record['width']}x{record['height']}")
+        kept = mask != IGNORE_INDEX
+        if not kept.any():
+            continue
+        if record["file_name"] in taken:
+            raise SegeduError(f"{record['file_name']} is in both {split!r} and {train_split!r}; pseudo-label "
+                              "images that are not in the training split.")
+        class_pixels += np.bincount(mask[kept].ravel(), minlength=len(class_names))[:len(class_names)]
+        image_id, written = next_image, written + 1
+        next_image += 1
+        images.append({**record, "id": image_id})
+        regions = [(cls, mask == cls, 0) for cls in np.unique(mask[kept]).tolist() if cls != 0]
+        if not kept.all():
+            regions.append((IGNORE_INDEX, ~kept, 1))
+        for cls, region, crowd in regions:
+            if cls != IGNORE_INDEX and cls not in category_of:
+                raise SegeduError(f"class {class_names[cls]!r} has no category in the categories of "
+                                  f"{train_split or split!r}; add it to the file's categories.")
+            category = ignore_category if crowd else category_of[cls]
+            annotations.append({"id": next_annotation, "image_id": image_id, "category_id": category,
+                                "iscrowd": crowd, **_rle_annotation(region)})
+            next_annotation += 1
 
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +271,6 @@ def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir
     coco.load(out_json, images_dir=root, check_images=False)  # what was written reads back, or a clear error
     return PseudoLabelSummary(
         path=out_json, checkpoints=[str(p) for p in paths], split=str(split), threshold=threshold, mode=mode,
-        train_images=train_images, predicted_images=index, images=written,
+        train_images=train_images, predicted_images=predicted, images=written,
         kept_fraction=float(class_pixels.sum() / total) if total else 0.0,
         class_pixels={name: int(n) for name, n in zip(class_names, class_pixels)})

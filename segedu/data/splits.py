@@ -20,13 +20,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ..errors import SegeduError
+from ..fileio import write_json_atomic
 
 Split = tuple[list[int], list[int]]
 METHODS = ("holdout", "kfold", "stratified", "group")
@@ -204,19 +204,6 @@ class SplitFiles:
     worst_class: str | None
 
 
-def write_json_atomic(obj, path: Path) -> None:
-    """Write JSON to a temp file in the same folder, then rename it over ``path`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def subset(coco: dict, image_ids: list[int]) -> dict:
     """The COCO dict restricted to ``image_ids`` and their annotations; other keys are kept."""
     keep = set(image_ids)
@@ -228,16 +215,26 @@ def subset(coco: dict, image_ids: list[int]) -> dict:
 
 
 def _load(annotation: str | os.PathLike) -> dict:
+    """The file, validated as every loader does (:func:`segedu.data.coco.validate_data`): a malformed
+    record is named here rather than failing later in training. Image files are not opened: a split
+    only copies records, and ``file_name`` is relative to the dataset folder, not necessarily to this file's."""
+    from . import coco as coco_checks
+
     path = Path(annotation)
     if not path.is_file():
         raise SegeduError(f"{path}: no such annotation file; pass the COCO JSON holding every training "
                           "image (e.g. DATA_DIR/train_all.json).")
     try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
+        coco = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SegeduError(f"{path}: not valid JSON ({exc}); check the file with `segedu validate-coco`.") from exc
+    except OSError as exc:
+        raise SegeduError(f"{path}: cannot read it ({exc.strerror or exc}); check the file's permissions.") from exc
     if not isinstance(coco, dict) or not coco.get("images"):
         raise SegeduError(f"{path}: no 'images' list; a COCO file to split needs images and annotations.")
+    report = coco_checks.validate_data(coco, path, check_images=False)
+    if not report.ok:
+        raise report.error()
     return coco
 
 
@@ -270,8 +267,8 @@ def write_splits(annotation: str | os.PathLike, out: str | os.PathLike, method: 
     for k, (train_ids, val_ids) in enumerate(make_splits(coco, method, folds, val_fraction, seed)):
         prefix = "" if method == "holdout" else f"fold{k}_"
         train_path, val_path = out / f"{prefix}train.json", out / f"{prefix}val.json"
-        write_json_atomic(subset(coco, train_ids), train_path)
-        write_json_atomic(subset(coco, val_ids), val_path)
+        write_json_atomic(train_path, subset(coco, train_ids))
+        write_json_atomic(val_path, subset(coco, val_ids))
         deviation, worst = presence_deviation(coco, val_ids)
         written.append(SplitFiles(None if method == "holdout" else k, train_path, val_path, len(train_ids),
                                   len(val_ids), deviation, names.get(worst) if worst is not None else None))

@@ -25,9 +25,11 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
+from albumentations.augmentations.geometric import functional as fgeometric
 
 from .. import profiles
 from ..errors import SegeduError
+from . import sizes
 from .classes import IGNORE_INDEX
 
 #: Named augmentations of the course; :func:`augmentation` builds each by name.
@@ -44,9 +46,52 @@ AUGMENTATIONS: dict[str, str] = {
 CROPS = ("scale", "crop_non_empty")
 
 
-def image_size(profile: profiles.Profile | str) -> int:
-    """Side of the square training crop of ``profile`` (a :class:`~segedu.profiles.Profile` or its name)."""
-    return (profile if isinstance(profile, profiles.Profile) else profiles.get(profile)).image_size
+def image_size(profile: profiles.Profile | str) -> int | tuple[int, int]:
+    """The ``image_size`` of ``profile`` (a :class:`~segedu.profiles.Profile` or its name): an int, the
+    side of the square training crop and the short side images are resized to, or an (H, W) pair
+    (see :mod:`segedu.data.sizes`)."""
+    size = (profile if isinstance(profile, profiles.Profile) else profiles.get(profile)).image_size
+    return sizes.check_size(size)
+
+
+def crop_hw(profile: profiles.Profile | str) -> tuple[int, int]:
+    """(height, width) of ``profile``'s training crop: ``image_size`` x ``image_size``, or the (H, W) pair."""
+    return sizes.crop_size(image_size(profile))
+
+
+class ResizeShortSide(A.DualTransform):
+    """Resize to :func:`segedu.data.sizes.model_input_size`: the short side to ``size`` keeping the
+    aspect ratio (an int), or to exactly ``size`` (an (H, W) pair), as prediction resizes.
+
+    The resampling is ``A.Resize``'s (the same cv2 call and the same choice of area averaging when
+    shrinking), so a square image comes out bit for bit as ``A.Resize(size, size)`` made it.
+    """
+
+    def __init__(self, size, interpolation: int = cv2.INTER_LINEAR, mask_interpolation: int = cv2.INTER_NEAREST,
+                 area_for_downscale: str | None = None, p: float = 1.0):
+        super().__init__(p=p)
+        self.size = sizes.check_size(size)
+        self.interpolation = interpolation
+        self.mask_interpolation = mask_interpolation
+        self.area_for_downscale = area_for_downscale
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "interpolation", "mask_interpolation", "area_for_downscale")
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        return {"target_hw": sizes.model_input_size(params["shape"][:2], self.size)}
+
+    def _resize(self, array: np.ndarray, target_hw, interpolation: int, area: bool) -> np.ndarray:
+        height, width = array.shape[:2]
+        if area and (target_hw[0] < height or target_hw[1] < width):  # A.Resize's rule
+            interpolation = cv2.INTER_AREA
+        return fgeometric.resize(array, tuple(target_hw), interpolation=interpolation)
+
+    def apply(self, img: np.ndarray, target_hw=None, **params: Any) -> np.ndarray:
+        return self._resize(img, target_hw, self.interpolation, self.area_for_downscale in ("image", "image_mask"))
+
+    def apply_to_mask(self, mask: np.ndarray, target_hw=None, **params: Any) -> np.ndarray:
+        return self._resize(mask, target_hw, self.mask_interpolation, self.area_for_downscale == "image_mask")
 
 
 class UNetElastic(A.DualTransform):
@@ -110,12 +155,19 @@ def augmentation(name: str, profile: profiles.Profile | str, **overrides: Any) -
     ``A.CropNonEmptyMaskIfExists``), e.g. ``augmentation("cutout", profile, fill_mask=IGNORE_INDEX)``.
     Dropouts ("cutout", "gridmask") keep the mask under a dropped region by default, so the model
     must still label what it cannot see; ``fill_mask=IGNORE_INDEX`` instead removes those pixels
-    from the loss. Pixel sizes are for an ``image_size`` input (they run after the training crop).
+    from the loss. Pixel sizes are for an ``image_size`` input (they run after the training crop):
+    crops are ``image_size`` x ``image_size`` for an int, H x W for an (H, W) pair, whose short side
+    then sets the pixel sizes.
     """
-    size = image_size(profile)
+    height, width = crop_hw(profile)
+    size = min(height, width)  # what pixel sizes scale with: the crop's side (its short side for a pair)
     if name == "scale":
+        # ratio is the crop region's width / height before the resize: centred on the output's aspect,
+        # so a (H, W) crop is not stretched on average (for a square crop, the usual 3/4 .. 4/3)
+        aspect = width / height
         return A.RandomResizedCrop(**{
-            "size": (size, size), "scale": (0.25, 1.0), "ratio": (3 / 4, 4 / 3),
+            "size": (height, width), "scale": (0.25, 1.0),
+            "ratio": (3 / 4, 4 / 3) if height == width else (3 / 4 * aspect, 4 / 3 * aspect),
             "interpolation": cv2.INTER_LINEAR, "mask_interpolation": cv2.INTER_NEAREST,
             "area_for_downscale": "image", **overrides,
         })
@@ -123,9 +175,9 @@ def augmentation(name: str, profile: profiles.Profile | str, **overrides: Any) -
         # Pad first so smaller images work too; padding is unlabelled, and (like the background)
         # never chosen as the object pixel the crop must contain.
         return A.Sequential([
-            A.PadIfNeeded(min_height=size, min_width=size, border_mode=cv2.BORDER_CONSTANT,
+            A.PadIfNeeded(min_height=height, min_width=width, border_mode=cv2.BORDER_CONSTANT,
                           fill=0, fill_mask=IGNORE_INDEX),
-            A.CropNonEmptyMaskIfExists(**{"height": size, "width": size,
+            A.CropNonEmptyMaskIfExists(**{"height": height, "width": width,
                                           "ignore_values": [0, IGNORE_INDEX], **overrides}),
         ], p=1.0)
     if name == "flip":
@@ -161,7 +213,8 @@ def train_transform(profile: profiles.Profile | str, extra: Iterable[str | A.Bas
                     crop: str = "scale", seed: int = 0) -> A.Compose:
     """Training pipeline: ``crop`` (one of :data:`CROPS`) to image_size, horizontal flip, mild colour
     jitter, then ``extra`` (augmentation names or albumentations transforms), which therefore see
-    image_size x image_size inputs."""
+    image_size x image_size inputs (H x W for an (H, W) image_size): every batch has one size,
+    whatever the images' sizes and shapes."""
     if crop not in CROPS:
         raise SegeduError(f"crop={crop!r} is not a cropping augmentation; use one of {', '.join(CROPS)}.")
     extra = list(extra)
@@ -169,7 +222,8 @@ def train_transform(profile: profiles.Profile | str, extra: Iterable[str | A.Bas
     if misplaced:
         raise SegeduError(
             f"{misplaced[0]!r} sets the output size and would run after the crop to image_size "
-            f"(doing nothing); pass it as train_transform(..., crop={misplaced[0]!r}) instead."
+            f"(doing nothing); pass it as train_transform(..., crop={misplaced[0]!r}) instead (in a shell: "
+            f"segedu train --crop {misplaced[0]})."
         )
     steps = [augmentation(crop, profile), augmentation("flip", profile), augmentation("colour", profile)]
     steps += [augmentation(step, profile) if isinstance(step, str) else step for step in extra]
@@ -177,11 +231,12 @@ def train_transform(profile: profiles.Profile | str, extra: Iterable[str | A.Bas
 
 
 def val_transform(profile: profiles.Profile | str) -> A.Compose:
-    """Validation pipeline: resize to image_size x image_size (area averaging when shrinking the
-    image, nearest neighbour for the mask), nothing random."""
-    size = image_size(profile)
-    return _pipeline([A.Resize(size, size, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
-                               area_for_downscale="image")], seed=0)
+    """Validation pipeline: resize as prediction does (:class:`ResizeShortSide`: the short side to an int
+    image_size keeping the aspect ratio, so a square image becomes image_size x image_size; an
+    (H, W) image_size exactly), area averaging when shrinking the image, nearest neighbour for the
+    mask; nothing random."""
+    return _pipeline([ResizeShortSide(image_size(profile), interpolation=cv2.INTER_LINEAR,
+                                      mask_interpolation=cv2.INTER_NEAREST, area_for_downscale="image")], seed=0)
 
 
 def test_transform(profile: profiles.Profile | str) -> A.Compose:

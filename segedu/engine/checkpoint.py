@@ -7,15 +7,14 @@ optimiser step, plus the run's config and the model's identity (name, class coun
 """
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import SegeduError
+from ..fileio import write_atomic
 
 
 def rng_state() -> dict:
@@ -34,19 +33,9 @@ def set_rng_state(state: dict) -> None:
 
 
 def save(path: Path, payload: dict) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``
+    (:func:`segedu.fileio.write_atomic`: a full disk is a SegeduError, never half a checkpoint)."""
+    write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def load(path: Path, map_location="cpu") -> dict:

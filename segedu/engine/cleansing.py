@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..data import IGNORE_INDEX, dataset
 from ..errors import SegeduError
@@ -56,7 +55,8 @@ def _members(checkpoints, device):
 
 
 def _probabilities(members, data_dir, split, batch_size: int):
-    """(dataset, iterator of (mean probabilities (B, C, H, W), labels (B, H, W))) over ``split``."""
+    """(dataset, iterator of (dataset indices, mean probabilities (B, C, H, W), labels (B, H, W))) over
+    ``split``, in batches of one image size (:func:`segedu.data.dataset.make_eval_loader`)."""
     from ..inference.ensemble import ensemble_probabilities
 
     images = dataset.CocoSegmentation(Path(data_dir), str(split), cache_images=False)
@@ -66,8 +66,9 @@ def _probabilities(members, data_dir, split, batch_size: int):
     device = next(members[0].model.parameters()).device
 
     def batches():
-        for batch, labels in DataLoader(images, batch_size=batch_size, collate_fn=dataset.collate):
-            yield ensemble_probabilities(members, batch.to(device)).cpu(), labels
+        loader = dataset.make_eval_loader(images, batch_size)
+        for indices, (batch, labels) in zip(loader.batch_sampler, loader):
+            yield indices, ensemble_probabilities(members, batch.to(device)).cpu(), labels
 
     return images, batches()
 
@@ -80,20 +81,19 @@ def image_scores(checkpoints, data_dir: str | Path, split: str | Path,
     or :class:`~segedu.inference.ensemble.Member` objects, one or several."""
     members = _members(checkpoints, device)
     images, batches = _probabilities(members, data_dir, split, batch_size)
-    scores, index = [], 0
-    for probs, labels in batches:
+    scores = {}
+    for indices, probs, labels in batches:
         valid = labels != IGNORE_INDEX
         safe = torch.where(valid, labels, 0)
         log_p = probs.clamp_min(1e-12).log().gather(1, safe.unsqueeze(1)).squeeze(1)
         wrong = probs.argmax(1) != labels
-        for b in range(len(labels)):
+        for b, index in enumerate(indices):
             record = images.coco.images[index]
-            index += 1
             n = int(valid[b].sum())
-            scores.append(ImageScore(int(record["id"]), record["file_name"],
-                                     float(-(log_p[b][valid[b]]).mean()) if n else 0.0,
-                                     float((wrong[b] & valid[b]).sum() / n) if n else 0.0, n))
-    return scores
+            scores[index] = ImageScore(int(record["id"]), record["file_name"],
+                                       float(-(log_p[b][valid[b]]).mean()) if n else 0.0,
+                                       float((wrong[b] & valid[b]).sum() / n) if n else 0.0, n)
+    return [scores[index] for index in sorted(scores)]  # file order, whatever the batching
 
 
 def rank(scores: Sequence[ImageScore], by: str = "loss") -> list[int]:
@@ -129,7 +129,7 @@ def relabel(checkpoints, data_dir: str | Path, split: str | Path,
     """
     from ..data import coco
     from ..data.convert import IGNORE_CATEGORY
-    from ..data.masks import write_bytes_atomic
+    from ..fileio import write_bytes_atomic
     from ..data.pseudo import _rle_annotation
 
     if not 0.0 < keep_fraction <= 1.0:
@@ -137,8 +137,8 @@ def relabel(checkpoints, data_dir: str | Path, split: str | Path,
     members = _members(checkpoints, device)
     images, batches = _probabilities(members, data_dir, split, batch_size)
     # kept compactly: the confidence, the predicted class and the label as uint8 (void is 255)
-    collected = [(*probs.max(1), labels.to(torch.uint8)) for probs, labels in batches]
-    confidence = torch.cat([values[labels != IGNORE_INDEX] for values, _, labels in collected])
+    collected = [(indices, *probs.max(1), labels.to(torch.uint8)) for indices, probs, labels in batches]
+    confidence = torch.cat([values[labels != IGNORE_INDEX] for _, values, _, labels in collected])
     if confidence.numel() == 0:
         raise SegeduError(f"{images.coco.ann_file} has no labelled pixels to relabel.")
     ordered = confidence.sort(descending=True).values
@@ -152,23 +152,25 @@ def relabel(checkpoints, data_dir: str | Path, split: str | Path,
     ignore_category = void[0] if void else max(c["id"] for c in categories) + 1
     if not void:
         categories.append({"id": ignore_category, "name": IGNORE_CATEGORY, "supercategory": ""})
-    annotations, changed, total, index = [], 0, 0, 0
-    for values, classes, labels in collected:
-        new = torch.where((values >= threshold) & (labels != IGNORE_INDEX), classes.to(torch.uint8), labels).numpy()
+    annotations, changed, total = [], 0, 0
+    # image by image in the file's order (batches hold one image size each, so they may come in another)
+    for index, batch, b in sorted((index, batch, b) for batch, (indices, *_) in enumerate(collected)
+                                  for b, index in enumerate(indices)):
+        _, values, classes, labels = collected[batch]
+        values, classes, labels = values[b], classes[b], labels[b]
+        mask = torch.where((values >= threshold) & (labels != IGNORE_INDEX), classes.to(torch.uint8), labels).numpy()
         old = labels.numpy()
         valid = old != IGNORE_INDEX
-        changed += int((new != old)[valid].sum())
+        changed += int((mask != old)[valid].sum())
         total += int(valid.sum())
-        for mask in new:
-            record = images.coco.images[index]
-            index += 1
-            for cls in np.unique(mask).tolist():
-                if cls == 0:
-                    continue
-                crowd = cls == IGNORE_INDEX
-                annotations.append({"id": len(annotations), "image_id": record["id"],
-                                    "category_id": ignore_category if crowd else category_of[cls],
-                                    "iscrowd": int(crowd), **_rle_annotation(mask == cls)})
+        record = images.coco.images[index]
+        for cls in np.unique(mask).tolist():
+            if cls == 0:
+                continue
+            crowd = cls == IGNORE_INDEX
+            annotations.append({"id": len(annotations), "image_id": record["id"],
+                                "category_id": ignore_category if crowd else category_of[cls],
+                                "iscrowd": int(crowd), **_rle_annotation(mask == cls)})
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
     info = {"description": "labels corrected by segedu.engine.cleansing.relabel", "source": str(images.coco.ann_file),

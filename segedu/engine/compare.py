@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from .. import metrics, models
 from ..data import IGNORE_INDEX, dataset, masks
@@ -188,7 +187,7 @@ def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str
     :func:`segedu.inference.crf.refine`); its time counts in ``images_per_s``.
     """
     data = dataset.CocoSegmentation(data_dir, split)
-    loader = DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate)
+    loader = dataset.make_eval_loader(data, batch_size)  # batches of one size: any image shape
     out = {}
     for label, run_dir in run_dirs.items():
         model, config, payload = load_model(run_dir, device)
@@ -248,7 +247,7 @@ def score_inference(groups: dict[str, list], data_dir: str | Path, split: str = 
 
     options = options or pipeline.InferenceOptions()
     data = dataset.CocoSegmentation(data_dir, split)
-    loader = DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate)
+    loader = dataset.make_eval_loader(data, batch_size)  # batches of one size: any image shape
     out = {}
     for label, items in groups.items():
         key_file = None

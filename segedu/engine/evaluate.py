@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from .. import env, metrics, models
 from ..data import IGNORE_INDEX, dataset
@@ -72,6 +71,10 @@ def evaluate(path: str | Path, data_dir: str | None = None, split: str = "val", 
              overlap: float = 0.5, weighting: str = "gaussian", crf: bool = False, ensemble=()) -> dict:
     """Score a checkpoint on a labelled split at the images' resolution; write ``out`` (JSON) if given.
 
+    Images of any size and shape are batched by size and predicted at their own aspect ratio
+    (the training ``image_size`` is their short side, or an exact (H, W)); every labelled pixel of
+    the original masks is scored once.
+
     Returns the scores with per-class IoU, the confusion matrix (rows: truth, columns: prediction)
     and the class names. The keyword-only options switch on the inference tricks of
     :mod:`segedu.inference.pipeline` (``tta``: a :class:`~segedu.inference.tta.TTA` or flip names;
@@ -87,7 +90,7 @@ def evaluate(path: str | Path, data_dir: str | None = None, split: str = "val", 
     if data.is_test:
         raise SegeduError(f"{data.coco.ann_file} has no annotations; evaluate needs a labelled split (val, train).")
     scores = metrics.SegMetrics(payload["num_classes"], ignore_index=IGNORE_INDEX)
-    loader = DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate)
+    loader = dataset.make_eval_loader(data, batch_size)  # batches of one size: any image shape
     members = _members(path, options, model, config, payload)
     for images, masks in loader:
         images, masks = images.to(dev), masks.to(dev)
@@ -109,6 +112,9 @@ def predict(path: str | Path, out: str | Path, data_dir: str | None = None, spli
             overlap: float = 0.5, weighting: str = "gaussian", crf: bool = False, ensemble=()) -> Path:
     """Write the submission CSV for ``split`` (default: test.json) from a checkpoint.
 
+    Each image is predicted at its own aspect ratio (images batched by size); only its class map
+    is resampled to the submission's 256 x 256 grid (:func:`segedu.inference.submission.downsample`).
+
     The keyword-only options are :func:`evaluate`'s (TTA, sliding window, CRF, ensemble).
     """
     from ..inference.pipeline import predict_classes
@@ -122,7 +128,7 @@ def predict(path: str | Path, out: str | Path, data_dir: str | None = None, spli
                           "images (test.json). To score a labelled split use `segedu evaluate`.")
     rows = {}
     members = _members(path, options, model, config, payload)
-    for images, names in DataLoader(data, batch_size=batch_size, collate_fn=dataset.collate):
+    for images, names in dataset.make_eval_loader(data, batch_size):
         preds = predict_classes(members, images.to(dev), options)
         rows.update({name: submission.downsample(p) for name, p in zip(names, preds)})
     return submission.write(out, rows, data.coco.ann_file, payload["num_classes"])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import env
 from ..errors import SegeduError
+from ..fileio import write_json_atomic
 
 
 def jsonable(value):
@@ -32,9 +33,8 @@ def jsonable(value):
 
 
 def write_json(path: Path, obj) -> None:
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-    tmp.write_text(json.dumps(jsonable(obj), indent=2) + "\n")
-    os.replace(tmp, path)
+    """``obj`` as indented JSON, written atomically (:mod:`segedu.fileio`); NaN becomes null."""
+    write_json_atomic(path, jsonable(obj), indent=2)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

@@ -85,7 +85,7 @@ def _progress(iterable, total: int, desc: str):
 
 
 @torch.no_grad()
-def evaluate_model(model, loader, num_classes: int, device, size: int | None, dtype=None,
+def evaluate_model(model, loader, num_classes: int, device, size: int | tuple[int, int] | None, dtype=None,
                    channels_last: bool = False, per_image: bool = False) -> dict:
     """Scores of ``model`` on ``loader``'s labelled images, at the images' own resolution.
 
@@ -264,9 +264,10 @@ class Trainer:
                           generator=torch.Generator().manual_seed(seed), worker_init_fn=dataset.seed_worker)
 
     def _val_loader(self) -> DataLoader:
+        """This process's validation images (its shard, in a distributed run) in batches of one size:
+        each image is predicted at its own aspect ratio and scored against its original mask."""
         shard = distributed.ShardSampler(len(self.val_data)) if self.distributed else None
-        return DataLoader(self.val_data, batch_size=self.config.batch_size, shuffle=False, sampler=shard,
-                          num_workers=self.config.num_workers, collate_fn=dataset.collate)
+        return dataset.make_eval_loader(self.val_data, self.config.batch_size, self.config.num_workers, indices=shard)
 
     # ----------------------------------------------------------------------- one micro-batch
     def _loss(self, output, target) -> torch.Tensor:

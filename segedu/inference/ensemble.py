@@ -4,8 +4,9 @@ The usual competition ensembles -- the K models of a K-fold split, the same reci
 seeds, snapshots of one run at several epochs, one model at several input sizes -- are all the same
 operation: average the members' class probabilities pixel by pixel, then take the argmax. Each
 member keeps its own input ``size`` (the size it was trained at, or a different one for a resize
-ensemble), so members trained at different resolutions can be mixed; every member's output is
-brought to the image's size before averaging.
+ensemble; an int is the short side of the image, its aspect ratio kept, an (H, W) pair is exact:
+:func:`segedu.inference.predict.model_input_size`), so members trained at different resolutions
+can be mixed; every member's output is brought to the image's size before averaging.
 
 Probabilities, not logits, are averaged: each member's vote is then bounded (a pixel's
 probabilities sum to 1), so one over-confident member with large logits cannot overrule the rest,
@@ -30,13 +31,15 @@ from .predict import predict_logits
 class Member:
     """One model of an ensemble and how to run it.
 
-    ``size``: the model's square input size (None: the image's own size); ``amp_dtype``: autocast
+    ``size``: the model's input size, an int for the image's short side (its aspect ratio kept; a
+    square image runs at ``size`` x ``size``), an (H, W) pair, or None for the image's own size
+    (:func:`segedu.inference.predict.model_input_size`); ``amp_dtype``: autocast
     dtype (None: full precision); ``name``: how messages refer to it (the checkpoint's path);
     ``num_classes`` and ``class_names``: from the checkpoint, checked across members when known.
     """
 
     model: torch.nn.Module
-    size: int | None = None
+    size: int | tuple[int, int] | None = None
     amp_dtype: torch.dtype | None = None
     name: str = "model"
     num_classes: int | None = None
@@ -73,10 +76,11 @@ def check_members(members: Sequence[Member]) -> None:
 def member_from(model, config, payload: dict, name: str) -> Member:
     """The :class:`Member` of a loaded checkpoint (``segedu.engine.load_model``'s model, config and
     payload): run at its training ``image_size`` with its training autocast setting."""
+    from ..data.sizes import check_size
     from ..engine.trainer import amp_dtype  # lazy: the engine imports this package
 
     dev = next(model.parameters()).device
-    return Member(model, config.image_size, amp_dtype(config.amp, dev), name=name,
+    return Member(model, check_size(config.image_size), amp_dtype(config.amp, dev), name=name,
                   num_classes=payload["num_classes"], class_names=tuple(payload.get("class_names") or ()) or None)
 
 

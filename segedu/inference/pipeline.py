@@ -4,10 +4,11 @@
 :func:`predict_classes` apply them to a batch of [0, 1] images. The order is fixed:
 
 1. for each ensemble member, for each TTA view (flip x scale, :mod:`.tta`), the model runs either on
-   the whole view resized to the member's training size (what :func:`.predict.predict_logits` does)
-   or, with ``sliding_window``, window by window at the view's own resolution (:mod:`.sliding`);
-   a TTA scale then rescales the view before the windows are laid out, as mmsegmentation's
-   multi-scale ``slide`` inference does;
+   the whole view resized to the member's training size (what :func:`.predict.predict_logits` does:
+   an int size is the view's short side, its aspect ratio kept, an (H, W) pair is exact) or, with
+   ``sliding_window``, window by window at the view's own resolution (:mod:`.sliding`); a TTA
+   scale then rescales the view before the windows are laid out, as mmsegmentation's multi-scale
+   ``slide`` inference does;
 2. the member's views are merged (``tta.merge``), giving the member's probabilities;
 3. the members' probabilities are averaged (:mod:`.ensemble`);
 4. the DenseCRF (:mod:`.crf`), last, on the CPU, refines each image's averaged probabilities.

@@ -1,9 +1,10 @@
 """From images to class maps: input normalisation, resizing to the training size and back.
 
-Models see images resized to the size they were trained at (``image_size``), normalised with
-the ImageNet mean and standard deviation (what torchvision's pretrained backbones expect); their
-logits are upsampled bilinearly back to the image's own size, so scores are computed against
-the original masks, as the competition does.
+Models see images resized to the size they were trained at (``image_size``: an int is the short
+side, the aspect ratio kept; an (H, W) pair is exact; see :func:`model_input_size`), normalised
+with the ImageNet mean and standard deviation (what torchvision's pretrained backbones expect);
+their logits are upsampled bilinearly back to the image's own size, so scores are computed
+against the original masks, as the competition does.
 """
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from ..data.sizes import model_input_size
 from ..models import main_output
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "autocast", "model_input_size", "normalize", "predict_logits",
+           "resized_forward"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -57,6 +62,9 @@ def predict_logits(model, images: torch.Tensor, size: int | None = None, amp_dty
                    channels_last: bool = False) -> torch.Tensor:
     """Logits (B, C, H, W) at the images' own size, for [0, 1] images (B, 3, H, W).
 
-    With ``size``, the images are resized to ``size`` x ``size`` for the model and the logits resized back.
+    With ``size``, the images are resized to :func:`model_input_size` for the model (an int: the
+    short side, the aspect ratio kept, so a square image becomes ``size`` x ``size``; an (H, W)
+    pair: that size) and the logits resized back.
     """
-    return resized_forward(model, normalize(images), None if size is None else (size, size), amp_dtype, channels_last)
+    input_hw = None if size is None else model_input_size(images.shape[-2:], size)
+    return resized_forward(model, normalize(images), input_hw, amp_dtype, channels_last)

@@ -29,8 +29,7 @@ import math
 import torch
 
 from ..errors import SegeduError
-from .predict import normalize
-from .predict import resized_forward
+from .predict import model_input_size, normalize, resized_forward
 
 WEIGHTINGS = ("uniform", "gaussian")
 #: nnU-Net's sigma of the Gaussian importance map, as a fraction of the window size
@@ -89,9 +88,11 @@ def sliding_window_logits(model, images: torch.Tensor, window, overlap: float = 
 
     ``window``: the window's side in image pixels (or a (height, width) pair); ``overlap``: the least
     fraction of a window that neighbours share, in [0, 1); ``weighting``: ``gaussian`` or
-    ``uniform`` (module docstring). ``size``: the model's input size for a full window (each crop is
-    resized by ``size / window`` and its logits resized back); None runs the model on the crop as it
-    is. ``batch_size`` windows (from any of the images) go through the model per forward pass.
+    ``uniform`` (module docstring). ``size``: the model's input size for a full window, as
+    :func:`~segedu.inference.predict.model_input_size` reads it (an int: the window's short side,
+    its aspect ratio kept; an (H, W) pair: exact); each crop is resized by that size over the
+    window and its logits resized back; None runs the model on the crop as it is. ``batch_size``
+    windows (from any of the images) go through the model per forward pass.
     Windows larger than the image are clamped to it (one window along that axis).
     """
     check_options(window, overlap, weighting, size, batch_size)
@@ -101,7 +102,8 @@ def sliding_window_logits(model, images: torch.Tensor, window, overlap: float = 
     if size is None:
         input_hw = None
     else:
-        sh, sw = _pair(size, "the sliding window's model input size")
+        _pair(size, "the sliding window's model input size")
+        sh, sw = model_input_size((wh, ww), size)  # an int: the window's short side, as for whole images
         input_hw = (max(1, round(ch * sh / wh)), max(1, round(cw * sw / ww)))
     ys, xs = window_starts(h, ch, overlap), window_starts(w, cw, overlap)
     weights = window_weights(ch, cw, weighting, images.device)

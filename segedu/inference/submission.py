@@ -10,8 +10,8 @@ temporary file and renamed, so a failed run never leaves half a submission.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,20 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import SegeduError
+from ..fileio import write_atomic
 
 SUBMISSION_SIZE = 256
 HEADER = ("image_id", "PredictionString")
 
 
 def downsample(prediction: torch.Tensor, size: int = SUBMISSION_SIZE) -> np.ndarray:
-    """(H, W) class map -> (size, size) uint8 by nearest-neighbour sampling."""
+    """(H, W) class map -> (size, size) uint8 by nearest-neighbour sampling.
+
+    The competition's format is a square 256 x 256 grid per image, so a non-square image's class
+    map is resampled to it here, and only here: the model has already predicted it at the image's
+    own aspect ratio (:func:`segedu.inference.predict.model_input_size`), and only the finished
+    class map is squeezed into the format's grid.
+    """
     pred = prediction.to(torch.float32)[None, None]
     return F.interpolate(pred, size=(size, size), mode="nearest")[0, 0].to(torch.uint8).cpu().numpy()
 
@@ -42,20 +49,18 @@ def write(path: str | Path, rows: dict[str, np.ndarray], test_json: str | Path, 
     missing = [name for name in order if name not in rows]
     if missing:
         raise SegeduError(f"no prediction for {len(missing)} test image(s) of {test_json}, e.g. {missing[0]}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        out = csv.writer(f)
+
+    def write_rows(f) -> None:
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        out = csv.writer(text)
         out.writerow(HEADER)
         for name in order:
             out.writerow((name, " ".join(map(str, rows[name].reshape(-1).tolist()))))
-    try:
-        validate(tmp, test_json, num_classes)
-    except SegeduError:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-    return path
+        text.flush()
+        text.detach()  # leave the binary file to write_atomic
+
+    # validated before the rename: a failed check leaves no file, and an old submission untouched
+    return write_atomic(path, write_rows, check=lambda tmp: validate(tmp, test_json, num_classes))
 
 
 def validate(path: str | Path, test_json: str | Path, num_classes: int = 11) -> int:

@@ -10,10 +10,12 @@ and what the ``ttach`` library's ``SegmentationTTAWrapper`` and mmsegmentation's
 
 Views. ``flips`` picks from ``none``, ``hflip`` (left-right), ``vflip`` (up-down) and ``hvflip``
 (both, i.e. a 180-degree rotation); each view's output is flipped back before averaging.
-``scales`` multiply the model's input size: ``size * scale`` (square) when ``size`` is given,
-otherwise the image's own height and width times ``scale``; every view's logits are resized back
-to the image's size. All flip views of one scale go through the model in **one** forward pass,
-concatenated along the batch axis, so ``k`` flips cost about ``k`` images' compute and one call.
+``scales`` multiply the model's input size: the training size of the image
+(:func:`segedu.inference.predict.model_input_size`: an int ``size`` is the short side, the aspect
+ratio kept) times ``scale`` when ``size`` is given, otherwise the image's own height and width
+times ``scale``; every view's logits are resized back to the image's size. All flip views of one
+scale go through the model in **one** forward pass, concatenated along the batch axis, so ``k``
+flips cost about ``k`` images' compute and one call.
 
 Merging and the returned convention. ``merge="prob"`` averages the views' softmax probabilities;
 ``merge="logit"`` averages their logits (ttach's ``merge_mode="mean"``). Either way the result is
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import SegeduError
-from .predict import normalize, resized_forward
+from .predict import model_input_size, normalize, resized_forward
 
 #: flip name -> the tensor dims it reverses (a flip is its own inverse, so undoing is the same call)
 FLIPS = {"none": (), "hflip": (-1,), "vflip": (-2,), "hvflip": (-2, -1)}
@@ -96,9 +98,10 @@ def flip(x: torch.Tensor, name: str) -> torch.Tensor:
     return x.flip(dims) if dims else x
 
 
-def input_size(image_hw: tuple[int, int], size: int | None, scale: float) -> tuple[int, int]:
-    """The model's input (height, width) for one scale: ``size * scale`` square, or the image's size times ``scale``."""
-    base = (size, size) if size is not None else image_hw
+def input_size(image_hw: tuple[int, int], size, scale: float) -> tuple[int, int]:
+    """The model's input (height, width) for one scale: ``model_input_size(image_hw, size)`` times ``scale``
+    (``size`` x ``size`` times ``scale`` for a square image and an int ``size``)."""
+    base = model_input_size(image_hw, size)
     hw = tuple(int(round(b * scale)) for b in base)
     if min(hw) < 1:
         raise SegeduError(f"TTA scale {scale} makes the model input {hw[0]} x {hw[1]} pixels from {base[0]} x "
@@ -117,9 +120,9 @@ def merge_views(views: Sequence[torch.Tensor], merge: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def tta_logits(model, images: torch.Tensor, size: int | None = None, flips: Sequence[str] = ("none", "hflip"),
-               scales: Sequence[float] = (1.0,), merge: str = "prob", amp_dtype: torch.dtype | None = None,
-               channels_last: bool = False,
+def tta_logits(model, images: torch.Tensor, size: int | tuple[int, int] | None = None,
+               flips: Sequence[str] = ("none", "hflip"), scales: Sequence[float] = (1.0,), merge: str = "prob",
+               amp_dtype: torch.dtype | None = None, channels_last: bool = False,
                logits_fn: Callable[[torch.Tensor, float], torch.Tensor] | None = None) -> torch.Tensor:
     """Class scores (B, C, H, W) at the images' size, merged over flip and scale views of [0, 1] ``images``.
 

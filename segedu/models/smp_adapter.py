@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SegeduError
+from ..errors import SegeduError, download_failed
 
 #: model-name prefix that routes :func:`segedu.models.create` here
 PREFIX = "smp:"
@@ -98,6 +98,10 @@ def build(name: str, num_classes: int, *, encoder: str = "resnet34", encoder_wei
     try:
         model = arch(encoder_name=encoder, encoder_weights=encoder_weights, classes=num_classes, **depth,
                      **smp_options)
+    except OSError as error:  # encoder_weights without network
+        raise download_failed(f"the {encoder_weights} weights of smp's encoder {encoder!r}", error,
+                              "put them in torch's hub cache ($TORCH_HOME/hub/checkpoints) or build with "
+                              "encoder_weights=None and load a saved state dict") from None
     except (KeyError, ValueError, TypeError) as exc:
         raise SegeduError(f"smp:{arch.__name__} with encoder {encoder!r}: {exc}") from None
     return SmpModel(model, multiple=2 ** encoder_depth)

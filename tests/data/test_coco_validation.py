@@ -1,6 +1,8 @@
 """segedu.data.coco: every malformed case gives one clear line (file, record, problem), never a traceback."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -113,13 +115,22 @@ CASES = {
     "bbox of negative size": (_set(("annotations", 1, "bbox"), [1, 2, -3, 4]), "annotations[1] (id 2)",
                               "'bbox' has a negative width or height"),
     "area negative": (_set(("annotations", 1, "area"), -1), "annotations[1] (id 2)", "'area' is negative"),
-    "area missing": (_delete(("annotations", 1, "area")), "annotations[1] (id 2)", "has no 'area'"),
+    "area not a number": (_set(("annotations", 1, "area"), "big"), "annotations[1] (id 2)",
+                          "'area' must be a finite number, got 'big'"),
     "iscrowd not 0/1": (_set(("annotations", 1, "iscrowd"), 2), "annotations[1] (id 2)",
                         "'iscrowd' must be 0 or 1, got 2"),
     "category without name": (_delete(("categories", 3, "name")), "categories[3] (id 4)", "has no 'name'"),
     "category with blank name": (_set(("categories", 3, "name"), " "), "categories[3] (id 4)", "has no 'name'"),
     "category without id": (_delete(("categories", 3, "id")), "categories[3]", "has no integer 'id'"),
     "empty category list": (_set(("categories",), []), "categories", "the list is empty"),
+    "duplicate category name": (_set(("categories", 3, "name"), "PA per"), "categories[3] (id 4)",
+                                "duplicate category name 'PA per': categories[1] (id 2) 'Paper' has the same name"),
+    "file_name with ..": (_set(("images", 2, "file_name"), "batch_01_vt/../../0003.png"), "images[2] (id 3)",
+                          "file_name 'batch_01_vt/../../0003.png' has a '..' component"),
+    "file_name starting with ..": (_set(("images", 2, "file_name"), "../0003.png"), "images[2] (id 3)",
+                                   "has a '..' component"),
+    "file_name a Windows absolute path": (_set(("images", 2, "file_name"), "C:\\data\\0003.png"),
+                                          "images[2] (id 3)", "is an absolute path"),
 }
 
 
@@ -304,3 +315,166 @@ def test_junk_records_give_problems_not_exceptions(make_dataset):
     report = coco.validate(make_dataset(junk, name="junk.json"))
     assert len(report.problems) >= 10
     assert all(p.startswith(f"{report.ann_file}: ") for p in report.problems)
+
+
+def test_absolute_file_name_is_a_problem_even_when_the_file_exists(make_dataset):
+    ann_file = make_dataset()
+    data = json.loads(ann_file.read_text())
+    absolute = str(ann_file.parent / data["images"][1]["file_name"])
+    data["images"][1]["file_name"] = absolute
+    ann_file.write_text(json.dumps(data))
+    (problem,) = coco.validate(ann_file).problems
+    assert problem == (f"{ann_file}: images[1] (id 2): file_name {absolute!r} is an absolute path; file names "
+                       "are relative to the images folder (--images), so that a dataset can move")
+
+
+def test_one_problem_gives_a_one_line_error(make_dataset, kit):
+    data = kit.base_coco()
+    data["annotations"][1]["iscrowd"] = 2
+    ann_file = make_dataset(data)
+    with pytest.raises(SegeduError) as err:
+        coco.load(ann_file)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{ann_file}: annotations[1] (id 2): 'iscrowd' must be 0 or 1, got 2")
+    assert f"segedu validate-coco {ann_file}`" in message
+    data["annotations"][0]["iscrowd"] = 3  # two problems: the head line and the list
+    with pytest.raises(SegeduError) as err:
+        coco.load(make_dataset(data, name="two.json"))
+    assert str(err.value).splitlines()[0].endswith("to list them all:") and len(str(err.value).splitlines()) == 3
+
+
+def test_missing_area_is_computed_with_pycocotools_and_noted(make_dataset, kit, capsys):
+    data = kit.base_coco()
+    region = np.zeros((kit.HEIGHT, kit.WIDTH), np.uint8)
+    region[3:9, 2:7] = 1
+    compressed = mask_utils.encode(np.asfortranarray(region))
+    data["annotations"][2]["segmentation"] = {"size": [kit.HEIGHT, kit.WIDTH], "counts": compressed["counts"].decode()}
+    for ann in data["annotations"][1:3]:
+        del ann["area"]
+    ann_file = make_dataset(data)
+    report = coco.validate(ann_file)
+    assert report.ok, report.problems
+    assert report.notes == ["2 annotation(s) had no area; computed with pycocotools"]
+    assert "note: 2 annotation(s) had no area; computed with pycocotools" in report.render()
+    loaded = coco.load(ann_file)
+    by_id = {a["id"]: a for image in loaded.images for a in loaded.annotations(image)}
+    assert by_id[2]["area"] == 16.0  # rect(4, 4, 8, 8) along pixel edges: 4 x 4 pixels
+    assert by_id[3]["area"] == 30.0  # the RLE's 6 x 5 pixels
+    assert by_id[1]["area"] == data["annotations"][0]["area"]  # a present area is kept
+    assert cli.main(["validate-coco", str(ann_file)]) == 0
+    assert "2 annotation(s) had no area; computed with pycocotools" in capsys.readouterr().out
+
+
+def test_missing_area_of_a_broken_segmentation_is_not_computed(make_dataset, kit):
+    data = kit.base_coco()
+    data["annotations"][1]["segmentation"] = [[0, 0, 5]]
+    del data["annotations"][1]["area"]
+    report = coco.validate(make_dataset(data))
+    assert len(report.problems) == 1 and "odd number of coordinates" in report.problems[0]
+    assert report.notes == []
+
+
+def test_unreadable_annotation_file_is_a_problem_not_a_traceback(make_dataset, monkeypatch):
+    ann_file = make_dataset()
+    real = type(ann_file).read_bytes
+
+    def read_bytes(self):
+        if self == ann_file:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(type(ann_file), "read_bytes", read_bytes)  # root reads a chmod 000 file anyway
+    (problem,) = coco.validate(ann_file).problems
+    assert problem == f"{ann_file}: cannot be read (Permission denied); check the file and its permissions"
+    with pytest.raises(SegeduError) as err:
+        coco.load(ann_file)
+    assert "\n" not in str(err.value) and str(err.value).startswith(problem)
+
+
+def test_annotation_file_not_utf8_is_named(make_dataset):
+    ann_file = make_dataset(text="")
+    ann_file.write_bytes(b'{"images": "\xff\xfe"}')
+    (problem,) = coco.validate(ann_file).problems
+    assert problem == f"{ann_file}: byte 12: not UTF-8 text; a COCO file is UTF-8 JSON"
+    with pytest.raises(SegeduError, match="not UTF-8 text"):
+        coco.load(ann_file)
+
+
+def test_annotation_path_that_is_a_folder_is_named(tmp_path):
+    folder = tmp_path / "train.json"
+    folder.mkdir()
+    with pytest.raises(SegeduError) as err:
+        coco.load(folder)
+    assert str(err.value).startswith(f"{folder}: is a folder, not a JSON file")
+
+
+def test_unreadable_image_file_names_the_image_record(make_dataset, monkeypatch):
+    import PIL.Image
+
+    ann_file = make_dataset()
+    target = ann_file.parent / "batch_01_vt/0003.png"
+    real = PIL.Image.open
+
+    def open_(path, *args, **kwargs):
+        if str(path) == str(target):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", open_)
+    (problem,) = coco.validate(ann_file).problems
+    assert problem.startswith(f"{ann_file}: images[2] (id 3): image file {target} is unreadable (PermissionError")
+    with pytest.raises(SegeduError, match=r"images\[2\] \(id 3\): image file .* is unreadable"):
+        coco.load(ann_file)
+
+
+def test_validate_data_checks_a_parsed_dict_and_names_the_file(kit, tmp_path):
+    data = kit.base_coco()
+    data["annotations"][0]["category_id"] = 42
+    report = coco.validate_data(data, tmp_path / "x.json", check_images=False)
+    assert report.problems == [f"{tmp_path / 'x.json'}: annotations[0] (id 1): refers to unknown category id 42"]
+    with pytest.raises(SegeduError, match="refers to unknown category id 42"):
+        raise report.error()
+
+
+def _random_checkpoint(path, data_dir):
+    """A tiny FCN checkpoint as the trainer writes it (random weights: only the data checks matter here)."""
+    import dataclasses
+
+    import torch
+
+    from segedu import models
+    from segedu.engine import TrainConfig, checkpoint
+
+    config = TrainConfig(model="fcn8s", model_options={"width": 0.125}, data_dir=str(data_dir), profile="smoke",
+                         image_size=16, device="cpu", amp="off").resolved()
+    torch.manual_seed(0)
+    model = models.create("fcn8s", num_classes=len(CLASSES), width=0.125)
+    checkpoint.save(path, {"model_name": "fcn8s", "num_classes": len(CLASSES), "class_names": list(CLASSES),
+                           "config": dataclasses.asdict(config), "model": model.state_dict()})
+    return path
+
+
+@pytest.mark.parametrize("command", ["add-noise", "split", "pseudo-label", "cleanse"])
+def test_every_command_validates_its_input_file(make_dataset, kit, tmp_path, capsys, command):
+    data = kit.base_coco()
+    del data["annotations"][1]["category_id"]  # KeyError deep inside, were the file not checked
+    ann_file = make_dataset(data)
+    root = ann_file.parent
+    out = tmp_path / "out"
+    argv = {
+        "add-noise": ["add-noise", str(root), "--noise-rate", "1", "--out", str(out / "noisy.json")],
+        "split": ["split", str(ann_file), "--out", str(out), "--method", "kfold", "--folds", "2"],
+        "pseudo-label": lambda ckpt: ["pseudo-label", str(ckpt), "--data-dir", str(root), "--split", str(ann_file),
+                                      "--no-train", "--out", str(out / "pseudo.json"), "--device", "cpu"],
+        "cleanse": lambda ckpt: ["cleanse", str(ckpt), "--data-dir", str(root), "--split", str(ann_file),
+                                 "--out", str(out / "ranking.csv"), "--device", "cpu"],
+    }[command]
+    if callable(argv):
+        argv = argv(_random_checkpoint(tmp_path / "run" / "best.pt", root))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"segedu: error: {ann_file}: annotations[1] (id 2): has no 'category_id'; fix it and "
+                          f"check the file with `segedu validate-coco {ann_file}")
+    assert len(err.splitlines()) == 1
+    assert not out.exists() or list(out.iterdir()) == []

@@ -144,3 +144,33 @@ def test_cli_coco_from_masks(tmp_path, capsys):
                      "--classes", "bg,box", "--out", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
     assert coco.validate(out).ok
+
+
+@pytest.mark.parametrize("which", ["image", "mask"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_image_or_mask_is_named_and_nothing_is_written(tmp_path, capsys, which, damage):
+    mask = np.zeros((16, 16), np.uint8)
+    mask[2:5, 2:5] = 1
+    images, mask_dir = write_pairs(tmp_path, [mask, mask], palette=False)
+    bad = images / "img_1.jpg" if which == "image" else mask_dir / "img_1.png"
+    data = bad.read_bytes()
+    bad.write_bytes(b"not an image at all" if damage == "garbage" else data[: len(data) // 2])
+    out = tmp_path / "out.json"
+    code = cli.main(["coco-from-masks", "--images", str(images), "--masks", str(mask_dir), "--classes", "bg,box",
+                     "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"segedu: error: {bad}: the {which} cannot be read (") and len(err.splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".json" or p.name.startswith(".")] == []
+
+
+def test_out_must_lie_above_the_images(tmp_path):
+    images, mask_dir = write_pairs(tmp_path / "ds", [np.zeros((8, 8), np.uint8)], palette=False)
+    with pytest.raises(SegeduError, match=r"not inside .*annotations; write --out into .*ds or a folder above it"):
+        convert.coco_from_masks(images, mask_dir, "bg,a", tmp_path / "ds" / "annotations" / "train.json")
+    assert not (tmp_path / "ds" / "annotations").exists()
+
+
+def test_class_names_that_are_the_same_to_segedu_are_refused():
+    with pytest.raises(SegeduError, match=r"'Paper pack' and 'paper_pack' are the same name to segedu"):
+        convert.parse_classes("bg,Paper pack,paper_pack")

@@ -12,6 +12,7 @@ import pytest
 from segedu import profiles
 from segedu.data import transforms
 from segedu.data.classes import IGNORE_INDEX, NUM_CLASSES
+from segedu.data.sizes import model_input_size
 from segedu.errors import SegeduError
 
 PROFILE = profiles.PROFILES["smoke"]
@@ -112,7 +113,8 @@ def test_val_resize_uses_nearest_neighbour_for_masks(shape):
     rng = np.random.default_rng(4)
     mask = rng.integers(0, NUM_CLASSES, shape, dtype=np.uint8)
     out = transforms.val_transform(PROFILE)(image=encode(mask), mask=mask)
-    np.testing.assert_array_equal(out["mask"], cv2.resize(mask, (SIZE, SIZE), interpolation=cv2.INTER_NEAREST))
+    height, width = model_input_size(shape, SIZE)  # the short side to SIZE, the aspect ratio kept
+    np.testing.assert_array_equal(out["mask"], cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST))
 
 
 @pytest.mark.parametrize("crop", transforms.CROPS)
@@ -126,10 +128,14 @@ def test_train_pipeline_outputs_image_size(crop, shape):
 
 
 def test_val_and_test_pipelines_output_image_size():
-    image, mask = labelled_scene(100, 120, seed=6)
+    image, mask = labelled_scene(120, 120, seed=6)
     out = transforms.val_transform(PROFILE)(image=image, mask=mask)
     assert out["image"].shape == (SIZE, SIZE, 3) and out["mask"].shape == (SIZE, SIZE)
     assert transforms.test_transform(PROFILE)(image=image)["image"].shape == (SIZE, SIZE, 3)
+    image, mask = labelled_scene(100, 120, seed=6)  # not square: the short side is SIZE, the aspect kept
+    out = transforms.val_transform(PROFILE)(image=image, mask=mask)
+    assert out["image"].shape == (SIZE, round(120 * SIZE / 100), 3) and out["mask"].shape == out["image"].shape[:2]
+    assert transforms.test_transform(PROFILE)(image=image)["image"].shape == out["image"].shape
 
 
 def test_crop_non_empty_always_contains_the_object():

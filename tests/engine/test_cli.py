@@ -48,6 +48,15 @@ def test_cli_errors_are_one_line(tiny_data, tmp_path):
     assert out.returncode == 2 and "does not exist" in out.stderr
     out = segedu("predict", tmp_path / "nothing-here", "--out", tmp_path / "s.csv")
     assert out.returncode == 2 and not (tmp_path / "s.csv").exists()
+    out = segedu("train", "--profile", "smoke", "--epochs", "0", "--out", tmp_path / "z")
+    assert out.returncode == 2 and "--epochs: 0 is not a whole number >= 1" in out.stderr
+    assert len(out.stderr.splitlines()) == 1 and not (tmp_path / "z").exists()
+    taken = tmp_path / "taken"  # a run is never written over unasked
+    taken.mkdir()
+    (taken / "config.json").write_text("{}")
+    out = segedu("train", "--profile", "smoke", "--data-dir", tiny_data, "--out", taken)
+    assert out.returncode == 2 and "already holds files" in out.stderr and "--overwrite" in out.stderr
+    assert [p.name for p in taken.iterdir()] == ["config.json"] and (taken / "config.json").read_text() == "{}"
 
 
 def test_fast_path_flags_default_to_the_profile_and_can_be_switched_off(monkeypatch, tmp_path):

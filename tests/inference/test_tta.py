@@ -39,10 +39,11 @@ def test_a_single_view_is_predict_logits_exactly(size):
     model, images = _conv_model(), _images()
     got = tta_logits(model, images, size=size, flips=("none",), scales=(1.0,))
     assert torch.equal(got, predict_logits(model, images, size))
-    # and a single rescaled view is predict_logits at the scaled size (the scale multiplies the input size)
+    # and a single rescaled view is predict_logits at the scaled size (the scale multiplies the input size,
+    # whose short side is ``size``: 24 -> 24 x 33 -> 12 x 16 (16.5 to even); 13 -> 13 x 18 -> 6 x 9 (6.5 to even))
     if size is not None:
         got = tta_logits(model, images, size=size, flips=("none",), scales=(0.5,))
-        assert torch.equal(got, predict_logits(model, images, round(size * 0.5)))
+        assert torch.equal(got, predict_logits(model, images, {24: (12, 16), 13: (6, 9)}[size]))
 
 
 def test_equals_ttach_with_logit_averaging():
@@ -108,7 +109,8 @@ def test_one_model_call_per_scale_holding_every_flip():
     model, images = Counting(_conv_model()), _images(b=2)
     flips, scales = ("none", "hflip", "vflip"), (0.5, 1.0, 1.5)
     out = tta_logits(model, images, size=16, flips=flips, scales=scales)
-    assert model.calls == [(6, 3, 8, 8), (6, 3, 16, 16), (6, 3, 24, 24)]
+    # size 16 is the short side of the 13 x 18 images: 16 x 22 (18 * 16 / 13 = 22.2), times each scale
+    assert model.calls == [(6, 3, 8, 11), (6, 3, 16, 22), (6, 3, 24, 33)]
     assert out.shape == (2, 4, H, W)
     # without a size the scales multiply the image's own height and width
     model.calls.clear()

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...errors import SegeduError
+from ...errors import SegeduError, download_failed
 from .resnet import ResNet
 from .timm_encoder import TimmEncoder
 from .vgg import VGG16
@@ -41,7 +41,13 @@ def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None
         )
     if source is True:
         where = f"torchvision's {weights}"
-        state_dict = weights.get_state_dict(progress=True)
+        try:  # torch's hub cache first (TORCH_HOME), the network only when the file is not there
+            state_dict = weights.get_state_dict(progress=True)
+        except OSError as error:  # URLError, ConnectionError, timeouts: all OSErrors
+            cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+            raise download_failed(weights.url, error, f"put it at {cached} (torchvision looks there first), "
+                                  "or pass pretrained_backbone=PATH to a state dict saved with "
+                                  f"torch.save({weights}.get_state_dict(), PATH)") from error
     else:
         path = Path(source)
         where = str(path)

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...errors import SegeduError
+from ...errors import SegeduError, download_failed
 
 INSTALL_HINT = ("timm is not installed; `pip install timm` (segedu's book extra has it: "
                 "`pip install -e '.[book]'`) to build models on timm encoders.")
@@ -79,6 +79,10 @@ class TimmEncoder(nn.Module):
             options["pretrained_cfg_overlay"] = {"file": str(_checked_file(timm, name, pretrained))}
         try:
             self.model = timm.create_model(name, features_only=True, pretrained=bool(pretrained), **options)
+        except OSError as error:  # pretrained=True without network (hub errors are OSErrors)
+            raise download_failed(f"timm's weights of {name!r}", error,
+                                  f"save them with torch.save(timm.create_model({name!r}, pretrained=True)"
+                                  ".state_dict(), PATH) and pass pretrained=PATH") from None
         except (TypeError, ValueError, AssertionError, RuntimeError) as error:
             raise SegeduError(f"timm encoder {name!r} with features_only=True, output_stride={output_stride}: "
                               f"{error}") from None
