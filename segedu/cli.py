@@ -547,6 +547,7 @@ def _cleanse(args) -> int:
         from .engine.evaluate import load_model
 
         data_dir = resolve_data_dir(load_model(args.runs[0], "cpu")[1])
+    report = noise.read_report(args.noise_report) if args.noise_report else None  # a bad file fails before the work
     scores = cleansing.image_scores(args.runs, data_dir, args.split, device=args.device)
     by_id = {s.image_id: s for s in scores}
     ranking = cleansing.rank(scores, args.by)
@@ -559,7 +560,6 @@ def _cleanse(args) -> int:
     if len(top) > 20:
         print(f"  ... {len(top) - 20} more")
     if args.noise_report:
-        report = noise.read_report(args.noise_report)
         corrupted = [i for i in report.corrupted_images if report.changed.get(i, 0) > 0]
         k = len(top)
         print(f"  precision at {k}: {cleansing.precision_at_k(ranking, corrupted, k):.3f} of the top {k} were "

@@ -41,6 +41,7 @@ def world(tmp_path_factory):
     bad.mkdir()
     (bad / "list.json").write_text("[1, 2]")
     (bad / "types.json").write_text(json.dumps({"epochs": "x"}))
+    (bad / "types.noise.json").write_text(json.dumps({"spec": {"rate": 0.5, "kinds": ["flip"]}}))
     coco = json.loads((data / "train.json").read_text())
     del coco["annotations"][1]["category_id"]
     (data / "broken.json").write_text(json.dumps(coco))
@@ -126,6 +127,9 @@ ROWS = {
     "pseudo-label a malformed split": Row(["pseudo-label", "{run}", "--data-dir", "{data}", "--split",
                                            "{data}/broken.json", "--out", "{root}/pseudo.json", "--device", "cpu"],
                                           ("broken.json", "annotations[1]")),
+    "cleanse --noise-report that is not one": Row(["cleanse", "{run}", "--data-dir", "{data}", "--split", "val",
+                                                   "--noise-report", "{bad}/types.noise.json", "--device", "cpu"],
+                                                  ("types.noise.json", "not a noise report")),
     "cleanse a malformed split": Row(["cleanse", "{run}", "--data-dir", "{data}", "--split", "{data}/broken.json",
                                       "--out", "{root}/rank.csv", "--device", "cpu"], ("broken.json", "annotations[1]")),
     "validate-coco: an absolute file name": Row(["validate-coco", "{data}/absolute.json"],

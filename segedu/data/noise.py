@@ -325,10 +325,17 @@ def read_report(path: str | Path) -> NoiseReport:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         spec = NoiseSpec(**{**data["spec"], "kinds": tuple(data["spec"]["kinds"])})
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SegeduError(f"{path}: not a noise report written by segedu.data.noise.write_noisy ({error}).") from error
-    clean_file, noisy_file = path.parent / data["clean"], path.parent / data["noisy"]  # an absolute path stays
-    clean = json.loads(clean_file.read_text(encoding="utf-8-sig")) if clean_file.is_file() else None
-    annotations = sum(not a.get("iscrowd", 0) for a in clean["annotations"]) if clean else 0
-    changed = {int(k): v for k, v in data["changed"].items()}
-    return NoiseReport(spec, clean_file, noisy_file, path, data["records"], changed, len(changed), annotations)
+        clean_file, noisy_file = path.parent / data["clean"], path.parent / data["noisy"]  # an absolute path stays
+        changed = {int(k): v for k, v in data["changed"].items()}
+        records = data["records"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise SegeduError(f"{path}: not a noise report written by segedu.data.noise.write_noisy ({error!r}).") from None
+    annotations = 0
+    if clean_file.is_file():  # the clean file's annotation count, for the report's shares
+        try:
+            clean = json.loads(clean_file.read_text(encoding="utf-8-sig"))
+            annotations = sum(not a.get("iscrowd", 0) for a in clean["annotations"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise SegeduError(f"{clean_file}: the clean file named by the noise report {path} is not a readable "
+                              f"COCO file with annotations ({error!r}); run `segedu validate-coco {clean_file}`.") from None
+    return NoiseReport(spec, clean_file, noisy_file, path, records, changed, len(changed), annotations)
