@@ -92,6 +92,19 @@ print(f"largest differences: {(C @ x.flatten() - y.flatten()).abs().max():.1e}, 
 # With stride 2 the picture is the same: $C$ skips every other position, and $C^\top$ spreads
 # each input value over a 3×3 patch of an output twice as large. "Transposed convolution"
 # restores the *shape*, not the values: $C^\top C \ne I$.
+#
+# This is why the older name *deconvolution* (Caffe's layer, and the FCN and DeconvNet papers)
+# is a misnomer. In signal processing, deconvolution means undoing a convolution: recovering $x$
+# from $Cx$. A transposed convolution does not do that; it is the transpose $C^\top$, the
+# gradient of the (strided) convolution with respect to its input, and it gives back only the
+# shape.
+#
+# There is a second way to compute the same $C^\top z$, which explains the other name,
+# *fractionally strided convolution*: insert $s-1$ zeros between neighbouring input pixels, pad
+# the result by $k-1-p$ on every side, and run an ordinary stride-1 convolution with the kernel
+# flipped. Each step over the zero-filled map moves $1/s$ of an input pixel: a stride of $1/s$.
+# It is a good way to picture what the layer does, but a wasteful way to compute it (most of the
+# products are with inserted zeros), so libraries compute $C^\top$ directly.
 
 # %% tags=["nbval-check-output"]
 C2 = conv_matrix(w, 5, stride=2)
@@ -125,7 +138,11 @@ print("conv stride 2 of 7 and of 8:", F.conv2d(torch.zeros(1, 1, 7, 7), w, strid
       F.conv2d(torch.zeros(1, 1, 8, 8), w, stride=2, padding=1).shape[-1])
 
 # %% [markdown]
-# The row with $k=64, s=32, p=16$ is FCN-32s's final upsampling: 32× larger, exactly.
+# The row with $k=64, s=32, p=16$ is FCN-32s's final upsampling as most reimplementations (and
+# segedu by default) write it: 32× larger, exactly. The FCN authors' Caffe model used the same
+# kernel and stride with $p=0$, which gives $32n + 32$ pixels; a Caffe `Crop` layer then cut
+# that output at offset 19 to line it up with the input, which their network had also padded by
+# 100 pixels at the first convolution. [FCN](06_fcn) shows both geometries.
 #
 # ## Checkerboard artefacts
 #
@@ -193,7 +210,9 @@ plt.show()
 #
 # * A convolution is a matrix $C$; `conv_transpose2d` with the same weight computes $C^\top$,
 #   which is also the convolution's input gradient: every comparison printed `True`, with
-#   differences at float rounding level.
+#   differences at float rounding level. It is not an inverse ("deconvolution" is a misnomer),
+#   and it equals inserting $s-1$ zeros between the input pixels, padding and running an
+#   ordinary convolution.
 # * The output size follows $(n-1)s - 2p + d(k-1) + a + 1$; `output_padding` resolves the
 #   sizes a strided convolution maps together; the table matched PyTorch in every row.
 # * Kernel sizes that are not a multiple of the stride overlap unevenly and print a

@@ -85,8 +85,12 @@ del classifier, convolutional  # 138M parameters each
 # is 6 cells smaller than its input. The authors' Caffe model solves both by padding the *first*
 # convolution by 100 pixels, so any input of at least one pixel survives to fc7, and then
 # *cropping* each upsampled map back into register with the input (offsets 5, 9, 19, 27, 31,
-# derived from the layers' strides and paddings). The modern alternative, segedu's default,
-# pads the image to a multiple of 32, gives fc6 a padding of 3, and crops back at the end.
+# derived from the layers' strides and paddings). Its transposed convolutions have no padding:
+# FCN-32s's final one has kernel 64 and stride 32 with $p=0$, and the crop at offset 19 puts its
+# output in register. The modern alternative, segedu's default and that of most
+# reimplementations, pads the image to a multiple of 32, gives fc6 a padding of 3 and each
+# upsampling a padding of half its stride ($k=64, s=32, p=16$ for FCN-32s, exactly 32× larger),
+# and crops back at the end.
 # Shapes through FCN-8s for a 100×75 image, both ways:
 
 # %% tags=["nbval-check-output"]
@@ -105,9 +109,18 @@ print("Caffe crop offsets:", fcn.CAFFE_OFFSETS)
 #
 # FCN-32s upsamples fc7's class scores 32× in one step (a transposed convolution fixed to
 # bilinear interpolation). FCN-16s first upsamples 2×, adds class scores computed from pool4
-# (stride 16), then upsamples 16×; FCN-8s does the same once more with pool3 (stride 8). The
-# new score layers start at zero, so each variant starts out predicting almost what the
-# coarser one did (almost: two bilinear upsamplings in a row are not one bilinear upsampling). Parameter counts at the paper's scale (21 PASCAL classes; the paper reports
+# (stride 16), then upsamples 16×; FCN-8s does the same once more with pool3 (stride 8).
+#
+# The new score layers start at zero, as in the paper, where that mattered because training
+# was staged: FCN-32s was trained first, FCN-16s was initialised from it, so it started out
+# predicting almost what FCN-32s did (almost: two bilinear upsamplings in a row are not one
+# bilinear upsampling), and FCN-8s was initialised from FCN-16s in the same way. The paper's
+# mean IU on a subset of VOC2011 val for FCN-32s, FCN-16s and FCN-8s is
+# 59.4 / 62.4 / 62.7 (Long et al. 2015, Table 2). This chapter does not stage: each variant is
+# trained from scratch under the same budget (below), so a zero start only means that a skip
+# contributes nothing until training gives it weight (exercise 1 tries the staged way).
+#
+# Parameter counts at the paper's scale (21 PASCAL classes; the paper reports
 # 134M for FCN-VGG16), built on the `meta` device so nothing is allocated:
 
 # %% tags=["nbval-check-output"]

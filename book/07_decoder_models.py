@@ -109,7 +109,8 @@ print(dense[0, 0].int())
 #
 # * **DeconvNet** keeps VGG16's fc6 and fc7 as convolutions (Sec. 3.1): fc6 is a 7×7
 #   convolution without padding, so the paper's 224×224 input (a 7×7 pool5) becomes a 1×1 map of
-#   4096 channels, a description of the whole image. The decoder mirrors all of it: "deconv-fc6",
+#   4096 channels, a description of the whole input, which in the paper is one object proposal
+#   (more on that below). The decoder mirrors all of it: "deconv-fc6",
 #   a 7×7 transposed convolution, takes 1×1 back to 7×7; then per stage an unpooling with that
 #   stage's switches and 3×3 transposed convolutions ("deconvolution layers", Sec. 3.2.2), each
 #   with batch norm and ReLU; a 1×1 convolution gives the class scores.
@@ -202,6 +203,25 @@ print(f"fc6 + fc7 + deconv-fc6: {100 * big / total:.1f}% of DeconvNet")
 # The convolutions of both networks are small: VGG16's 13 convolutions are 14.7M, and a mirrored
 # decoder about as many again, which is all SegNet is. FCN-8s sits in between: it keeps fc6 and
 # fc7 (about nine tenths of its 134M) but has no learned decoder.
+#
+# ## How the paper ran DeconvNet
+#
+# Noh et al. did not run DeconvNet on whole images. They trained and evaluated it
+# *instance-wise*, on object proposals. Training examples are crops around one object: first
+# centred on ground-truth objects, then object proposals that overlap them. At test time edge-box
+# proposals are ranked by objectness, the top ones are each cropped, resized to 224×224 and
+# segmented, and their score maps are put back into the image and combined pixel by pixel.
+# On VOC2012 test, DeconvNet alone reaches a mean IU of 69.6 (Noh et al. 2015). The paper's best
+# result is an ensemble with FCN-8s (EDeconvNet) followed by a fully connected CRF
+# (EDeconvNet+CRF), at 72.5 (Noh et al. 2015).
+#
+# That setting changes what fc7 means. In the paper, fc7's single cell summarises one object
+# proposal resized to 224×224: one object at a roughly fixed scale, whose shape the decoder then
+# draws. This book runs DeconvNet on whole images, like FCN-8s and SegNet. With the paper's
+# geometry a small image is padded to 224×224 and its one fc7 cell summarises the whole scene,
+# several objects and background together; a larger image gets a coarse grid of such summaries
+# (the table below). So this chapter compares the architectures in one whole-image setting, not
+# the paper's pipeline, and its DeconvNet scores say nothing about the paper's.
 #
 # ## DeconvNet on small images: `pad_fc6`
 #
@@ -303,7 +323,8 @@ print(f"encoder maps before pooling, float32: {4 * feature_values / 2**20:6.1f} 
 # How much of the image does one output pixel see? For a chain of convolutions and poolings, the
 # arithmetic of `segedu.models.receptive_field` gives it: pool5 of VGG16 sees 212 pixels, and
 # DeconvNet's (and FCN's) fc6, a 7×7 kernel at stride 32, adds 6 · 32 = 192, for 404 at fc7.
-# At the paper's 224×224 input, every fc7 cell of DeconvNet sees the whole image.
+# At the paper's 224×224 input, every fc7 cell of DeconvNet sees the whole input, which in the
+# paper is one object proposal.
 #
 # The decoder enlarges the field further, but an unpooled pixel depends on the input through
 # the *switches*, which the gradient cannot follow. `measure.dense_unpooling` makes a copy of a
@@ -399,6 +420,9 @@ plt.show()
 # * On small images the paper's fc6 geometry pads every image to 224×224 (12.25 times the pixels
 #   of a 64-pixel image, 3.06 times at 128) and reduces fc7 to one cell, so this chapter trains
 #   DeconvNet with `pad_fc6=True` below 224 pixels.
+# * The paper segments object proposals one at a time and reports its best result for an
+#   ensemble with FCN-8s plus a CRF; here all three networks run on whole images, so this
+#   chapter's DeconvNet is the paper's architecture, not its pipeline.
 # * The speed-and-memory cell prints, for this profile's width and size on this machine, SegNet's
 #   parameters, images per second and activation memory against the trained DeconvNet's, and
 #   two verdict lines: whether SegNet is faster than DeconvNet, and than FCN-8s. Remembering

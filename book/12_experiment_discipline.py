@@ -284,8 +284,12 @@ print(f"seed noise floor of one split (2 × std, from above): {2 * noise_std:.4f
 #   scheme to use when the test photos come from new sessions; here they come from the same
 #   sessions as the training photos.
 # * A single split misjudged its own model's test score by 0.003 to 0.006 on average (0.0031 for
-#   hold-out and K-fold, 0.0051 for stratified and 0.0056 for group folds). A difference of that
-#   size between two runs scored on one split is within what the split alone can do.
+#   hold-out and K-fold, 0.0051 for stratified and 0.0056 for group folds). That gap says how far a
+#   split's score is from the test score; it is not the noise of comparing two runs. Whatever
+#   offset a split shares with every run scored on it cancels when two runs are compared on the
+#   same split. The noise of such a paired difference is the spread of the per-seed differences
+#   between the two runs (train both with the same seeds and look at how much their difference
+#   moves from seed to seed); the seed noise floor above is a rough stand-in for it.
 #
 # ## Exercises
 #

@@ -142,8 +142,9 @@ viz.plot_ablation(rows, f"optimisation, {len(SEEDS)} seeds each ({prof.name} pro
 plt.show()
 
 # %% [markdown]
-# The learning curves of the first seed show what each change did during the one epoch; the
-# training loss is the mean over the epoch's batches.
+# Each run trained a single epoch, so it has one record, not a curve: the table below shows where
+# each run of the first seed ended (its training loss, the mean over the epoch's batches, its
+# validation mIoU and its final learning rate), not how it got there.
 
 # %%
 first = {t: trained[f"{t}-seed{SEEDS[0]}"].trainer for t in ["baseline", *tricks]}

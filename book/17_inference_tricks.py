@@ -58,11 +58,13 @@ print(f"baseline checkpoints: {len(base_dirs)} seeds, trained on {size}x{size} c
 #
 # * **flip TTA** (`--tta hflip`): the image and its mirror, probabilities averaged;
 # * **multi-scale TTA** (`--tta hflip --tta-scales 0.75,1,1.25`): both flips at three sizes;
-# * **sliding window** (`--sliding-window`): the model was trained on crops of a quarter to half of
-#   an image's side, but a plain prediction squeezes the whole image into one crop-sized input, so
-#   objects look smaller than in training. Instead, the image is brought to half its resolution and
+# * **sliding window** (`--sliding-window`): the model was trained on crops covering a quarter to
+#   all of an image's *area* (`RandomResizedCrop` with `scale=(0.25, 1)` samples an area fraction),
+#   that is about half to all of its side, each resized to the crop size. A plain prediction
+#   squeezes the whole image into one crop-sized input, the far end of that range, so objects look
+#   smaller than in most training crops. Instead, the image is brought to half its resolution and
 #   crop-sized windows slide over it (overlap 0.5, Gaussian weights), so every window sees objects
-#   at a scale it was trained on;
+#   as large as in the tightest training crops (half the image's side), the other end of the range;
 # * **DenseCRF** (`--crf`): the fully connected CRF on the probabilities (skipped, and said so,
 #   where `pydensecrf2` could not be installed).
 #
