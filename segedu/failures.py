@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 
+from . import fileio
 from .errors import SegeduError
 
 #: the environment variable that, like ``segedu --debug``, keeps Python tracebacks for bug reports
@@ -39,9 +40,10 @@ def out_of_memory(args, error: BaseException) -> str:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    oom = getattr(__import__("torch").cuda, "OutOfMemoryError", ())
-    return isinstance(error, oom) or (isinstance(error, RuntimeError) and "out of memory" in str(error).lower()) \
-        or isinstance(error, MemoryError)
+    import torch  # imported here: the CLI's start-up does not need it
+
+    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
 
 
 def is_worker_crash(error: BaseException) -> bool:
@@ -61,7 +63,6 @@ def explain(args, error: BaseException) -> str | None:
         return (f"a data-loader worker process crashed ({reason}); this is usually too little shared "
                 "memory (/dev/shm, e.g. in a container) or RAM for the workers: run again with "
                 "--num-workers 0 (data loaded in the main process).")
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        where = error.filename or "a file"
-        return f"disk full while writing {where}; free some space or choose a folder on another disk."
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:  # a write that did not go through segedu.fileio
+        return fileio.DISK_FULL.format(path=error.filename or "a file") + "."
     return None

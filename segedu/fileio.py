@@ -23,9 +23,11 @@ from typing import BinaryIO
 
 from .errors import SegeduError
 
+#: what a user is told when the disk fills up while ``path`` is written (also by :mod:`segedu.failures`)
+DISK_FULL = "disk full while writing {path}; free space or choose another folder"
 #: errno -> what a user is told (PATH is the file); others stay OSErrors (a bug or a rarer failure)
 _EXPLAINED = {
-    errno.ENOSPC: "disk full while writing {path}; free space or choose another folder",
+    errno.ENOSPC: DISK_FULL,
     errno.EACCES: "no permission to write {path}; choose another folder or fix its permissions",
     errno.EPERM: "no permission to write {path}; choose another folder or fix its permissions",
     errno.EROFS: "{path} is on a read-only file system; choose another folder",

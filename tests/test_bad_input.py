@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from segedu import cli, failures
@@ -147,15 +145,8 @@ ROWS = {
 
 
 @pytest.mark.parametrize("name", sorted(ROWS))
-def test_bad_input_is_one_line_and_writes_nothing(world, name, capsys, monkeypatch, tmp_path):
+def test_bad_input_is_one_line_and_writes_nothing(world, name, capsys, monkeypatch, offline):
     row = ROWS[name]
-    # offline, as on the project's machines: a download fails the way urllib fails without network
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-
-    def no_network(url, dst, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     monkeypatch.delenv(failures.DEBUG_ENV, raising=False)
     monkeypatch.chdir(world["root"])
     places = {key: str(world[key]) for key in ("data", "run", "bad", "root")}

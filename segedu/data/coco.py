@@ -267,6 +267,22 @@ def _parse(ann_file: Path):
         return failed("nested too deeply to be JSON a COCO file holds")
 
 
+def structure_problems(data, ann_file: Path) -> list[str]:
+    """What keeps the records from being read at all: the top level not an object, a section
+    missing (``annotations`` may be: a test file has none) or not a list."""
+    if not isinstance(data, dict):
+        return [f"{ann_file}: top level is a JSON {_json_type(data)}; a COCO file is an "
+                "object with 'images', 'annotations' and 'categories'"]
+    problems = []
+    for section in ("images", "annotations", "categories"):
+        if section not in data:
+            if section != "annotations":  # a test file legitimately has none
+                problems.append(f"{ann_file}: {section}: section missing")
+        elif not isinstance(data[section], list):
+            problems.append(f"{ann_file}: {section}: must be a list, got a JSON {_json_type(data[section])}")
+    return problems
+
+
 def _check_data(data, ann_file: Path, images_dir: Path, check_images: bool) -> ValidationReport:
     problems: list[str] = []
     notes: list[str] = []
@@ -277,17 +293,7 @@ def _check_data(data, ann_file: Path, images_dir: Path, check_images: bool) -> V
     def add(record: str, problem: str) -> None:
         problems.append(f"{ann_file}: {record}: {problem}")
 
-    if not isinstance(data, dict):
-        problems.append(f"{ann_file}: top level is a JSON {_json_type(data)}; a COCO file is an "
-                        "object with 'images', 'annotations' and 'categories'")
-        return report()
-
-    for section in ("images", "annotations", "categories"):
-        if section not in data:
-            if section != "annotations":  # a test file legitimately has none
-                add(section, "section missing")
-        elif not isinstance(data[section], list):
-            add(section, f"must be a list, got a JSON {_json_type(data[section])}")
+    problems += structure_problems(data, ann_file)
     if problems:  # records cannot be checked against a broken structure
         return report()
 
@@ -549,11 +555,10 @@ def _box_area_crowd_problems(ann: dict) -> list[str]:
             problems.append(f"'bbox' has non-numeric or non-finite values {box!r}")
         elif box[2] < 0 or box[3] < 0:
             problems.append(f"'bbox' has a negative width or height {box!r}")
-    if "area" not in ann:  # computed from a valid segmentation; a broken one is reported already
-        pass
-    elif not _is_number(ann["area"]):
+    # a missing area was computed from a valid segmentation (a broken one is reported already)
+    if "area" in ann and not _is_number(ann["area"]):
         problems.append(f"'area' must be a finite number, got {ann['area']!r}")
-    elif ann["area"] < 0:
+    elif "area" in ann and ann["area"] < 0:
         problems.append(f"'area' is negative ({ann['area']})")
     crowd = ann.get("iscrowd", 0)
     if not (_is_int(crowd) and crowd in (0, 1)):

@@ -53,7 +53,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..errors import SegeduError
-from ..fileio import write_bytes_atomic  # noqa: F401 -- also imported from here
+from ..fileio import write_bytes_atomic
 from .classes import IGNORE_INDEX
 from .coco import CocoData
 

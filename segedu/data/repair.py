@@ -103,7 +103,7 @@ def repair(ann_file, out, images_dir=None, check_images: bool = True, overwrite:
     if out.is_dir():
         raise SegeduError(f"{out} is a folder; --out names the repaired JSON file to write.")
     data = coco.parse(ann_file)
-    structure = _structure_problems(data, ann_file)
+    structure = coco.structure_problems(data, ann_file)
     if structure:  # the records cannot be told apart: nothing to repair safely
         raise coco.ValidationReport(ann_file, images_dir, structure, None).error()
 
@@ -126,21 +126,6 @@ def repair(ann_file, out, images_dir=None, check_images: bool = True, overwrite:
     if not problems:
         write_json_atomic(out, data)
     return RepairReport(ann_file, out, images_dir, changes, problems, notes, written=not problems)
-
-
-def _structure_problems(data, ann_file: Path) -> list[str]:
-    """What keeps the records from being read at all: not an object, a section missing or not a list."""
-    if not isinstance(data, dict):
-        return [f"{ann_file}: top level is a JSON {coco._json_type(data)}; a COCO file is an object with "
-                "'images', 'annotations' and 'categories'"]
-    problems = []
-    for section in ("images", "annotations", "categories"):
-        if section not in data:
-            if section != "annotations":
-                problems.append(f"{ann_file}: {section}: section missing")
-        elif not isinstance(data[section], list):
-            problems.append(f"{ann_file}: {section}: must be a list, got a JSON {coco._json_type(data[section])}")
-    return problems
 
 
 def _drop_missing_images(data: dict, images_dir: Path, change) -> tuple[list[int], list[int]]:

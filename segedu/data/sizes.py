@@ -66,18 +66,3 @@ def crop_size(size) -> tuple[int, int]:
     if size is None:
         raise SegeduError("a training crop needs an image_size (an int for square crops or an (H, W) pair).")
     return size if isinstance(size, tuple) else (size, size)
-
-
-def short_side(size) -> int:
-    """The shorter side of a training crop of ``size`` (what pixel sizes of augmentations scale with)."""
-    return min(crop_size(size))
-
-
-def describe(size) -> str:
-    """``size`` in words for messages and tables: "256 px short side" or "240x320"."""
-    size = check_size(size)
-    if size is None:
-        return "the images' own size"
-    if isinstance(size, tuple):
-        return f"{size[0]}x{size[1]}"
-    return f"{size} px short side"

@@ -81,19 +81,21 @@ def image_scores(checkpoints, data_dir: str | Path, split: str | Path,
     or :class:`~segedu.inference.ensemble.Member` objects, one or several."""
     members = _members(checkpoints, device)
     images, batches = _probabilities(members, data_dir, split, batch_size)
-    scores = {}
-    for indices, probs, labels in batches:
-        valid = labels != IGNORE_INDEX
-        safe = torch.where(valid, labels, 0)
-        log_p = probs.clamp_min(1e-12).log().gather(1, safe.unsqueeze(1)).squeeze(1)
-        wrong = probs.argmax(1) != labels
-        for b, index in enumerate(indices):
-            record = images.coco.images[index]
-            n = int(valid[b].sum())
-            scores[index] = ImageScore(int(record["id"]), record["file_name"],
-                                       float(-(log_p[b][valid[b]]).mean()) if n else 0.0,
-                                       float((wrong[b] & valid[b]).sum() / n) if n else 0.0, n)
-    return [scores[index] for index in sorted(scores)]  # file order, whatever the batching
+
+    def per_image():
+        for indices, probs, labels in batches:
+            valid = labels != IGNORE_INDEX
+            safe = torch.where(valid, labels, 0)
+            log_p = probs.clamp_min(1e-12).log().gather(1, safe.unsqueeze(1)).squeeze(1)
+            wrong = probs.argmax(1) != labels
+            for b, index in enumerate(indices):
+                record = images.coco.images[index]
+                n = int(valid[b].sum())
+                yield index, ImageScore(int(record["id"]), record["file_name"],
+                                        float(-(log_p[b][valid[b]]).mean()) if n else 0.0,
+                                        float((wrong[b] & valid[b]).sum() / n) if n else 0.0, n)
+
+    return [score for _, score in dataset.in_order(per_image())]  # file order, whatever the batching
 
 
 def rank(scores: Sequence[ImageScore], by: str = "loss") -> list[int]:
@@ -153,11 +155,10 @@ def relabel(checkpoints, data_dir: str | Path, split: str | Path,
     if not void:
         categories.append({"id": ignore_category, "name": IGNORE_CATEGORY, "supercategory": ""})
     annotations, changed, total = [], 0, 0
+    per_image = ((index, (values[b], classes[b], labels[b])) for indices, values, classes, labels in collected
+                 for b, index in enumerate(indices))
     # image by image in the file's order (batches hold one image size each, so they may come in another)
-    for index, batch, b in sorted((index, batch, b) for batch, (indices, *_) in enumerate(collected)
-                                  for b, index in enumerate(indices)):
-        _, values, classes, labels = collected[batch]
-        values, classes, labels = values[b], classes[b], labels[b]
+    for index, (values, classes, labels) in dataset.in_order(per_image):
         mask = torch.where((values >= threshold) & (labels != IGNORE_INDEX), classes.to(torch.uint8), labels).numpy()
         old = labels.numpy()
         valid = old != IGNORE_INDEX

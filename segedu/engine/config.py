@@ -27,6 +27,7 @@ import pydantic
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from .. import losses, profiles
+from ..data import sizes
 from ..data.mixing import MIXES
 from ..data.stats import WEIGHTINGS
 from ..data.transforms import AUGMENTATIONS, CROPS
@@ -156,16 +157,13 @@ class TrainConfig:
     @field_validator("image_size", mode="before")
     @classmethod
     def _image_size(cls, value):
-        """An int >= 1, or a pair of them (a JSON list becomes a tuple); not a bool, float or string."""
-        def whole(v):
-            return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-        if value is None or whole(value):
-            return value
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(whole, value)):
-            return tuple(value)
-        raise ValueError(f"{value!r} is not an image size: give the short side in pixels (e.g. 256) or a pair "
-                         "H,W (e.g. 240,320 in a shell, [240, 320] in JSON), each >= 1")
+        """An int >= 1, or a pair of them (a JSON list becomes a tuple); not a bool, float or string:
+        :func:`segedu.data.sizes.check_size`, the one definition of what an image size is."""
+        try:
+            return sizes.check_size(value)
+        except SegeduError:
+            raise ValueError(f"{value!r} is not an image size: give the short side in pixels (e.g. 256) or a pair "
+                             "H,W (e.g. 240,320 in a shell, [240, 320] in JSON), each >= 1") from None
 
     @field_validator("loss")
     @classmethod

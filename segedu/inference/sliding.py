@@ -102,7 +102,6 @@ def sliding_window_logits(model, images: torch.Tensor, window, overlap: float = 
     if size is None:
         input_hw = None
     else:
-        _pair(size, "the sliding window's model input size")
         sh, sw = model_input_size((wh, ww), size)  # an int: the window's short side, as for whole images
         input_hw = (max(1, round(ch * sh / wh)), max(1, round(cw * sw / ww)))
     ys, xs = window_starts(h, ch, overlap), window_starts(w, cw, overlap)

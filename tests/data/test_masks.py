@@ -11,6 +11,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from segedu import fileio
 from segedu.data import coco, masks
 from segedu.data.classes import IGNORE_INDEX
 
@@ -207,9 +208,9 @@ def test_cache_root_order(tmp_path, monkeypatch):
 
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
     target = tmp_path / "x.bin"
-    masks.write_bytes_atomic(target, b"old")
+    fileio.write_bytes_atomic(target, b"old")
     with pytest.raises(TypeError):
-        masks.write_bytes_atomic(target, "not bytes")
+        fileio.write_bytes_atomic(target, "not bytes")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
 
