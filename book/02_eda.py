@@ -82,28 +82,33 @@ print(f"ratio common / rare: {fg.max() / fg.min():.0f}x")
 # %% [markdown]
 # **Decision: class weights.** A loss that counts every pixel alike is dominated by the
 # background and the two or three common classes. Weighting each class by its inverse
-# frequency, or by *median frequency balancing* (median frequency / class frequency, as in
-# SegNet), gives the rare classes a voice. The weights below are what `segedu.data.stats`
-# computes; the imbalance chapter trains with them and measures whether the rare classes'
-# IoU goes up.
+# frequency gives the rare classes a voice; *median frequency balancing* (SegNet, after Eigen &
+# Fergus) does it with a gentler reference. Its frequency of a class is not its share of all
+# pixels but its share of the pixels **of the images that contain it**:
+# freq(c) = pixels of c / pixels of the images holding c, and the weight is
+# median(freq) / freq(c). A class that is small but present in few images is therefore not
+# rare in this sense, only small. The weights below are what `segedu.data.stats` computes;
+# the imbalance chapter trains with them and measures whether the rare classes' IoU goes up.
 #
-# First on four made-up pixel counts, where the arithmetic is easy to follow: class 3 has a
-# hundredth of class 1's pixels, so inverse frequency weighs it 100 times more, its square root
-# 10 times. Median frequency balancing divides the median of the class frequencies (here
-# halfway between classes 1 and 2) by each class's frequency: classes more common than the
-# median get weights below 1, rarer ones above 1, and the rare-to-common ratio is again 100.
+# First on four made-up images of 100 pixels, where the arithmetic is easy to follow. Class 1
+# covers 20 pixels in each of the four images, class 2 covers 20 pixels in one image only, and
+# class 3 two pixels in each image. Over all pixels, class 2 is four times rarer than class 1;
+# inside the images that hold it, it is exactly as frequent.
 
 # %% tags=["nbval-check-output"]
-toy_counts = [8000, 1000, 100, 10]
+toy = np.array([[78, 20, 0, 2], [58, 20, 20, 2], [78, 20, 0, 2], [78, 20, 0, 2]])  # images x classes
+toy_counts, toy_holding = toy.sum(0), stats.image_pixels(toy)
+print("class pixels:", toy_counts, "  pixels of the images holding each class:", toy_holding)
 for method in stats.WEIGHTINGS:
-    w = stats.class_weights(toy_counts, method)
-    print(f"{method:<17}" + "  ".join(f"{v:8.3f}" for v in w) + f"   rare / common: {w[3] / w[1]:.0f}x")
+    w = stats.class_weights(toy_counts, method, image_pixels=toy_holding)
+    print(f"{method:<17}" + "  ".join(f"{v:8.3f}" for v in w) + f"   class 2 / class 1: {w[2] / w[1]:.1f}x")
 
 # %% [markdown]
-# On the dataset's own pixel counts:
+# On the dataset's own pixels (the pixel table holds every image's pixels per class):
 
 # %%
-weights = {m: stats.class_weights(counts, m) for m in stats.WEIGHTINGS}
+table = stats.pixel_table(data)
+weights = {m: stats.class_weights(table.sum(0), m, image_pixels=stats.image_pixels(table)) for m in stats.WEIGHTINGS}
 print(f"{'class':<14}" + "".join(f"{m:>18}" for m in stats.WEIGHTINGS))
 for c, name in enumerate(names):
     print(f"{name:<14}" + "".join(f"{weights[m][c]:>18.2f}" for m in stats.WEIGHTINGS))
@@ -213,11 +218,15 @@ plt.show()
 # %% [markdown]
 # **Decision: sampling.** Images are drawn uniformly in a plain epoch, so an image with a
 # rare class comes round as rarely as the class itself. segedu's `ClassAwareSampler` draws an
-# image with a weight set by its rarest class (repeat-factor sampling, as in LVIS). The share
-# of draws that contain each rare class, uniform vs class-aware, follows from the weights:
+# image with a weight set by its rarest class: repeat-factor sampling (LVIS), where a class in a
+# share f_c of the images gets the factor r_c = max(1, sqrt(t / f_c)) and an image takes the
+# largest factor of its classes. LVIS sets the threshold t = 0.001 for its 1,203 classes; with
+# eleven classes every f_c is above that and nothing would be repeated, so the course uses
+# t = 1, i.e. r_c = sqrt(1 / f_c). The share of draws that contain each rare class, uniform
+# vs class-aware, follows from the weights:
 
 # %%
-w = sampler.image_weights(presence, power=0.5)
+w = sampler.image_weights(presence, power=0.5, threshold=1.0)
 drawn = (w[:, None] * presence).sum(axis=0) / w.sum()
 print(f"{'class':<14}{'uniform':>10}{'class-aware':>13}")
 for c in rarest:

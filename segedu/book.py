@@ -246,27 +246,35 @@ def render_run_log(log: dict) -> str:
             lines += [f"| **total** | **{entry['total_seconds']:.1f}** |", ""]
         if entry.get("results"):
             lines += [f"### Training runs, profile `{name}`", "",
-                      "Best validation mIoU of each model during training (mean ± std over its seeds),",
-                      "its epochs and its mean training seconds per run, from the chapters' run directories.", "",
-                      "| chapter | model | seeds | best val mIoU | epochs | training s |", "|---|---|---:|---:|---:|---:|"]
+                      "Best validation mIoU of each run during training (mean ± sd over its seeds: the runs",
+                      "whose label differs only in its `-seed<N>` suffix), its epochs and its mean training",
+                      "seconds per run, from the chapters' run directories.", "",
+                      "| chapter | run | model | seeds | best val mIoU | epochs | training s |",
+                      "|---|---|---|---:|---:|---:|---:|"]
             for chapter, rows in entry["results"].items():
-                for model, group in _by_model(rows).items():
+                for run, group in _by_run(rows).items():
                     values = [r["best_val_miou"] for r in group if r["best_val_miou"] is not None]
                     if not values:
                         continue
-                    # population std, as compare.seed_summary's np.std
-                    mean, spread = statistics.fmean(values), statistics.pstdev(values)
-                    score = f"{mean:.4f} ± {spread:.4f}" if len(values) > 1 else f"{mean:.4f}"
+                    # sample std (ddof=1), as ablation.summarise and segedu.significance
+                    mean = statistics.fmean(values)
+                    score = f"{mean:.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
                     seconds = sum(r["train_seconds"] for r in group) / len(group)
-                    lines.append(f"| {chapter} | {model} | {len(group)} | {score} | {group[0]['epochs']} | {seconds:.0f} |")
+                    model = ", ".join(dict.fromkeys(str(r["model"]) for r in group))
+                    lines.append(f"| {chapter} | {run} | {model} | {len(group)} | {score} | {group[0]['epochs']} "
+                                 f"| {seconds:.0f} |")
             lines.append("")
     return "\n".join(lines)
 
 
-def _by_model(rows: list[dict]) -> dict[str, list[dict]]:
+def _by_run(rows: list[dict]) -> dict[str, list[dict]]:
+    """The rows grouped by run label without its ``-seed<N>`` suffix (``cutmix-seed2`` -> ``cutmix``),
+    so each trick or model variant is its own group; a label without the suffix is its own group."""
     groups: dict[str, list[dict]] = {}
     for row in rows:
-        groups.setdefault(row["model"], []).append(row)
+        label = str(row.get("run", row["model"]))
+        head, sep, tail = label.rpartition("-seed")
+        groups.setdefault(head if sep and head and tail.isdigit() else label, []).append(row)
     return groups
 
 

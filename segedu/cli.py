@@ -76,6 +76,33 @@ def _synth(args) -> int:
     return 0
 
 
+def _pretrain(args) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from .engine import pretrain
+
+    recipe = pretrain.Recipe(args.encoder, **(pretrain.SMOKE if args.smoke else {}))
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipe)
+               if f.name != "encoder" and getattr(args, f.name, None) is not None}
+    recipe = dataclasses.replace(recipe, **changes)
+    out = Path(args.out or f"runs/pretrain/{recipe.encoder}-w{recipe.width:g}")
+    if out.exists() and any(out.iterdir()) and not args.resume:
+        raise SegeduError(f"--out {out} holds a run already; continue it with --resume, or choose another --out.")
+    card = pretrain.pretrain(recipe, out, resume=args.resume, device=args.device,
+                             weights_dir=Path(args.weights_dir) if args.weights_dir else None)
+    print(f"segedu pretrain: {card['file']} ({card['parameters'] / 1e6:.2f}M parameters), {card['steps']} steps in "
+          f"{card['seconds']:.0f} s on {card['machine']}; pretext val mIoU {card['pretext_val_miou']}; "
+          f"sha256 {card['sha256'][:16]}...")
+    return 0
+
+
+def _course_encoders():
+    from .models.course import ENCODERS
+
+    return ENCODERS
+
+
 def _add_noise(args) -> int:
     from pathlib import Path
 
@@ -660,6 +687,20 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--seed", type=int, default=0)
     _noise_arguments(syn, required=False)
     syn.set_defaults(func=_synth)
+
+    pt = sub.add_parser("pretrain", help="pretrain a course encoder on a synthetic corpus no book split uses "
+                                         "(segedu.engine.pretrain); writes segedu/weights/ and its model card")
+    pt.add_argument("--encoder", required=True, choices=list(_course_encoders()))
+    for name, kind in (("width", float), ("images", int), ("size", int), ("image_size", int), ("batch_size", int),
+                       ("steps", int), ("lr", float), ("seed", int)):
+        pt.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
+                        help=f"the recipe's {name} (default: segedu.engine.pretrain.Recipe's)")
+    pt.add_argument("--out", default=None, help="run directory (default: runs/pretrain/ENCODER-wWIDTH)")
+    pt.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    pt.add_argument("--smoke", action="store_true", help="the tests' seconds-long recipe")
+    pt.add_argument("--weights-dir", default=None, help="where to export (default: the package's segedu/weights)")
+    pt.add_argument("--device", default="auto")
+    pt.set_defaults(func=_pretrain)
 
     an = sub.add_parser("add-noise", help="write a noisy copy of a dataset's training labels (clean ones kept)")
     an.add_argument("data", help="dataset folder (its train.json is the clean file)")

@@ -26,6 +26,7 @@ tests check against:
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -243,26 +244,47 @@ class GeneralizedCrossEntropyLoss(nn.Module):
 
 
 class SmallLossCrossEntropy(nn.Module):
-    """Cross-entropy over the ``keep`` share of a batch's valid pixels with the smallest loss.
+    """Small-loss selection: cross-entropy over the share of a batch's valid pixels with the
+    smallest loss, that share ramped down from 1 to ``keep`` as in co-teaching.
 
     The small-loss trick of sample selection against noisy labels (Han et al., "Co-teaching:
     Robust Training of Deep Neural Networks with Extremely Noisy Labels", NeurIPS 2018, Sec. 2):
-    networks fit clean labels before noisy ones, so early in training the pixels with the largest
-    loss are more often the wrongly labelled ones, and leaving them out of the update keeps the
-    model from learning the noise. Here one network selects for itself, per pixel and per batch
-    (co-teaching's two networks swap their selections; Sec. 2 discusses this self-selection as the
-    simpler variant). Class weights and label smoothing as :class:`CrossEntropyLoss`; the pixels
-    kept are ``ceil(keep * valid pixels)``. The cost: rare classes and object boundaries also have
-    large losses and are dropped with the noise.
+    networks fit clean labels before noisy ones, so the pixels with the largest loss are more often
+    the wrongly labelled ones, and leaving them out of the update keeps the model from learning the
+    noise. Co-teaching keeps the share ``R(T) = 1 - min(T / T_k * tau, tau)`` at step ``T``
+    (Sec. 2, Algorithm 1), with ``tau = 1 - keep`` the share finally dropped and ``T_k =
+    ramp_steps``: at first every pixel is kept, since before the network has fitted anything the
+    loss does not yet tell clean labels from noisy ones; the dropped share then grows linearly to
+    ``tau``. ``ramp_steps = 0`` drops ``tau`` from the start. Call :meth:`set_step` after each
+    optimiser step (the trainer does). Here one network selects for itself, per pixel and per batch;
+    co-teaching proper trains two networks that swap their selections. Class weights and label
+    smoothing as :class:`CrossEntropyLoss`; the pixels kept are ``ceil(R(T) * valid pixels)``. The
+    cost: rare classes and object boundaries also have large losses and are dropped with the noise.
     """
 
     def __init__(self, keep: float = 0.8, class_weights: Sequence[float] | None = None,
-                 ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0):
+                 ignore_index: int = IGNORE_INDEX, label_smoothing: float = 0.0, ramp_steps: int = 0):
         super().__init__()
         if not 0.0 < keep <= 1.0:
             raise SegeduError(f"small-loss selection keeps a share of the pixels in (0, 1], got keep={keep}.")
+        if not (isinstance(ramp_steps, int) and ramp_steps >= 0):
+            raise SegeduError(f"small-loss selection needs ramp_steps, an int >= 0 (0: no ramp), got {ramp_steps!r}.")
         self.keep = keep
+        self.ramp_steps = ramp_steps
+        self.step = 0
         self.ce = CrossEntropyLoss(ignore_index, class_weights, label_smoothing)
+
+    def set_step(self, step: int) -> None:
+        """Tell the loss how many optimiser steps have been taken (``T`` of the ramp)."""
+        if step < 0:
+            raise SegeduError(f"small-loss selection: the step must be >= 0, got {step}.")
+        self.step = int(step)
+
+    def kept_share(self) -> float:
+        """``R(T) = 1 - tau * min(T / T_k, 1)`` with ``tau = 1 - keep``; ``keep`` without a ramp."""
+        if not self.ramp_steps or self.step >= self.ramp_steps:
+            return self.keep  # exactly, not 1 - (1 - keep), so ceil() counts as without a ramp
+        return 1.0 - (1.0 - self.keep) * self.step / self.ramp_steps
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weights = _weights_for(self.ce.class_weights, logits, "small-loss cross-entropy")
@@ -272,7 +294,7 @@ class SmallLossCrossEntropy(nn.Module):
         count = int(valid.sum())
         if count == 0:
             return _weighted_mean(per_pixel, pixel_weight)
-        kept = math.ceil(self.keep * count)
+        kept = math.ceil(self.kept_share() * count)
         # the kept pixels: the `kept` smallest losses among the valid ones (void pixels sort last)
         ranked = torch.where(valid, per_pixel.detach(), torch.full_like(per_pixel, float("inf"))).flatten()
         selected = torch.zeros_like(ranked, dtype=torch.bool)
@@ -443,18 +465,35 @@ class CompoundLoss(nn.Module):
         return " + ".join(f"{weight:g}*{name}" for name, weight in zip(self.names, self.weights))
 
 
-_TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_]+)\s*$")
+_TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_]+)"
+                   r"\s*(?:\((?P<params>[^()]*)\))?\s*$")
+
+
+def _term_params(text: str | None, spec: str) -> dict:
+    """``"keep=0.8, ramp_steps=24"`` -> {"keep": 0.8, "ramp_steps": 24} (numbers, true/false, else text)."""
+    params = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, equals, raw = item.partition("=")
+        if not equals or not key.strip().isidentifier():
+            raise SegeduError(f"loss spec {spec!r}: cannot read the parameter {item!r}; write NAME(KEY=VALUE, ...), "
+                              "e.g. 'small_loss(keep=0.8, ramp_steps=24)'.")
+        try:
+            params[key.strip()] = json.loads(raw.strip())
+        except ValueError:
+            params[key.strip()] = raw.strip()
+    return params
 
 
 def _parse_string(spec: str) -> list[tuple[str, float, dict]]:
-    """"ce+0.5*dice" -> [("ce", 1.0, {}), ("dice", 0.5, {})]."""
+    """"ce+0.5*dice" -> [("ce", 1.0, {}), ("dice", 0.5, {})]; a term may carry its loss's parameters,
+    "0.5*focal(gamma=3)" -> [("focal", 0.5, {"gamma": 3})]."""
     terms = []
     for part in spec.split("+"):
         match = _TERM.match(part)
         if not match:
             raise SegeduError(f"loss spec {spec!r}: cannot read the term {part.strip()!r}; write terms as NAME or "
                               f"WEIGHT*NAME joined by '+', e.g. 'ce+0.5*dice', with NAME one of {sorted(LOSSES)}.")
-        terms.append((match["name"].lower(), float(match["weight"] or 1.0), {}))
+        terms.append((match["name"].lower(), float(match["weight"] or 1.0), _term_params(match["params"], spec)))
     return terms
 
 
@@ -486,7 +525,7 @@ def build_loss(spec, num_classes: int = 11, ignore_index: int = IGNORE_INDEX,
                class_weights: Sequence[float] | None = None, label_smoothing: float = 0.0) -> CompoundLoss:
     """A :class:`CompoundLoss` from a spec naming losses of :data:`LOSSES` with weights.
 
-    ``spec`` is a string (``"ce"``, ``"ce+0.5*dice"``, ``"0.7*focal+0.3*lovasz"``), a dict
+    ``spec`` is a string (``"ce"``, ``"ce+0.5*dice"``, ``"0.7*focal(gamma=3)+0.3*lovasz"``), a dict
     (``{"ce": 1.0, "dice": 0.5}``, or a name mapped to ``{"weight": w, **params}``) or a list of
     term strings and ``{"name", "weight", **params}`` dicts. ``ignore_index`` goes to every loss,
     ``class_weights`` to those that take them (all but Lovasz), ``label_smoothing`` to cross-entropy;

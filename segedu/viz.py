@@ -129,13 +129,14 @@ def plot_learning_curves(histories: dict, key: str = "val_miou", title: str | No
 
 
 #: bar colour of each verdict of :class:`segedu.engine.ablation.Row`
-VERDICT_COLOURS = {"helps": "tab:green", "hurts": "tab:red", "within noise": "tab:gray"}
+VERDICT_COLOURS = {"helps": "tab:green", "hurts": "tab:red", "no evidence": "tab:gray"}
 
 
 def plot_ablation(rows, title: str, xlabel: str = "Δ validation mIoU against the baseline"):
     """Horizontal bars of each trick's mean change (``rows`` from :func:`segedu.engine.ablation.table`,
     baseline first), coloured by verdict, with each trick's seed std as an error bar and the band of
-    ± 2 × the baseline's seed std shaded; returns the figure."""
+    the baseline's noise floor (± 2 × its seed sd, :func:`segedu.significance.noise_floor`) shaded;
+    returns the figure."""
     import matplotlib.pyplot as plt
 
     others = rows[1:]
@@ -143,9 +144,9 @@ def plot_ablation(rows, title: str, xlabel: str = "Δ validation mIoU against th
     ax.barh(range(len(others)), [r.delta for r in others], color=[VERDICT_COLOURS[r.verdict] for r in others])
     ax.errorbar([r.delta for r in others], range(len(others)),
                 xerr=[r.std if np.isfinite(r.std) else 0 for r in others], fmt="none", ecolor="k", capsize=2, lw=0.8)
-    if np.isfinite(rows[0].std):
-        band = 2 * rows[0].std
-        ax.axvspan(-band, band, color="k", alpha=0.08, label="± 2 × baseline seed std")
+    if np.isfinite(rows[0].noise):
+        band = rows[0].noise
+        ax.axvspan(-band, band, color="k", alpha=0.08, label="noise floor: ± 2 × baseline seed sd")
         ax.legend(fontsize=8, loc="lower right")
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(others)), [r.trick for r in others], fontsize=8)

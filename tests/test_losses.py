@@ -234,6 +234,27 @@ def test_small_loss_keeps_the_smallest_losses():
     assert per_pixel[touched].max() <= per_pixel[valid & ~touched].min()
 
 
+def test_small_loss_ramps_the_dropped_share_as_co_teaching():
+    # one image, two classes, four valid pixels of class 0 and a void one: pixel loss log(1 + e^a)
+    a = [-2.0, 0.0, 1.0, 3.0, 0.0]
+    logits = torch.tensor([[[[0.0] * 5], [a]]], dtype=torch.float64)
+    target = torch.tensor([[[0, 0, 0, 0, VOID]]])
+    losses = [math.log1p(math.exp(x)) for x in a[:4]]  # ascending
+    loss = SmallLossCrossEntropy(keep=0.5, ramp_steps=4)
+    # R(T) = 1 - min(T / 4 * 0.5, 0.5): all 4 pixels at T = 0, ceil(0.75 * 4) = 3 at T = 2, 2 from T = 4
+    assert_close(loss(logits, target), CrossEntropyLoss()(logits, target))
+    assert_close(loss(logits, target), sum(losses) / 4)
+    for step, kept in ((1, 4), (2, 3), (3, 3), (4, 2), (100, 2)):
+        loss.set_step(step)
+        assert_close(loss(logits, target), sum(losses[:kept]) / kept)
+    loss.set_step(2)
+    logits.requires_grad_(True)
+    loss(logits, target).backward()
+    assert (logits.grad != 0).any(1).flatten().tolist() == [True, True, True, False, False]
+    # without a ramp the final share from step 0, as before
+    assert_close(SmallLossCrossEntropy(keep=0.5)(logits, target), sum(losses[:2]) / 2)
+
+
 def test_noisy_label_losses_refuse_bad_parameters():
     with pytest.raises(SegeduError, match="0 < q <= 1"):
         GeneralizedCrossEntropyLoss(q=0.0)
@@ -241,6 +262,12 @@ def test_noisy_label_losses_refuse_bad_parameters():
         SmallLossCrossEntropy(keep=1.5)
     assert isinstance(build_loss("gce").losses[0], GeneralizedCrossEntropyLoss)
     assert build_loss({"small_loss": {"keep": 0.6}}).losses[0].keep == 0.6
+    ramped = build_loss({"small_loss": {"keep": 0.6, "ramp_steps": 100}}).losses[0]
+    assert (ramped.keep, ramped.ramp_steps, ramped.kept_share()) == (0.6, 100, 1.0)
+    with pytest.raises(SegeduError, match="ramp_steps"):
+        SmallLossCrossEntropy(ramp_steps=-1)
+    with pytest.raises(SegeduError, match="step must be >= 0"):
+        SmallLossCrossEntropy().set_step(-1)
 
 
 # --- every loss: gradients, void pixels, empty batches ------------------------------------------
@@ -330,3 +357,59 @@ def test_compound_loss_with_lovasz_refuses_soft_targets():
     logits, target = batch(15)
     with pytest.raises(SegeduError, match="hard labels"):
         build_loss("ce+lovasz", num_classes=C)(logits, one_hot(target))
+
+
+# --- the string grammar NAME(KEY=VALUE, ...) ---------------------------------------------------------
+
+def test_string_terms_carry_their_losses_parameters():
+    logits, target = batch(16)
+    (small,) = build_loss("small_loss(keep=0.5, ramp_steps=4)", num_classes=C, class_weights=WEIGHTS).losses
+    assert isinstance(small, SmallLossCrossEntropy)
+    assert (small.keep, small.ramp_steps, type(small.ramp_steps)) == (0.5, 4, int)
+    assert small.ce.class_weights.tolist() == WEIGHTS  # the shared settings still reach it
+    reference = SmallLossCrossEntropy(keep=0.5, ramp_steps=4, class_weights=WEIGHTS)
+    for loss in (small, reference):
+        loss.set_step(2)
+    assert_close(small(logits, target), reference(logits, target))
+
+    compound = build_loss(" ce + 0.5 * focal( gamma = 3 ) ", num_classes=C)
+    ce, focal = compound.losses
+    assert compound.names == ["ce", "focal"] and compound.weights == [1.0, 0.5] and focal.gamma == 3
+    assert_close(compound(logits, target),
+                 CrossEntropyLoss()(logits, target) + 0.5 * FocalLoss(gamma=3)(logits, target))
+    # the same loss written as a string, a dict and a list; a value that is not JSON (sigmoid) stays text
+    string = build_loss("0.5*focal(gamma=3, alpha=0.25, mode=sigmoid)", num_classes=C)
+    assert (string.losses[0].alpha, string.losses[0].mode) == (0.25, "sigmoid")
+    params = {"gamma": 3, "alpha": 0.25, "mode": "sigmoid"}
+    for spec in ({"focal": {"weight": 0.5, **params}}, [{"name": "focal", "weight": 0.5, **params}]):
+        assert_close(build_loss(spec, num_classes=C)(logits, target), string(logits, target))
+    assert_close(string(logits, target), 0.5 * FocalLoss(**params)(logits, target))
+    # empty parentheses are the defaults
+    assert build_loss("focal()").losses[0].gamma == FocalLoss().gamma == 2.0
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("small_loss(keep)", "loss spec 'small_loss(keep)': cannot read the parameter 'keep'; write NAME(KEY=VALUE, ...), "
+                         "e.g. 'small_loss(keep=0.8, ramp_steps=24)'."),
+    ("ce+small_loss(=0.5)", "loss spec 'ce+small_loss(=0.5)': cannot read the parameter '=0.5'"),
+    ("small_loss(keep=0.5", "loss spec 'small_loss(keep=0.5': cannot read the term 'small_loss(keep=0.5'"),
+    ("focal(gamma=3)(alpha=1)", "loss spec 'focal(gamma=3)(alpha=1)': cannot read the term 'focal(gamma=3)(alpha=1)'"),
+    ("small_loss(nope=1)", "loss spec 'small_loss(nope=1)': small_loss takes no parameter ['nope']; its parameters "
+                           "are ['class_weights', 'ignore_index', 'keep', 'label_smoothing', 'ramp_steps']."),
+    ("small_loss(ramp_steps=2.5)", "small-loss selection needs ramp_steps, an int >= 0 (0: no ramp), got 2.5."),
+    ("small_loss(keep=2)", "small-loss selection keeps a share of the pixels in (0, 1], got keep=2."),
+])
+def test_bad_parameters_in_a_string_are_one_line(spec, message):
+    with pytest.raises(SegeduError) as caught:
+        build_loss(spec, num_classes=C)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_train_config_takes_a_parameterised_loss_and_refuses_a_bad_one():
+    from segedu.engine import TrainConfig
+
+    assert TrainConfig(loss="small_loss(ramp_steps=4)").loss == "small_loss(ramp_steps=4)"
+    with pytest.raises(SegeduError) as caught:
+        TrainConfig(loss="small_loss(nope=1)")
+    assert str(caught.value).startswith("loss: loss spec 'small_loss(nope=1)': small_loss takes no parameter ['nope']")
+    assert "\n" not in str(caught.value)

@@ -1,12 +1,19 @@
 """Class-aware sampling: draw images that contain rare classes more often.
 
-The weight of an image follows repeat-factor sampling (Gupta et al. 2019, "LVIS: A Dataset for
-Large Vocabulary Instance Segmentation", Sec. 5): each class ``c`` gets a factor from the fraction
-``f_c`` of images that contain it, and an image takes the *largest* factor among its classes, so one
-rare object is enough to lift an image. LVIS uses ``r_c = max(1, sqrt(t / f_c))``; here the factor
-is ``(1 / f_c) ** power`` without the threshold ``t``, i.e. LVIS with ``power = 0.5`` and ``t`` at
-least the largest ``f_c`` (up to a constant, which sampling with weights ignores). ``power = 0``
-is uniform sampling, ``power = 1`` full inverse-frequency weighting.
+The weight of an image is its repeat factor (Gupta et al. 2019, "LVIS: A Dataset for Large
+Vocabulary Instance Segmentation", Sec. 5; Detectron2's ``RepeatFactorTrainingSampler``): with
+``f_c`` the fraction of images that contain class ``c``, the class factor is
+``r_c = max(1, (t / f_c) ** power)`` and an image takes the *largest* factor among its classes,
+``r_i = max_c r_c``, so one rare object is enough to lift an image. LVIS uses ``power = 0.5``
+(the square root); ``power = 0`` is uniform sampling, ``power = 1`` inverse-frequency weighting.
+
+Classes with ``f_c >= t`` are not over-sampled (``r_c = 1``). LVIS's ``t = 0.001`` is meant for
+1,203 classes; on the 11 classes here, with ``f_c`` between about 0.05 and 1, it would give every
+class ``r_c = 1``, i.e. uniform sampling. The default is therefore :data:`NO_THRESHOLD`,
+``t = 1``: since ``f_c <= 1`` the ``max(1, .)`` never binds, every class missing from some image
+is over-sampled by ``(1 / f_c) ** power``, and only a class present in every image (here the
+background) gets ``r_c = 1``, as does an image without any class. Lower ``t`` to leave the classes
+that occur in more than that share of images at 1.
 """
 from __future__ import annotations
 
@@ -21,23 +28,49 @@ from ..errors import SegeduError
 from .classes import CLASSES, NUM_CLASSES
 
 
-def image_weights(image_class_presence: np.ndarray, power: float = 0.5) -> np.ndarray:
-    """(N,) sampling weight of each image: max over its classes of ``(1 / f_c) ** power``, where
-    ``f_c`` is the fraction of images containing class ``c``. An image with no class gets weight 1,
-    that of a class present everywhere (the smallest possible)."""
+#: The default threshold ``t = 1``: as ``f_c <= 1`` the clip ``max(1, .)`` never binds, and only a
+#: class present in every image gets ``r_c = 1`` (see the module docstring).
+NO_THRESHOLD = 1.0
+#: LVIS's threshold, chosen for its 1,203 classes; on a few common classes it samples uniformly.
+LVIS_THRESHOLD = 0.001
+
+
+def class_repeat_factors(image_class_presence: np.ndarray, threshold: float = NO_THRESHOLD,
+                         power: float = 0.5) -> np.ndarray:
+    """(C,) LVIS class repeat factor ``r_c = max(1, (t / f_c) ** power)``, ``f_c`` the fraction of
+    images containing class ``c``; a class in no image gets 1 (it lifts no image anyway)."""
+    presence = _checked_presence(image_class_presence)
+    if not threshold > 0:
+        raise SegeduError(f"repeat-factor sampling needs a threshold t > 0 (a fraction of images); got {threshold}.")
+    if not power >= 0:
+        raise SegeduError(f"repeat-factor sampling needs power >= 0 (0 is uniform, 0.5 is LVIS); got {power}.")
+    frequency = presence.mean(axis=0)
+    ratio = threshold / np.where(frequency > 0, frequency, threshold)  # absent class: ratio 1
+    return np.maximum(1.0, ratio ** power)
+
+
+def image_weights(image_class_presence: np.ndarray, power: float = 0.5,
+                  threshold: float = NO_THRESHOLD) -> np.ndarray:
+    """(N,) LVIS image repeat factor ``r_i = max over the classes of image i of r_c``
+    (:func:`class_repeat_factors`); an image with no class gets 1, the smallest weight."""
+    presence = _checked_presence(image_class_presence)
+    factor = class_repeat_factors(presence, threshold, power)
+    return np.maximum((presence * factor).max(axis=1), 1.0)
+
+
+def _checked_presence(image_class_presence) -> np.ndarray:
     presence = np.asarray(image_class_presence, dtype=bool)
     if presence.ndim != 2 or presence.shape[0] == 0:
         raise SegeduError(
             f"image_class_presence must be a (N images, C classes) bool array with N > 0; got shape "
             f"{presence.shape}. Build it with class_presence_from_coco or the dataset's class presence."
         )
-    frequency = presence.mean(axis=0)
-    factor = np.where(frequency > 0, 1.0 / np.maximum(frequency, 1e-12), 0.0) ** power
-    return np.maximum((presence * factor).max(axis=1), 1.0)
+    return presence
 
 
 class ClassAwareSampler(Sampler[int]):
-    """Draws ``num_samples`` image indices with replacement, weighted by :func:`image_weights`.
+    """Draws ``num_samples`` image indices with replacement, weighted by :func:`image_weights`
+    (``power`` and ``threshold`` as there).
 
     The draw is fixed by ``seed`` and the epoch: call :meth:`set_epoch` before each epoch (as with
     ``DistributedSampler``) for a new, still reproducible, draw.
@@ -49,12 +82,12 @@ class ClassAwareSampler(Sampler[int]):
     """
 
     def __init__(self, image_class_presence: np.ndarray, num_samples: int, seed: int = 0, power: float = 0.5,
-                 rank: int = 0, num_replicas: int = 1):
+                 rank: int = 0, num_replicas: int = 1, threshold: float = NO_THRESHOLD):
         if num_samples <= 0:
             raise SegeduError(f"ClassAwareSampler needs num_samples > 0; got {num_samples}.")
         if not 0 <= rank < num_replicas:
             raise SegeduError(f"ClassAwareSampler needs 0 <= rank < num_replicas; got rank {rank} of {num_replicas}.")
-        self.weights = torch.as_tensor(image_weights(image_class_presence, power), dtype=torch.float64)
+        self.weights = torch.as_tensor(image_weights(image_class_presence, power, threshold), dtype=torch.float64)
         self.num_samples = num_samples
         self.seed = seed
         self.epoch = 0

@@ -3,8 +3,9 @@
 Every trick of the course is a change to one or two :class:`~segedu.engine.config.TrainConfig`
 fields of the same baseline run (:data:`TRICKS`), so an ablation is a list of configs that differ
 from the baseline in exactly what the trick names (``segedu runs`` shows that diff). Each is
-trained with several seeds; :func:`table` sets the mean change in mIoU against the seed-to-seed
-noise of the baseline and the extra cost in time, and says in words whether the trick helped.
+trained with the baseline's seeds; :func:`table` gives the mean change in mIoU with its 95%
+interval, a paired t-test over the shared seeds (Holm-adjusted across the table,
+:mod:`segedu.significance`) and the extra cost in time, and says in words whether the trick helped.
 
 The baseline is the verdict of the architecture comparison (DeepLab v3+ with a ResNet-50 encoder)
 at the profile's comparison budget (:attr:`~segedu.profiles.Profile.compare_image_size`,
@@ -16,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections.abc import Mapping
 
-from .. import profiles
+from .. import profiles, significance
+from ..errors import SegeduError
 
 BASELINE_MODEL = "deeplabv3plus_resnet50"
 
@@ -47,8 +50,17 @@ TRICKS: dict[str, dict] = {
     "ce+dice": {"loss": "ce+dice"},
     "class_aware": {"sampler": "class_aware"},
     # averaging weights (torch.optim.swa_utils)
+    # 0.99 with the trainer's decay warm-up (ema_warmup, on by default): the warm-up's cap
+    # 1 - 9/(10+t) stays below 0.99 for t < 890 updates, so on these runs of tens to hundreds of
+    # steps the average adapts to the run's length by itself -- step s of T weighs about
+    # 9 s**8 / T**9: an average centred at 90% of the run, 85% of it on the last fifth -- and no
+    # decay has to be derived from the step count (0.99 without the warm-up would keep 62% of a
+    # 48-step run's average on its first, untrained weights)
     "ema": {"ema_decay": 0.99},
-    "swa": {"swa_start": "last", "save_epochs": True},  # each epoch's weights kept: the epoch ensemble
+    # Izmailov et al. 2018: averages over the last ~25% of the baseline's optimiser steps, at least
+    # 4 and about 8 snapshots apart (plan() makes "last 25%" concrete), without a longer run
+    "swa": {"swa_start_step": "last 25%", "swa_every": "last 25%",
+            "save_epochs": True},  # each epoch's weights kept: the epoch ensemble (runs of 2+ epochs)
     # an image-level class-presence head (segedu.models.class_head), used at inference to drop
     # the classes it judges absent
     "class_head": {"class_head": 0.4, "suppress_threshold": 0.5},
@@ -97,10 +109,13 @@ def plan(profile: profiles.Profile, tricks, seeds, train_images: int) -> list[di
     once per seed, labelled
     ``<trick>-seed<s>`` (the baseline is ``baseline-seed<s>``). Relative values are made concrete:
     warm-up over 10% of the steps, half the batch size with twice the accumulation, SWA over the
-    last epoch (from the run's last epoch when it has several; otherwise the trick needs 2 epochs and
-    the run gets one more, which :func:`table` charges as cost)."""
+    last quarter of the optimiser steps the run takes (the profile's ``max_steps`` cap included):
+    ``swa_start_step`` where it begins and ``swa_every`` such that it averages about 8 snapshots
+    (at least 4, the trainer's minimum, from the last 4 steps when a quarter is fewer), the last one
+    at the run's last step. The SWA run trains exactly as long as the baseline."""
     base = baseline(profile)
     total_steps = optimiser_steps(profile, train_images)
+    run_steps = min(total_steps, profile.max_steps) if profile.max_steps else total_steps
     entries = []
     for trick in ["baseline", *tricks]:
         if trick != "baseline" and trick not in TRICKS:
@@ -110,9 +125,11 @@ def plan(profile: profiles.Profile, tricks, seeds, train_images: int) -> list[di
             change["warmup_steps"] = max(1, round(0.1 * total_steps))
         if change.get("batch_size") == "half":
             change["batch_size"] = max(1, profile.batch_size // 2)
-        if change.get("swa_start") == "last":
-            change["swa_start"] = max(base["epochs"] - 1, 1)
-            change["epochs"] = max(base["epochs"], 2)
+        if change.get("swa_start_step") == "last 25%":
+            phase = max(4, round(run_steps / 4))  # the trainer refuses fewer than 4 snapshots
+            every = max(1, phase // 8)
+            change["swa_every"] = every
+            change["swa_start_step"] = max(0, run_steps - phase // every * every)
         for s in seeds:
             entries.append({**base, **change, "seed": s, "label": f"{trick}-seed{s}"})
     return entries
@@ -120,63 +137,113 @@ def plan(profile: profiles.Profile, tricks, seeds, train_images: int) -> list[di
 
 @dataclasses.dataclass
 class Row:
-    """One line of the ablation table."""
+    """One line of the ablation table (:func:`table`)."""
 
     trick: str
     mean: float
-    std: float
-    n: int
-    delta: float          # mean minus the baseline's mean
-    noise: float          # the larger of the two seed standard deviations
+    std: float            # sample std over the row's seeds (ddof=1); nan for one run
+    n: int                # the row's runs
+    delta: float          # paired mean change against the baseline (without a test: mean minus its mean)
+    noise: float          # the baseline's noise floor, significance.noise_floor: 2 × its sample std (descriptive)
     seconds: float        # mean training seconds per run
     extra_seconds: float  # mean seconds minus the baseline's
+    p: float = math.nan                                  # paired t-test against the baseline; nan: no test
+    p_holm: float = math.nan                             # p, Holm-adjusted over the table's tested rows
+    ci95: tuple[float, float] = (math.nan, math.nan)     # 95% t-interval of the paired mean change
+    pairs: int = 0                                       # seeds paired with the baseline's (0: not paired)
+    is_baseline: bool = False
 
     @property
     def verdict(self) -> str:
-        """``helps`` / ``hurts`` when |delta| exceeds twice the noise (the rule of the comparison
-        chapter), ``within noise`` otherwise."""
-        if self.trick == "baseline":
+        """``helps`` / ``hurts`` when the Holm-adjusted paired p-value is below 0.05, ``no evidence``
+        otherwise or without a test (:func:`segedu.significance.verdict`); ``baseline`` for the baseline."""
+        if self.is_baseline or self.trick == "baseline":
             return "baseline"
-        if math.isnan(self.noise) or abs(self.delta) <= 2 * self.noise:
-            return "within noise"
-        return "helps" if self.delta > 0 else "hurts"
+        return significance.verdict(self.p_holm, self.delta)
 
 
-def summarise(values: list[float]) -> tuple[float, float]:
-    """(mean, population std over the seeds; nan for a single value)."""
-    return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else float("nan"))
+def summarise(values) -> tuple[float, float]:
+    """(mean, sample std (ddof=1) over the seeds; nan for a single value) of a list or of a
+    ``{seed: value}`` dict's values."""
+    values = list(values.values()) if isinstance(values, Mapping) else list(values)
+    unknown = len(values) < 2 or any(math.isnan(v) for v in values)  # statistics.stdev fails on NaN
+    return statistics.fmean(values), (float("nan") if unknown else statistics.stdev(values))
 
 
-def table(mious: dict[str, list[float]], seconds: dict[str, list[float]], baseline_label: str = "baseline") -> list[Row]:
-    """Rows for every trick (label -> its seeds' mIoU and training seconds), baseline first, then by
-    decreasing mean change."""
-    base_mean, base_std = summarise(mious[baseline_label])
-    base_seconds = statistics.fmean(seconds[baseline_label])
+def _pairs(values, base) -> tuple[list[float], list[float]]:
+    """The (trick, baseline) values of the seeds both have: ``{seed: value}`` dicts pair on their
+    common seeds; two lists pair position by position (seed order) only when they have the same
+    length (a shorter list, e.g. an ensemble's one value, says nothing about which seeds it used);
+    a list and a dict do not pair."""
+    if isinstance(values, Mapping) and isinstance(base, Mapping):
+        common = [s for s in values if s in base]
+        return [values[s] for s in common], [base[s] for s in common]
+    if not isinstance(values, Mapping) and not isinstance(base, Mapping) and len(values) == len(base):
+        return list(values), list(base)
+    return [], []
+
+
+def table(mious: dict, seconds: dict, baseline_label: str = "baseline") -> list[Row]:
+    """Rows for every trick (label -> its seeds' mIoU and training seconds, each a list in seed order
+    or a ``{seed: value}`` dict), baseline first, then by decreasing mean change.
+
+    A trick with at least 2 seeds paired with the baseline's (see :func:`_pairs`) gets a paired
+    t-test (:func:`segedu.significance.paired_test`); Holm's correction runs over the table's tested
+    rows (m = their number), and the verdict reads the adjusted p-value. A row without a test (one
+    run, as an ensemble) has the change of its mean and "no evidence".
+    """
+    base = mious[baseline_label]
+    base_mean, _ = summarise(base)
+    floor = significance.noise_floor(list(base.values()) if isinstance(base, Mapping) else base)
+    base_seconds, _ = summarise(seconds[baseline_label])
     rows = []
     for trick, values in mious.items():
         mean, std = summarise(values)
-        known = [v for v in (base_std, std) if not math.isnan(v)]
-        noise = max(known) if known else float("nan")  # a one-run row (an ensemble) is held to the baseline's noise
-        mean_seconds = statistics.fmean(seconds[trick])
-        rows.append(Row(trick, mean, std, len(values), mean - base_mean, noise, mean_seconds,
-                        mean_seconds - base_seconds))
-    first = [r for r in rows if r.trick == baseline_label]
-    return first + sorted((r for r in rows if r.trick != baseline_label), key=lambda r: -r.delta)
+        mean_seconds, _ = summarise(seconds[trick])
+        row = Row(trick, mean, std, len(values), mean - base_mean, floor, mean_seconds, mean_seconds - base_seconds,
+                  is_baseline=trick == baseline_label)
+        treated, control = _pairs(values, base)
+        if not row.is_baseline and len(treated) >= 2:
+            try:
+                test = significance.paired_test(treated, control)
+            except SegeduError as error:
+                raise SegeduError(f"ablation row {trick!r}: {error}") from None
+            row.delta, row.p, row.ci95, row.pairs = test.mean_delta, test.p, test.ci95, test.n
+        rows.append(row)
+    others = [r for r in rows if not r.is_baseline]
+    for row, adjusted in zip(others, significance.holm([r.p for r in others])):
+        row.p_holm = adjusted
+    first = [r for r in rows if r.is_baseline]
+    return first + sorted(others, key=lambda r: -r.delta)
+
+
+def _p_text(p: float) -> str:
+    return "-" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def render(rows: list[Row], time_columns: bool = True, cost_label: str = "train s") -> str:
-    """The table as text: mean ± std, Δ mIoU, noise floor (2 × std), verdict, and the cost (the
-    seconds given to :func:`table`, whatever their unit: ``cost_label`` names it)."""
+    """The table as text: mIoU mean ± sd, n, Δ mIoU, its 95% CI, the Holm-adjusted p-value, the
+    verdict and the cost (the seconds given to :func:`table`, whatever their unit: ``cost_label``
+    names it), then a line with the number of comparisons and the baseline's noise floor."""
     width = max(10, *(len(r.trick) for r in rows)) + 2
-    head = (f"{'trick':<{width}}{'mIoU (mean ± std)':>20}{'n':>3}{'Δ mIoU':>9}{'2×noise':>9}  {'verdict':<13}"
-            + (f"{cost_label:>8}{'Δ':>7}" if time_columns else ""))
+    head = (f"{'trick':<{width}}{'mIoU (mean ± sd)':>20}{'n':>3}{'Δ mIoU':>9}{'95% CI of Δ':>20}{'p (Holm)':>9}"
+            f"  {'verdict':<17}" + (f"{cost_label:>8}{'Δ':>7}" if time_columns else ""))
     lines = [head]
     for r in rows:
+        base_row = r.is_baseline or r.trick == "baseline"
         std = "  -   " if math.isnan(r.std) else f"{r.std:.4f}"
-        noise = "-" if math.isnan(r.noise) else f"{2 * r.noise:.4f}"
-        delta = "-" if r.trick == "baseline" else f"{r.delta:+.4f}"
-        lines.append(f"{r.trick:<{width}}{r.mean:>11.4f} ± {std}{r.n:>3}{delta:>9}{noise:>9}  {r.verdict:<13}"
-                     + (f"{r.seconds:>8.1f}{r.extra_seconds:>+7.1f}" if time_columns else ""))
+        delta = "-" if base_row else f"{r.delta:+.4f}"
+        ci = "-" if math.isnan(r.ci95[0]) else f"[{r.ci95[0]:+.4f}, {r.ci95[1]:+.4f}]"
+        verdict = r.verdict
+        if not base_row and math.isnan(r.p_holm):
+            verdict = f"n = {r.n}: no test" if r.n < 2 else "unpaired: no test"
+        lines.append(f"{r.trick:<{width}}{r.mean:>11.4f} ± {std}{r.n:>3}{delta:>9}{ci:>20}{_p_text(r.p_holm):>9}"
+                     f"  {verdict:<17}" + (f"{r.seconds:>8.1f}{r.extra_seconds:>+7.1f}" if time_columns else ""))
+    tested = sum(not math.isnan(r.p_holm) for r in rows)
+    floor = next((r.noise for r in rows if r.is_baseline or r.trick == "baseline"), rows[0].noise)
+    floor_text = "-" if math.isnan(floor) else f"{floor:.4f}"
+    lines.append(f"m = {tested} comparison{'' if tested == 1 else 's'}, Holm-adjusted; "
+                 f"noise floor (2 × baseline sd) = {floor_text}")
     return "\n".join(lines)
 
 

@@ -54,7 +54,7 @@ Decay = _described(float, "a number in (0, 1)", gt=0, lt=1)
 Threshold = _described(float, "a probability in (0, 1]", gt=0, le=1)
 #: the short side in pixels, or an exact (H, W); segedu.data.sizes says what each means
 ImageSize = _described(int | tuple[int, int], "a whole number of pixels >= 1 (the short side) or a pair H,W of them")
-LossSpec = _described(str, f"a loss spec: NAME or WEIGHT*NAME joined by +, NAME one of {', '.join(losses.LOSSES)}")
+LossSpec = _described(str, f"a loss spec: NAME, NAME(KEY=VALUE,...) or WEIGHT*NAME joined by +, NAME one of {', '.join(losses.LOSSES)}")
 Augmentations = _described(list[str], "names from " + ", ".join(n for n in AUGMENTATIONS if n not in CROPS))
 
 
@@ -136,7 +136,10 @@ class TrainConfig:
     sync_bn: bool = False                # torchrun runs: SyncBatchNorm, batch statistics over all processes
     grad_clip: Positive | None = None    # max gradient norm
     ema_decay: Decay | None = None       # e.g. 0.999: evaluate an exponential moving average
+    ema_warmup: bool = True              # EMA decay min(ema_decay, (1+t)/(10+t)) after t updates, as TF and timm
     swa_start: Count | None = None       # epoch from which SWA averages the weights
+    swa_start_step: Count | None = None  # or the optimiser step from which SWA averages (not with swa_start)
+    swa_every: AtLeastOne | None = None  # SWA averages every N optimiser steps (None: once per epoch)
     swa_lr: Positive | None = None       # SWALR learning rate once SWA starts (None: a tenth of lr)
     seed: Count = 0                      # seeds weights, data order and augmentation
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
@@ -216,6 +219,11 @@ class TrainConfig:
             c.model_options.setdefault("width", prof.width)
         if c.debug:
             c.epochs, c.max_steps = 1, min(c.max_steps or 2, 2)
+        if c.swa_start is not None and c.swa_start_step is not None:
+            raise SegeduError(f"give swa_start (an epoch, {c.swa_start}) or swa_start_step (an optimiser step, "
+                              f"{c.swa_start_step}), not both.")
+        if c.swa_every is not None and c.swa_start is None and c.swa_start_step is None:
+            raise SegeduError("swa_every needs swa_start or swa_start_step: SWA is off without a start.")
         if c.suppress_threshold is not None and not c.class_head:
             raise SegeduError("suppress_threshold needs the class-presence head; set class_head > 0 "
                               "(e.g. 0.4) or leave suppress_threshold unset.")

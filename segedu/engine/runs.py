@@ -115,7 +115,10 @@ def finished(run_dir: str | Path, config: TrainConfig, since: float | None = Non
     capped = bool(wanted.max_steps) and record.step >= wanted.max_steps
     if record.epochs_done < wanted.epochs and not capped:
         return None
-    if wanted.swa_start is not None and wanted.swa_start < record.epochs_done and not any(r.get("swa") for r in record.history):
+    # an SWA run that is not in debug mode averages at least 4 snapshots (else the Trainer refuses
+    # it), so it is finished only once its SWA record is written
+    swa = wanted.swa_start is not None or wanted.swa_start_step is not None
+    if swa and not wanted.debug and not any(r.get("swa") for r in record.history):
         return None
     return record
 

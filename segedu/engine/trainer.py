@@ -13,9 +13,26 @@ What it guarantees:
   update of one batch ``k`` times larger (tested).
 * **Mixed precision.** ``amp='auto'``: bf16 autocast on a GPU that supports it, else fp16 with a
   ``GradScaler``; off on the CPU (where autocast to bf16 is slower on most machines) unless asked.
-* **Averaging.** ``ema_decay``: an exponential moving average of the weights is evaluated and
-  saved instead of the raw weights. ``swa_start``: from that epoch ``torch.optim.swa_utils``
-  averages the weights (with ``SWALR``), and batch-norm statistics are recomputed at the end.
+* **Averaging.** ``ema_decay``: an exponential moving average of the weights *and* of batch norm's
+  running statistics (``AveragedModel(use_buffers=True)``: the statistics belong to the averaged
+  weights, not to the live ones) is updated after every optimiser step, and evaluated and saved
+  instead of the raw weights. The decay warms up as in TensorFlow's ``ExponentialMovingAverage``
+  and timm's ``ModelEmaV2``: after ``t`` updates the next one uses
+  ``min(ema_decay, (1 + t) / (10 + t))`` (``ema_warmup=False``: ``ema_decay`` throughout), so a
+  short run's average is not dominated by its first, untrained weights: without it, 0.99 leaves
+  0.99 ** 47 = 62% of a 48-step average on step 1's weights; with it, step ``s`` of a run of
+  ``T << 900`` steps weighs about ``9 s**8 / T**9``, an average centred at 90% of the run.
+  The integer ``num_batches_tracked`` is a count: copied, not averaged.
+* **SWA** (Izmailov et al. 2018, "Averaging Weights Leads to Wider Optima and Better
+  Generalization", Sec. 3). The SWA phase starts after epoch ``swa_start`` or optimiser step
+  ``swa_start_step``; in it the schedule stops and ``SWALR`` sets the learning rate, stepped once
+  per optimiser step: a cosine anneal from the schedule's last rate to ``swa_lr`` over the first
+  ``swa_every`` steps (one epoch of steps when ``swa_every`` is unset), constant after. The
+  weights are averaged every ``swa_every`` optimiser steps of the phase (once per epoch when
+  unset), and batch-norm statistics are recomputed for the average at the end
+  (``swa_utils.update_bn``); the SWA record of the history holds the number of ``snapshots``.
+  A run whose phase holds fewer than :data:`MIN_SWA_SNAPSHOTS` snapshots is refused (except in
+  debug mode): an "average" of one or two points is not what the paper measures.
 * **Failing loudly.** A NaN or infinite loss stops the run with the step that produced it; the
   last checkpoint written before it is kept.
 * **Distributed.** Under ``torchrun`` the same loop trains with DistributedDataParallel (NCCL on
@@ -47,6 +64,8 @@ from .schedule import build_optimizer, build_scheduler
 
 #: images used by debug mode
 DEBUG_IMAGES = 8
+#: the fewest weight snapshots an SWA run may average
+MIN_SWA_SNAPSHOTS = 4
 
 
 def _mix_seed(seed: int, epoch: int) -> int:
@@ -99,6 +118,30 @@ def evaluate_model(model, loader, num_classes: int, device, size: int | tuple[in
     return scores.all_reduce(device).compute()
 
 
+def effective_ema_decay(decay: float, updates: int, warmup: bool = True) -> float:
+    """The decay of an EMA update that follows ``updates`` earlier ones: ``min(decay, (1 + updates) /
+    (10 + updates))`` with ``warmup`` (TensorFlow's ``ExponentialMovingAverage(num_updates=...)``,
+    timm's ``ModelEmaV2`` warm-up), else ``decay``."""
+    return min(decay, (1 + updates) / (10 + updates)) if warmup else decay
+
+
+def ema_multi_avg_fn(decay: float, warmup: bool = True):
+    """A ``multi_avg_fn`` for ``swa_utils.AveragedModel``: ``ema = d * ema + (1 - d) * current`` with
+    ``d = effective_ema_decay(decay, n_averaged, warmup)``. ``AveragedModel`` copies the first
+    update and groups tensors by dtype; an integer group (batch norm's ``num_batches_tracked``, a
+    count that a float lerp cannot hold) is copied from the live model."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        if not (torch.is_floating_point(averaged[0]) or torch.is_complex(averaged[0])):
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+            return
+        torch._foreach_lerp_(averaged, current, 1.0 - effective_ema_decay(decay, int(n_averaged), warmup))
+
+    return update
+
+
 class _NoLog:
     """What the processes other than rank 0 log: nothing (rank 0 writes the run directory)."""
 
@@ -135,9 +178,11 @@ class Trainer:
         self._presence = None
         weights = None
         if c.class_weights or c.sampler == "class_aware":
-            counts, self._presence = stats.pixel_counts_and_presence(self.train_set.coco, self.train_set.masks)
+            table = stats.pixel_table(self.train_set.coco, self.train_set.masks)
+            self._presence = table > 0
             if c.class_weights:
-                weights = torch.tensor(stats.class_weights(counts, c.class_weights), dtype=torch.float32)
+                weights = stats.class_weights(table.sum(0), c.class_weights, image_pixels=stats.image_pixels(table))
+                weights = torch.tensor(weights, dtype=torch.float32)
         self.loss_fn = losses.build_loss(c.loss, num_classes=self.num_classes, ignore_index=IGNORE_INDEX,
                                          class_weights=weights, label_smoothing=c.label_smoothing).to(self.device)
 
@@ -171,11 +216,27 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, c, self.total_steps)
         self.ema = None
         if c.ema_decay:
-            self.ema = swa_utils.AveragedModel(self.model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(c.ema_decay))
+            self.ema = swa_utils.AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(c.ema_decay, c.ema_warmup),
+                                               use_buffers=True)
         self.swa = self.swa_scheduler = None
-        if c.swa_start is not None:
+        #: optimiser steps before the SWA phase, and steps between two SWA snapshots (None: no SWA)
+        self.swa_start_step = self.swa_every = None
+        if c.swa_start is not None or c.swa_start_step is not None:
+            self.swa_start_step = c.swa_start_step if c.swa_start is None else c.swa_start * self.steps_per_epoch
+            self.swa_every = c.swa_every or self.steps_per_epoch
+            snapshots = max(0, (self.total_steps - self.swa_start_step) // self.swa_every)
+            if snapshots < MIN_SWA_SNAPSHOTS and not c.debug:  # debug runs check code paths, not results
+                plural = "" if snapshots == 1 else "s"
+                raise SegeduError(
+                    f"swa averages {snapshots} snapshot{plural} (one every {self.swa_every} optimiser steps after "
+                    f"step {self.swa_start_step} of {self.total_steps}); use at least {MIN_SWA_SNAPSHOTS}: lower "
+                    "swa_every or start earlier.")
             self.swa = swa_utils.AveragedModel(self.model)
-            self.swa_scheduler = swa_utils.SWALR(self.optimizer, swa_lr=c.swa_lr or c.lr * 0.1, anneal_epochs=1)
+            # anneal_epochs counts SWALR's steps, here optimiser steps: the anneal ends with the first
+            # snapshot, and every later one is taken at the constant swa_lr (building SWALR leaves
+            # the learning rate as it is: its anneal starts from the rate the schedule left)
+            self.swa_scheduler = swa_utils.SWALR(self.optimizer, swa_lr=c.swa_lr or c.lr * 0.1,
+                                                 anneal_epochs=self.swa_every)
 
         self.epoch = 0           # epochs finished
         self.step = 0            # optimiser steps taken
@@ -230,6 +291,7 @@ class Trainer:
         self.epoch, self.step, self.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
         self.epoch_loss = list(state["epoch_loss"])
         self.best_miou = state["best_miou"]
+        self._tell_loss_the_step()
 
     def _save_last(self) -> None:
         if distributed.is_main():
@@ -333,9 +395,25 @@ class Trainer:
         self.step += 1
         if self.ema:
             self.ema.update_parameters(self.model)
-        in_swa = self.swa is not None and self.epoch >= c.swa_start
-        if c.scheduler != "plateau" and not in_swa:
+        if self._in_swa():  # SWALR, not the schedule, sets the rate from here on (Izmailov et al. Sec. 3)
+            # a function of the step alone, so a resumed run averages at the same steps
+            if (self.step - self.swa_start_step) % self.swa_every == 0:
+                self.swa.update_parameters(self.model)
+            self.swa_scheduler.step()
+        elif c.scheduler != "plateau":
             self.scheduler.step()
+        self._tell_loss_the_step()
+
+    def _tell_loss_the_step(self) -> None:
+        """Losses that change over training (small-loss selection's ramp, Han et al. 2018 Alg. 1)
+        read the optimiser step from ``set_step``; called after every step and after a resume."""
+        for module in self.loss_fn.modules() if isinstance(self.loss_fn, torch.nn.Module) else ():
+            if hasattr(module, "set_step"):
+                module.set_step(self.step)
+
+    def _in_swa(self) -> bool:
+        """Whether the last optimiser step was one of the SWA phase."""
+        return self.swa is not None and self.step > self.swa_start_step
 
     # ----------------------------------------------------------------------- the loop
     def fit(self) -> list[dict]:
@@ -344,7 +422,7 @@ class Trainer:
         try:
             while self.epoch < c.epochs and self.step < self.total_steps:
                 self._train_epoch(self.epoch)
-            if self.swa is not None and self.epoch > c.swa_start:
+            if self.swa is not None and int(self.swa.n_averaged) > 0:
                 self._finish_swa()
         finally:
             self.log.close()
@@ -369,9 +447,6 @@ class Trainer:
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                     self._save_last()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.swa is not None and epoch >= c.swa_start:
-            self.swa.update_parameters(self.model)
-            self.swa_scheduler.step()
         record = {"epoch": epoch + 1, "step": self.step, "train_loss": self.epoch_loss[0] / max(self.epoch_loss[1], 1),
                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 2)}
         evaluated = self.ema.module if self.ema else self.model
@@ -380,7 +455,7 @@ class Trainer:
                                     self.dtype, c.channels_last)
             record.update({"val_miou": float(scores["miou"]), "val_pixel_accuracy": float(scores["pixel_accuracy"]),
                            "val_iou": scores["iou"]})
-            if c.scheduler == "plateau" and not (self.swa is not None and epoch >= c.swa_start):
+            if c.scheduler == "plateau" and not self._in_swa():
                 self.scheduler.step(record["val_miou"])
             if record["val_miou"] > self.best_miou:
                 self.best_miou = record["val_miou"]
@@ -401,7 +476,7 @@ class Trainer:
         bn_loader = DataLoader(self.train_data, batch_size=c.batch_size, shuffle=False, collate_fn=dataset.collate)
         with torch.no_grad():
             swa_utils.update_bn(([normalize(x)] for x, _ in bn_loader), self.swa, device=self.device)
-        record = {"epoch": self.epoch, "step": self.step, "swa": True}
+        record = {"epoch": self.epoch, "step": self.step, "swa": True, "snapshots": int(self.swa.n_averaged)}
         if self.val_data is not None:
             scores = evaluate_model(self.swa.module, self._val_loader(), self.num_classes, self.device,
                                     c.image_size, self.dtype, c.channels_last)

@@ -75,7 +75,14 @@ def create(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
     ``"smp:<Architecture>"`` builds a segmentation_models_pytorch model instead
     (:mod:`segedu.models.smp_adapter`; options ``encoder``, ``encoder_weights``, ``encoder_depth``
     and smp's own constructor arguments).
+
+    ``pretrained`` is another name for the ``pretrained_backbone`` option: ``"course"`` (the course's
+    own encoders, :mod:`segedu.models.course`), ``"imagenet"`` (torchvision's), or a file.
     """
+    if "pretrained" in options:
+        if "pretrained_backbone" in options:
+            raise SegeduError("give pretrained or pretrained_backbone, not both (they are the same option).")
+        options["pretrained_backbone"] = options.pop("pretrained")
     if name.lower().startswith("smp:"):
         from . import smp_adapter
 
@@ -165,6 +172,6 @@ def _closest(word: str, choices) -> str:
 
 # Architecture modules register their builders on import.
 from . import (  # noqa: E402,F401
-    deconvnet, deeplabv1, deeplabv2, deeplabv3, deeplabv3plus, dilatednet, fcdensenet, fcn, hrnet, pspnet,
-    segnet, unet, unetpp,
+    deconvnet, deeplabv1, deeplabv2, deeplabv3, deeplabv3plus, dilatednet, fcdensenet, fcn, hrnet, pretext,
+    pspnet, segnet, unet, unetpp,
 )

@@ -196,10 +196,20 @@ class HRNetV2(nn.Module):
 
 
 def _build(num_classes: int, variant: str, width: float, pretrained_backbone: bool | str | os.PathLike) -> HRNetV2:
-    if pretrained_backbone:
-        raise SegeduError(f"hrnetv2_{variant} has no pretrained_backbone: torchvision has no ImageNet HRNet "
-                          f"weights; drop the option (the network trains from its own initialisation).")
-    return HRNetV2(num_classes, WIDTHS[variant], width=width)
+    model = HRNetV2(num_classes, WIDTHS[variant], width=width)
+    if pretrained_backbone == "course" and variant == "w18":
+        from . import course
+
+        weights = course.state_dict("hrnetv2_w18", width)
+        # everything but the last classifier convolution, whose outputs are this model's classes
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if unexpected or any(not key.startswith("last_layer.3.") for key in missing):
+            raise SegeduError(f"the course's hrnetv2_w18 weights do not fit this network (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}); regenerate them with segedu pretrain.")
+    elif pretrained_backbone:
+        raise SegeduError(f"hrnetv2_{variant} has no pretrained_backbone {pretrained_backbone!r}: torchvision has no "
+                          "ImageNet HRNet weights, and the course pretrains HRNetV2-W18 only (\"course\").")
+    return model
 
 
 @register("hrnetv2_w18")
@@ -210,7 +220,8 @@ def hrnetv2_w18(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
     Args:
         num_classes: output channels.
         width: channel multiplier (1.0 = the paper).
-        pretrained_backbone: must stay False (no torchvision ImageNet weights for HRNet).
+        pretrained_backbone: False, or "course": the course's pretrained HRNetV2-W18
+            (:mod:`segedu.models.course`); torchvision has no ImageNet HRNet.
     """
     return _build(num_classes, "w18", width, pretrained_backbone)
 

@@ -2,7 +2,8 @@
 for its backward pass; and a probe that lets the receptive-field measurement see through
 unpooling with switches.
 
-* :func:`parameter_count` -- the number of weights (all, or only the trainable ones).
+* :func:`parameter_counts` -- the weights split into trainable and frozen (a
+  :class:`ParameterCount`); :func:`parameter_count` -- one of those numbers as an int.
 * :func:`flop_count` -- floating-point operations of one forward pass, counted by
   ``torch.utils.flop_counter`` (a multiply-add is 2 FLOPs; convolutions and matrix products only,
   so pooling, normalisation and interpolation are free). Works on the ``meta`` device, so a
@@ -28,9 +29,9 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -38,9 +39,63 @@ from . import main_output
 from .receptive_field import replace_switches
 
 
+@dataclass(frozen=True)
+class ParameterCount:
+    """A model's parameters: ``trainable`` (``requires_grad`` on), ``frozen`` (off) and ``total``.
+
+    ``str`` gives the number the book quotes, the trainable one, with the frozen ones after it:
+    "134.35M (+1.81M frozen)", or "134.35M" when nothing is frozen.
+    """
+
+    trainable: int
+    frozen: int
+
+    @property
+    def total(self) -> int:
+        return self.trainable + self.frozen
+
+    def __str__(self) -> str:
+        frozen = f" (+{_count_text(self.frozen)} frozen)" if self.frozen else ""
+        return _count_text(self.trainable) + frozen
+
+
+def parameter_counts(model: nn.Module) -> ParameterCount:
+    """The parameters of ``model``, trainable and frozen (works on the ``meta`` device).
+
+    The number the book quotes is ``.trainable``: what training changes, and what a paper's
+    "# params" means for a network it trained. Sources differ on the rest, so always say which:
+
+    * frozen parameters -- weights kept fixed (``requires_grad`` off), such as FCN's final
+      upsampling, a transposed convolution fixed to bilinear interpolation (Long et al., CVPR 2015,
+      Sec. 3.3 and 4.3). Their Table 1's 134M for FCN-VGG16 is the learned weights (VGG16 with a
+      21-way score layer; the learned 2x upsamplings of FCN-16s/8s add 7k each). Counting the
+      fixed 32x kernel too (21 x 21 x 64 x 64 = 1.81M; the released Caffe models store it as a
+      blob with ``lr_mult: 0``) gives 136.2M for FCN-32s: that is ``.total``.
+    * buffers -- batch norm's running statistics are not parameters and counted nowhere here.
+    * heads -- torchvision's ``fcn_resnet50`` upsamples by ``F.interpolate`` (no weights at all),
+      and its recorded ``num_params`` includes the auxiliary classifier, which inference drops.
+    """
+    trainable = frozen = 0
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            trainable += parameter.numel()
+        else:
+            frozen += parameter.numel()
+    return ParameterCount(trainable, frozen)
+
+
 def parameter_count(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters of ``model`` (works on the ``meta`` device)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    """Number of parameters of ``model`` as an int: all of them (``total``), or the trainable ones,
+    the number the book quotes (see :func:`parameter_counts`, which this reads)."""
+    counts = parameter_counts(model)
+    return counts.trainable if trainable_only else counts.total
+
+
+def _count_text(count: int) -> str:
+    """134346581 -> "134.35M", 112896 -> "112.9k", 55 -> "55"."""
+    if count >= 1_000_000:
+        return f"{count / 1e6:.2f}M"
+    return f"{count / 1e3:.1f}k" if count >= 1_000 else str(count)
 
 
 @torch.no_grad()

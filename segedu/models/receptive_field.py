@@ -14,16 +14,21 @@
 * :func:`empirical_receptive_field` -- backpropagate from the centre output pixel to the input
   and measure the extent of the non-zero input gradient. This works for any network, and for a
   chain it reproduces the arithmetic (the tests check both on hand-computed cases).
+* :func:`effective_receptive_field` -- how the centre output pixel's sensitivity is *distributed*
+  over that field with the model's own weights (Luo et al., NeurIPS 2016): a normalised map of the
+  input gradient's magnitude (an :class:`ERF`) with the radii holding 50% and 95% of it.
 """
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import SegeduError
 from . import main_output
 
 #: Layers that act pixel by pixel and leave the receptive field unchanged.
@@ -113,6 +118,134 @@ def empirical_receptive_field(model: nn.Module, input_size: tuple[int, int, int]
                              f"measure with a larger input_size")
         extents.append(indices[-1] - indices[0] + 1)
     return extents[0], extents[1]
+
+
+@dataclass(frozen=True)
+class ERF:
+    """An effective receptive field: where the centre output pixel's input gradient lies.
+
+    ``weights`` is the (H, W) map over the input (float64, on the CPU, summing to 1); ``centre`` its
+    centre of mass (row, column); ``field`` the (height, width) of the theoretical receptive field,
+    None where it was not known (see :func:`effective_receptive_field`).
+    """
+
+    weights: torch.Tensor
+    centre: tuple[float, float]
+    field: tuple[int, int] | None
+
+    def radius(self, share: float) -> float:
+        """The smallest distance r from ``centre`` (Euclidean, in input pixels, pixel centre to
+        pixel centre) such that the pixels within r hold ``share`` of the mass."""
+        share = _check_share(share)
+        height, width = self.weights.shape
+        rows = torch.arange(height, dtype=torch.float64)[:, None] - self.centre[0]
+        columns = torch.arange(width, dtype=torch.float64)[None, :] - self.centre[1]
+        distance = (rows ** 2 + columns ** 2).sqrt().flatten()
+        order = distance.argsort()
+        reached = self.weights.flatten()[order].cumsum(0) >= share - 1e-12  # rounding of the cumsum
+        return float(distance[order][int(reached.nonzero()[0])])
+
+    def area(self, share: float) -> int:
+        """The fewest input pixels that hold ``share`` of the mass (the heaviest ones first)."""
+        share = _check_share(share)
+        heaviest = self.weights.flatten().sort(descending=True).values
+        return int((heaviest.cumsum(0) >= share - 1e-12).nonzero()[0]) + 1
+
+    def field_share(self, share: float = 0.95) -> float | None:
+        """:meth:`area` of ``share`` as a fraction of the theoretical field's area (None without
+        ``field``). Luo et al. show this fraction shrinks as a network gets deeper."""
+        return None if self.field is None else self.area(share) / (self.field[0] * self.field[1])
+
+    @property
+    def radius_50(self) -> float:
+        return self.radius(0.5)
+
+    @property
+    def radius_95(self) -> float:
+        return self.radius(0.95)
+
+
+def effective_receptive_field(model: nn.Module, image_size: int | tuple[int, int], *,
+                              images: torch.Tensor | None = None, channel: int | None = None,
+                              samples: int = 8, seed: int = 0, in_channels: int = 3,
+                              field: int | tuple[int, int] | None = None) -> ERF:
+    """The effective receptive field of the centre output pixel of ``model`` (Luo et al., "Understanding
+    the Effective Receptive Field in Deep Convolutional Neural Networks", NeurIPS 2016, Sec. 2).
+
+    The theoretical receptive field (:func:`theoretical_receptive_field`) is every input pixel the
+    architecture connects to an output pixel. Luo et al. define the effective one by the gradient
+    of the centre output pixel with respect to the input: in a deep network the paths to the
+    field's centre far outnumber those to its edge, so the gradient is concentrated -- Gaussian-like
+    (Sec. 2; the central limit theorem over the layers), with a radius growing as sqrt(n) in
+    the number n of layers while the theoretical field grows as n, so it occupies a shrinking
+    fraction of the theoretical field. Training enlarges it (Sec. 3). Sensitivity is not
+    importance, but the ERF tells how much context a model actually uses.
+
+    Here: the centre output pixel's logits (summed over classes, or class ``channel`` only) are
+    differentiated with respect to ``images`` -- a (N, C, H, W) batch of real images, or, when None,
+    ``samples`` standard-normal noise images of ``image_size`` and ``in_channels`` drawn with
+    ``seed`` (on the CPU, so any device gives the same inputs). |gradient| is summed over input
+    channels, averaged over the images and normalised to sum 1. The model runs in eval mode on its
+    own device and dtype (max pooling routes the gradient by where the maxima are, as in the real
+    network); its mode is restored and no parameter gradient is written.
+
+    ``field`` is the theoretical field's side (or (height, width)) for :meth:`ERF.field_share`;
+    None measures it with :func:`empirical_receptive_field`, and leaves it None when the field
+    reaches past the input.
+    """
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
+    if images is None:
+        if samples < 1:
+            raise SegeduError(f"effective_receptive_field: samples must be at least 1, got {samples}")
+        generator = torch.Generator().manual_seed(seed)
+        images = torch.randn(samples, in_channels, height, width, generator=generator, dtype=torch.float64)
+    elif images.dim() != 4 or tuple(images.shape[-2:]) != (height, width):
+        raise SegeduError(f"effective_receptive_field: images of shape {tuple(images.shape)} do not match "
+                          f"image_size {(height, width)}; pass a (N, C, {height}, {width}) batch")
+    if field is None:
+        try:
+            field = empirical_receptive_field(model, (images.shape[1], height, width), device)
+        except ValueError:  # the field reaches past the input: no finite area to compare with
+            field = None
+    field = (field, field) if isinstance(field, int) else field
+
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(height, width, dtype=torch.float64)
+    try:
+        with torch.enable_grad():
+            for image in images:  # one at a time: the memory of a single backward pass
+                image = image[None].to(device=device, dtype=dtype).requires_grad_(True)
+                output = main_output(model(image))
+                classes, out_height, out_width = output.shape[1:]
+                if channel is not None and not 0 <= channel < classes:
+                    raise SegeduError(f"effective_receptive_field: channel {channel} is not one of the "
+                                      f"model's {classes} output channels")
+                centre = output[0, :, out_height // 2, out_width // 2]
+                target = centre.sum() if channel is None else centre[channel]
+                # autograd.grad, not backward: the parameters' .grad stay untouched
+                (gradient,) = torch.autograd.grad(target, image)
+                total += gradient[0].abs().sum(dim=0).to(device="cpu", dtype=torch.float64)
+    finally:
+        model.train(was_training)
+    mass = total.sum()
+    if mass == 0:
+        raise SegeduError("effective_receptive_field: no input pixel influences the centre output pixel "
+                          "(all gradients are zero)")
+    weights = total / mass
+    rows = torch.arange(height, dtype=torch.float64)
+    columns = torch.arange(width, dtype=torch.float64)
+    centre_of_mass = (float((weights.sum(1) * rows).sum()), float((weights.sum(0) * columns).sum()))
+    return ERF(weights, centre_of_mass, field)
+
+
+def _check_share(share: float) -> float:
+    if not 0 < share <= 1:
+        raise SegeduError(f"a share of the gradient mass must be in (0, 1], got {share}")
+    return float(share)
 
 
 def _geometry(layer: Layer) -> tuple[int, int, int] | None:

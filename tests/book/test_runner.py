@@ -99,7 +99,8 @@ def test_a_partial_run_on_another_machine_keeps_each_chapters_machine(tmp_path, 
 
 def test_run_log_records_the_chapters_training_results(tmp_path):
     """Runs written by a chapter are read back from their run directories (best val mIoU, epochs,
-    seconds), grouped by model with mean ± std over seeds; runs older than the execution are left out."""
+    seconds), grouped by run label without its -seed<N> suffix (two tricks of one model are two rows) with
+    mean ± sample sd over seeds; runs older than the execution are left out."""
     import json
     import os
     import time
@@ -113,7 +114,8 @@ def test_run_log_records_the_chapters_training_results(tmp_path):
     chapter = book.notebooks(root)[-1].stem
     runs = tmp_path / "runs"
     for label, model, seed, mious in [("a-seed0", "a", 0, [0.1, 0.3]), ("a-seed1", "a", 1, [0.2, 0.1]),
-                                      ("b", "b", 0, [0.5]), ("old", "old", 0, [0.9])]:
+                                      ("b", "b", 0, [0.5]), ("old", "old", 0, [0.9]),
+                                      ("cutmix-seed0", "a", 0, [0.4]), ("cutmix-seed1", "a", 1, [0.6])]:
         run = runs / "cpu" / chapter / label
         run.mkdir(parents=True)
         (run / "config.json").write_text(json.dumps({"model": model, "seed": seed}))
@@ -122,13 +124,15 @@ def test_run_log_records_the_chapters_training_results(tmp_path):
     long_ago = time.time() - 3600
     os.utime(runs / "cpu" / chapter / "old" / "metrics.jsonl", (long_ago, long_ago))
     rows = book.chapter_results(runs, "cpu", chapter, since=time.time() - 60)
-    assert [r["run"] for r in rows] == ["a-seed0", "a-seed1", "b"]
+    assert [r["run"] for r in rows] == ["a-seed0", "a-seed1", "b", "cutmix-seed0", "cutmix-seed1"]
     assert rows[0] == {"run": "a-seed0", "model": "a", "seed": 0, "best_val_miou": 0.3, "epochs": 2, "train_seconds": 4.0}
     book.record_run("cpu", "cpu - test", {chapter: 9.0}, fake, {chapter: rows})
     md = (fake / book.RUN_LOG_MD).read_text()
-    # model a: best 0.3 and 0.2 -> mean 0.25, population std 0.05
-    assert f"| {chapter} | a | 2 | 0.2500 ± 0.0500 | 2 | 4 |" in md
-    assert f"| {chapter} | b | 1 | 0.5000 | 1 | 2 |" in md
+    # run a: best 0.3 and 0.2 -> mean 0.25, sample sd 0.05 * sqrt(2) = 0.0707; cutmix (also model a)
+    # is its own row: 0.4 and 0.6 -> 0.5 ± 0.1414
+    assert f"| {chapter} | a | a | 2 | 0.2500 ± 0.0707 | 2 | 4 |" in md
+    assert f"| {chapter} | cutmix | a | 2 | 0.5000 ± 0.1414 | 1 | 2 |" in md
+    assert f"| {chapter} | b | b | 1 | 0.5000 | 1 | 2 |" in md
     assert "| old |" not in md
 
 

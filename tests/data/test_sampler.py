@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from segedu.data.classes import CLASSES, NUM_CLASSES
-from segedu.data.sampler import ClassAwareSampler, class_presence_from_coco, image_weights
+from segedu.data.sampler import (LVIS_THRESHOLD, ClassAwareSampler, class_presence_from_coco, class_repeat_factors,
+                                 image_weights)
 from segedu.errors import SegeduError
 
 
@@ -42,6 +43,37 @@ def test_an_image_without_classes_gets_the_smallest_weight():
     np.testing.assert_allclose(image_weights(presence), [math.sqrt(2), 1.0])
 
 
+def lvis_presence():
+    """20 images: class 0 in images 0-18 (f = 0.95), class 1 in 0-9 (0.5), class 2 in 0-3 (0.2),
+    class 3 in image 0 only (0.05); image 19 holds no class."""
+    presence = np.zeros((20, 4), dtype=bool)
+    presence[:19, 0] = True
+    presence[:10, 1] = True
+    presence[:4, 2] = True
+    presence[0, 3] = True
+    return presence
+
+
+def test_repeat_factors_follow_lvis():
+    presence = lvis_presence()
+    # LVIS: r_c = max(1, sqrt(t / f_c)); with t = 0.25 classes 0 and 1 are above the threshold
+    np.testing.assert_allclose(class_repeat_factors(presence, threshold=0.25),
+                               [1.0, 1.0, math.sqrt(0.25 / 0.2), math.sqrt(0.25 / 0.05)])
+    # r_i = max over the image's classes: image 0 takes class 3's factor, images 1-3 class 2's
+    expected = [math.sqrt(5.0)] + [math.sqrt(1.25)] * 3 + [1.0] * 16
+    np.testing.assert_allclose(image_weights(presence, threshold=0.25), expected)
+    np.testing.assert_allclose(image_weights(presence, power=1.0, threshold=0.25), [5.0] + [1.25] * 3 + [1.0] * 16)
+    # LVIS's own t = 0.001 leaves every class of this small dataset at 1: uniform sampling
+    np.testing.assert_allclose(image_weights(presence, threshold=LVIS_THRESHOLD), np.ones(20))
+    # the default t = 1 over-samples every class by sqrt(1 / f_c); the empty image keeps 1
+    np.testing.assert_allclose(class_repeat_factors(presence), np.sqrt([1 / 0.95, 2.0, 5.0, 20.0]))
+    np.testing.assert_allclose(image_weights(presence),
+                               [math.sqrt(20)] + [math.sqrt(5)] * 3 + [math.sqrt(2)] * 6 + [math.sqrt(1 / 0.95)] * 9
+                               + [1.0])
+    sampler = ClassAwareSampler(presence, num_samples=10, threshold=0.25)
+    np.testing.assert_allclose(sampler.weights.numpy(), expected)
+
+
 def test_draw_is_deterministic_for_a_seed_and_changes_with_the_epoch():
     presence = skewed_presence()
 
@@ -61,6 +93,10 @@ def test_bad_arguments_are_explained():
         ClassAwareSampler(skewed_presence(), num_samples=0, seed=0)
     with pytest.raises(SegeduError, match="bool array"):
         ClassAwareSampler(np.ones(5, dtype=bool), num_samples=3, seed=0)
+    with pytest.raises(SegeduError, match="threshold t > 0"):
+        image_weights(skewed_presence(), threshold=0.0)
+    with pytest.raises(SegeduError, match="power >= 0"):
+        ClassAwareSampler(skewed_presence(), num_samples=3, power=-0.5)
 
 
 def coco(categories, annotations):

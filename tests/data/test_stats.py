@@ -51,15 +51,44 @@ def test_object_table(tiny):
     assert table["image"].tolist() == [0, 0, 1]
 
 
+def test_pixel_table_and_image_pixels(tiny, tmp_path):
+    from segedu.data.masks import MaskCache
+
+    table = stats.pixel_table(tiny, MaskCache(tiny, root=tmp_path / "cache"))
+    assert table.shape == (2, tiny.num_classes) and table.sum(1).tolist() == [100, 100]
+    assert table[0, [0, 2, 9]].tolist() == [84, 12, 4] and table[1, [0, 4]].tolist() == [85, 15]
+    # background in both images (200 pixels), Paper and Battery only in image 0, Metal only in image 1
+    expected = np.zeros(tiny.num_classes, dtype=np.int64)
+    expected[[0, 2, 9, 4]] = [200, 100, 100, 100]
+    assert stats.image_pixels(table).tolist() == expected.tolist()
+
+
 def test_class_weights_by_hand():
     counts = np.array([70, 20, 10, 0])
     f = counts / 100
     assert stats.class_weights(counts, "inverse")[:3] == pytest.approx(1 / f[:3])
     assert stats.class_weights(counts, "sqrt_inverse")[:3] == pytest.approx(1 / np.sqrt(f[:3]))
-    # median of the seen frequencies (0.7, 0.2, 0.1) is 0.2
-    assert stats.class_weights(counts, "median_frequency").tolist() == pytest.approx([0.2 / 0.7, 1.0, 2.0, 0.0])
+    assert stats.class_weights(counts, "inverse")[3] == 0.0
     with pytest.raises(SegeduError, match="unknown class weighting 'log'"):
         stats.class_weights(counts, "log")
+
+
+def test_median_frequency_uses_the_pixels_of_the_images_holding_the_class():
+    # four 100-pixel images: class 1 fills 10 pixels of image 1; class 2 10 pixels of images 2 and 3
+    table = np.array([[100, 0, 0, 0], [90, 10, 0, 0], [90, 0, 10, 0], [90, 0, 10, 0]])
+    counts, totals = table.sum(0), stats.image_pixels(table)
+    assert counts.tolist() == [370, 10, 20, 0] and totals.tolist() == [400, 100, 200, 0]
+    # SegNet: freq = (370/400, 10/100, 20/200) = (0.925, 0.1, 0.1), median 0.1. Classes 1 and 2
+    # cover the same tenth of the images they occur in, so they weigh the same
+    weights = stats.class_weights(counts, "median_frequency", image_pixels=totals)
+    assert weights.tolist() == pytest.approx([0.1 / 0.925, 1.0, 1.0, 0.0])
+    # the share of all pixels (0.925, 0.025, 0.05; median 0.05) would weigh class 1 twice class 2
+    all_pixels = stats.class_weights(counts, "median_frequency", image_pixels=np.full(4, 400))
+    assert all_pixels.tolist() == pytest.approx([0.05 / 0.925, 2.0, 1.0, 0.0])
+    with pytest.raises(SegeduError, match="median_frequency weighting needs image_pixels"):
+        stats.class_weights(counts, "median_frequency")
+    with pytest.raises(SegeduError, match="at least its own pixel count"):
+        stats.class_weights(counts, "median_frequency", image_pixels=[400, 5, 200, 0])
 
 
 def test_cooccurrence():

@@ -51,7 +51,7 @@ def test_per_class_table_and_seed_summary(results, tiny_data):
     assert f"{scores['eight']['overall']['miou']:.4f}" in table[3]
     summary = compare.seed_summary(scores, {"fcn32s": ["fcn32s-seed0", "fcn32s-seed1"], "fcn8s": ["eight"]})
     values = [scores[k]["overall"]["miou"] for k in ("fcn32s-seed0", "fcn32s-seed1")]
-    assert summary["fcn32s"] == pytest.approx((np.mean(values), np.std(values), 2))
+    assert summary["fcn32s"] == pytest.approx((np.mean(values), np.std(values, ddof=1), 2))  # sample std
     assert summary["fcn8s"][2] == 1 and math.isnan(summary["fcn8s"][1])
 
 

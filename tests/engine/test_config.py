@@ -21,6 +21,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
     ("image_size", [1, 2, 3]), ("image_size", "256"), ("accumulate", 0), ("max_steps", -1), ("lr", 0),
     ("lr", -1e-3), ("weight_decay", -1), ("num_workers", -1), ("warmup_steps", -1), ("label_smoothing", 1.0),
     ("mix_p", 1.5), ("momentum", 1.0), ("ema_decay", 1.0), ("ema_decay", 0), ("swa_start", -1),
+    ("swa_start_step", -1), ("swa_every", 0), ("ema_warmup", "maybe"),
     ("checkpoint_every", -1), ("grad_clip", 0), ("class_head", -1.0), ("suppress_threshold", 0),
     ("scheduler", "step"), ("optimizer", "adam"), ("amp", "fp8"), ("sampler", "random"), ("crop", "centre"),
     ("mix", "mixcut"), ("profile", "fast"), ("class_weights", "inverse_sqrt"), ("loss", "ce+dcie"),
@@ -35,6 +36,14 @@ def test_a_bad_value_is_refused_when_the_config_is_made(field, value):
     assert shown in message or "loss spec" in message, message
     with pytest.raises(ConfigError):  # dataclasses.replace makes a TrainConfig too
         dataclasses.replace(TrainConfig(), **{field: value})
+
+
+def test_swa_takes_one_start_and_swa_every_needs_one():
+    with pytest.raises(SegeduError, match=r"give swa_start \(an epoch, 1\) or swa_start_step \(an optimiser step, 5\), not both"):
+        TrainConfig(swa_start=1, swa_start_step=5).resolved()
+    with pytest.raises(SegeduError, match="swa_every needs swa_start or swa_start_step"):
+        TrainConfig(swa_every=2).resolved()
+    assert TrainConfig(swa_start_step=0, swa_every=2).resolved().swa_start_step == 0  # step 0: SWA from the start
 
 
 def test_messages_say_what_is_allowed():

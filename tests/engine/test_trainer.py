@@ -1,10 +1,12 @@
 """The training loop: run directory, reproducibility, accumulation, schedules, averaging, failures."""
+import copy
 import dataclasses
 import json
 import math
 
 import pytest
 import torch
+from torch.optim import swa_utils
 
 from segedu import models
 from segedu.engine import Trainer, TrainConfig, train
@@ -15,10 +17,25 @@ from segedu.errors import SegeduError
 from distributed_worker import NoNormNet  # noqa: E402
 
 
+class BNNet(torch.nn.Module):
+    """A convolution, batch norm and a classifier, no dropout: the smallest model with the buffers
+    (float running statistics, an integer batch count) that weight averaging must handle."""
+
+    def __init__(self, num_classes=11, *, width=1.0):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                        torch.nn.ReLU(), torch.nn.Conv2d(8, num_classes, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
 @pytest.fixture(autouse=True)
 def nonorm_registered():
     if "test_nonorm" not in models.available():
         models.register("test_nonorm")(NoNormNet)
+    if "test_bnnet" not in models.available():
+        models.register("test_bnnet")(BNNet)
     yield
 
 
@@ -108,11 +125,133 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(config, monk
 
 
 def test_ema_and_swa_paths(config):
-    trainer = train(dataclasses.replace(config, model="fcn8s", ema_decay=0.9, swa_start=1, epochs=2))
+    trainer = train(dataclasses.replace(config, model="fcn8s", ema_decay=0.9, swa_start=1, swa_every=1, epochs=2))
     assert (trainer.run_dir / "swa.pt").is_file()
     assert trainer.history[-1].get("swa") is True and "val_miou" in trainer.history[-1]
+    assert trainer.history[-1]["snapshots"] == 4  # the 4 steps of epoch 2 (19 images in batches of 4)
     best = torch.load(trainer.run_dir / "best.pt", weights_only=False)
     assert best["weights"] in ("ema", "swa")
+
+
+def test_swa_with_fewer_than_4_snapshots_is_refused(config):
+    # 19 images in batches of 4: 4 steps per epoch; from epoch 1 of 2, once per epoch: 1 snapshot
+    with pytest.raises(SegeduError, match=r"swa averages 1 snapshot \(one every 4 optimiser steps after step 4 of 8\); "
+                                          "use at least 4: lower swa_every or start earlier"):
+        Trainer(dataclasses.replace(config, swa_start=1, epochs=2))
+    with pytest.raises(SegeduError, match=r"swa averages 3 snapshots \(one every 2 optimiser steps after step 2 of 8\)"):
+        Trainer(dataclasses.replace(config, swa_start_step=2, swa_every=2, epochs=2))
+    assert Trainer(dataclasses.replace(config, swa_start=1, epochs=2, debug=True)).swa is not None  # debug: paths only
+
+
+def _swa_config(config, **changes):
+    """19 images in batches of 2: 9 steps per epoch, 18 in all; SWA after step 6, every 3 steps:
+    snapshots at steps 9, 12, 15 and 18, SWALR annealing 1e-2 -> 2e-3 over 3 steps."""
+    return dataclasses.replace(config, model="test_bnnet", model_options={}, batch_size=2, epochs=2, val_split=None,
+                               scheduler="constant", lr=1e-2, swa_lr=2e-3, swa_start_step=6, swa_every=3, **changes)
+
+
+def test_swa_is_the_mean_of_its_snapshots_at_swalr_rates_with_recomputed_batch_norm(config, monkeypatch):
+    trainer = Trainer(_swa_config(config))
+    snapshots, steps, rates, bn_pass = [], [], [], {}
+    real_update = trainer.swa.update_parameters
+
+    def recording_update(model):
+        snapshots.append({k: v.detach().clone() for k, v in model.named_parameters()})
+        steps.append(trainer.step)
+        real_update(model)
+
+    real_update_bn = swa_utils.update_bn
+
+    def recording_update_bn(loader, model, device=None):
+        batches = [b[0] if isinstance(b, (list, tuple)) else b for b in loader]
+        bn_pass.update(batches=batches, before=copy.deepcopy(model.module))
+        real_update_bn(batches, model, device)
+
+    monkeypatch.setattr(trainer.swa, "update_parameters", recording_update)
+    monkeypatch.setattr(swa_utils, "update_bn", recording_update_bn)
+    trainer.optimizer.register_step_pre_hook(lambda opt, args, kwargs: rates.append(opt.param_groups[0]["lr"]))
+    trainer.fit()
+
+    assert steps == [9, 12, 15, 18] and trainer.history[-1]["snapshots"] == 4
+    saved = torch.load(trainer.run_dir / "swa.pt", weights_only=False)["model"]
+    for name in snapshots[0]:
+        torch.testing.assert_close(saved[name], torch.stack([s[name] for s in snapshots]).mean(0))
+
+    # steps 1-7 at the constant 1e-2 (the phase's first step still uses the schedule's last rate);
+    # then SWALR's cosine anneal over 3 steps (torch.optim.swa_utils.SWALR), then 2e-3
+    anneal = [2e-3 + (1e-2 - 2e-3) * (1 + math.cos(math.pi * min(j / 3, 1))) / 2 for j in range(1, 12)]
+    assert rates == pytest.approx([1e-2] * 7 + anneal) and rates[-1] == pytest.approx(2e-3)
+
+    # batch norm's statistics of the saved average: the mean over the pass's batches of each batch's
+    # mean and unbiased variance of the normalised layer's input under the averaged weights
+    model = bn_pass["before"].train()
+    inputs = []
+    model.body[1].register_forward_hook(lambda m, args, out: inputs.append(args[0].detach()))
+    with torch.no_grad():
+        for batch in bn_pass["batches"]:
+            model(batch)
+    mean = torch.stack([x.mean((0, 2, 3)) for x in inputs]).mean(0)
+    var = torch.stack([x.var((0, 2, 3), unbiased=True) for x in inputs]).mean(0)
+    torch.testing.assert_close(saved["body.1.running_mean"], mean)
+    torch.testing.assert_close(saved["body.1.running_var"], var)
+    assert not torch.allclose(bn_pass["before"].body[1].running_mean, mean)  # not the live model's statistics
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ema_is_the_closed_form_average_of_weights_and_batch_norm_statistics(config, warmup):
+    decay = 0.4  # the warm-up (1 + t) / (10 + t) is below it for t < 5 updates, above it after
+    trainer = Trainer(dataclasses.replace(config, model="test_bnnet", model_options={}, batch_size=2, epochs=1,
+                                          max_steps=8, val_split=None, ema_decay=decay, ema_warmup=warmup))
+    live = []
+    trainer.optimizer.register_step_post_hook(lambda opt, args, kwargs: live.append(
+        {k: v.detach().to(torch.float64).clone() for k, v in trainer.model.state_dict().items()}))
+    trainer.fit()
+    assert len(live) == trainer.step == 8 and int(trainer.ema.n_averaged) == 8
+    expected = dict(live[0])  # the first update copies the weights
+    for t, weights in enumerate(live[1:], start=1):  # t: updates before this one
+        d = min(decay, (1 + t) / (10 + t)) if warmup else decay
+        expected = {k: d * expected[k] + (1 - d) * weights[k] for k in weights}
+    averaged = trainer.ema.module.state_dict()
+    for name, value in expected.items():
+        if name.endswith("num_batches_tracked"):  # a count: the live model's, not an average
+            assert averaged[name].dtype == torch.int64 and int(averaged[name]) == int(live[-1][name]) == 8
+        else:
+            torch.testing.assert_close(averaged[name].double(), value, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(averaged["body.1.running_mean"].double(), live[-1]["body.1.running_mean"])
+
+
+def test_swa_and_ema_resume_mid_phase_to_the_same_average(config, tmp_path, monkeypatch):
+    """Killed after step 13 (mid-epoch, between the snapshots of steps 12 and 15), resumed: the same
+    snapshots at the same steps, the same averages, the same metrics as an uninterrupted run."""
+    whole = train(_swa_config(config, ema_decay=0.9, checkpoint_every=1))
+
+    class Stop(Exception):
+        pass
+
+    cut = _swa_config(config, ema_decay=0.9, checkpoint_every=1, out=str(tmp_path / "cut"))
+    first = Trainer(cut)
+    real_save = first._save_last
+
+    def save_then_stop():
+        real_save()
+        if first.step == 13:
+            raise Stop
+
+    monkeypatch.setattr(first, "_save_last", save_then_stop)
+    with pytest.raises(Stop):
+        first.fit()
+    resumed = Trainer(cut, resume=True)
+    assert (resumed.step, resumed.batch_in_epoch, int(resumed.swa.n_averaged)) == (13, 4, 2)  # step 4 of epoch 2
+    steps, real_update = [], resumed.swa.update_parameters
+    monkeypatch.setattr(resumed.swa, "update_parameters", lambda model: (steps.append(resumed.step), real_update(model)))
+    resumed.fit()
+    assert steps == [15, 18]
+    for tag in ("swa.pt", "best.pt"):
+        a = torch.load(whole.run_dir / tag, weights_only=False)["model"]
+        b = torch.load(resumed.run_dir / tag, weights_only=False)["model"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), tag
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]  # noqa: E731
+    assert strip(read_metrics(resumed.run_dir)) == strip(read_metrics(whole.run_dir))
 
 
 def test_debug_mode_is_one_short_epoch(config):
@@ -151,3 +290,68 @@ def test_checkpoint_of_another_model_or_class_count_is_refused(config):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(SegeduError, match="cannot be read as a checkpoint"):
         checkpoint.load(bad)
+
+
+# --- the trainer tells a step-dependent loss the step ------------------------------------------------
+
+def _small_loss_config(config, **changes):
+    """19 images in batches of 4: 4 steps an epoch, 8 in all; small-loss selection ramping to keep 0.5
+    over 3 steps: R(T) = 1 - 0.5 * min(T / 3, 1)."""
+    return dataclasses.replace(config, model="test_bnnet", model_options={}, epochs=2, val_split=None,
+                               scheduler="constant", loss="small_loss(keep=0.5, ramp_steps=3)", **changes)
+
+
+def _record_shares(monkeypatch):
+    """(step, kept share) that each forward of the small-loss selection used."""
+    from segedu.losses import SmallLossCrossEntropy
+
+    seen, real_forward = [], SmallLossCrossEntropy.forward
+
+    def forward(self, logits, target):
+        seen.append((self.step, self.kept_share()))
+        return real_forward(self, logits, target)
+
+    monkeypatch.setattr(SmallLossCrossEntropy, "forward", forward)
+    return seen
+
+
+def test_the_loss_learns_the_step_after_every_optimiser_step(config, monkeypatch):
+    seen = _record_shares(monkeypatch)
+    trainer = train(_small_loss_config(config))
+    (selection,) = trainer.loss_fn.losses
+    assert selection.step == trainer.step == 8
+    # micro-batch k (0-based) runs after k optimiser steps
+    assert seen == [(k, pytest.approx(1 - 0.5 * min(k / 3, 1))) for k in range(8)]
+    assert [share for _, share in seen[:4]] == pytest.approx([1.0, 5 / 6, 2 / 3, 0.5])
+
+
+def test_a_resumed_run_tells_the_loss_the_step_before_its_first_micro_batch(config, tmp_path, monkeypatch):
+    """Stopped after step 2 (mid-epoch 1), resumed: the loss keeps 2/3 of the pixels at once, not all
+    of them as at step 0, and the run ends with the weights of an uninterrupted one."""
+    whole = train(_small_loss_config(config, checkpoint_every=1, out=str(tmp_path / "whole")))
+
+    class Stop(Exception):
+        pass
+
+    cut = _small_loss_config(config, checkpoint_every=1, out=str(tmp_path / "cut"))
+    first = Trainer(cut)
+    real_save = first._save_last
+
+    def save_then_stop():
+        real_save()
+        if first.step == 2:
+            raise Stop
+
+    monkeypatch.setattr(first, "_save_last", save_then_stop)
+    with pytest.raises(Stop):
+        first.fit()
+    resumed = Trainer(cut, resume=True)
+    (selection,) = resumed.loss_fn.losses
+    assert (resumed.step, selection.step) == (2, 2)
+    assert selection.kept_share() == pytest.approx(2 / 3)
+    seen = _record_shares(monkeypatch)
+    resumed.fit()
+    assert seen[0] == (2, pytest.approx(2 / 3)) and [step for step, _ in seen] == list(range(2, 8))
+    a = torch.load(whole.run_dir / "last.pt", weights_only=False)["model"]
+    b = torch.load(resumed.run_dir / "last.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -22,6 +22,41 @@ def test_parameter_count_by_hand():
         assert measure.parameter_count(nn.Linear(10, 5)) == 55
 
 
+def test_parameter_counts_separate_trainable_and_frozen_by_hand():
+    # conv 3->4, 3x3 with bias: 4*3*9 + 4 = 112 trainable; a frozen batch norm: 4 + 4 = 8
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    net[1].requires_grad_(False)
+    counts = measure.parameter_counts(net)
+    assert (counts.trainable, counts.frozen, counts.total) == (112, 8, 120)
+    assert str(counts) == "112 (+8 frozen)"
+    assert measure.parameter_count(net, trainable_only=True) == 112 and measure.parameter_count(net) == 120
+    # one weight shared by two layers is one set of parameters: 10*5 + 5
+    shared = nn.Linear(10, 5)
+    assert measure.parameter_counts(nn.Sequential(shared, nn.ReLU(), shared)) == measure.ParameterCount(55, 0)
+    assert str(measure.ParameterCount(55, 0)) == "55"
+
+
+def test_paper_scale_fcn32s_counts_torchvisions_vgg16_plus_the_score_layer():
+    """The trainable count is torchvision's VGG16 (its fully connected fc6 and fc7 have the weights
+    of the 7x7 and 1x1 convolutions FCN makes of them) without fc8, plus the 21-way 1x1 score layer;
+    the frozen count is the fixed 32x bilinear upsampling, 21 x 21 x 64 x 64 without bias. The book's
+    134.35M and 136.2M are these two numbers without and with the frozen kernel."""
+    import torchvision
+
+    with torch.device("meta"):
+        vgg = torchvision.models.vgg16(weights=None)
+        fcn32s = models.create("fcn32s", num_classes=21)
+    fc6, fc7 = vgg.classifier[0], vgg.classifier[3]
+    assert fc6.weight.shape == (4096, 512 * 7 * 7) and fc7.weight.shape == (4096, 4096)
+    convolutionalised = (sum(p.numel() for p in vgg.features.parameters())
+                         + sum(p.numel() for layer in (fc6, fc7) for p in layer.parameters()))
+    counts = measure.parameter_counts(fcn32s)
+    assert counts.trainable == convolutionalised + 4096 * 21 + 21 == 134_346_581
+    assert counts.frozen == 21 * 21 * 64 * 64
+    assert counts.total == measure.parameter_count(fcn32s) == 136_152_917
+    assert str(counts) == "134.35M (+1.81M frozen)"
+
+
 def test_saved_activation_bytes_by_hand():
     x = torch.rand(2, 3, 8, 8)
     # a convolution keeps its input for the weight gradient: 2*3*8*8 float32 = 1536 bytes

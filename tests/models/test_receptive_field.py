@@ -1,13 +1,16 @@
 """Receptive fields: the layer arithmetic against hand-computed chains and Table 1 of Yu & Koltun
 (ICLR 2016), and the gradient measurement against the arithmetic."""
+import numpy as np
 import pytest
 import torch
+from scipy.signal import convolve2d
 from torch import nn
 
 from segedu import models
+from segedu.errors import SegeduError
 from segedu.models.dilatednet import ContextModule, FrontEnd
-from segedu.models.receptive_field import (empirical_receptive_field, receptive_fields,
-                                           theoretical_receptive_field)
+from segedu.models.receptive_field import (effective_receptive_field, empirical_receptive_field,
+                                           receptive_fields, theoretical_receptive_field)
 
 
 def conv_stack(n, dilation=1, channels=2):
@@ -86,3 +89,103 @@ def test_networks_with_pooling_switches_are_measured_through_their_unpooling():
     direct = empirical_receptive_field(model, (3, 480, 480), "cpu")
     probed = empirical_receptive_field(measure.dense_unpooling(model), (3, 480, 480), "cpu")
     assert direct == probed and direct[0] > 200
+
+
+# --- the effective receptive field (Luo et al., NeurIPS 2016) ---------------------------------------
+
+def ones_stack(n, channels=(3, 2, 2, 1)):
+    """n 3x3 convolutions with all-ones weights and no nonlinearity (channels cycle through the
+    middle widths); biases random, which a gradient does not see."""
+    widths = [channels[0]] + [channels[1 + i % (len(channels) - 2)] for i in range(n - 1)] + [channels[-1]]
+    layers = [nn.Conv2d(widths[i], widths[i + 1], 3, padding=1) for i in range(n)]
+    for layer in layers:
+        nn.init.ones_(layer.weight)
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_the_erf_of_linear_box_filters_is_their_n_fold_convolution(n):
+    """Without nonlinearity the gradient is the same for every input: the n-fold convolution of a
+    3x3 box (scipy), centred on the centre pixel; every channel path gives the same map up to scale."""
+    torch.manual_seed(0)
+    size = 21
+    kernel = np.ones((1, 1))
+    for _ in range(n):
+        kernel = convolve2d(kernel, np.ones((3, 3)))
+    expected = np.zeros((size, size))
+    expected[10 - n:10 + n + 1, 10 - n:10 + n + 1] = kernel / kernel.sum()
+    erf = effective_receptive_field(ones_stack(n), size, samples=3)
+    torch.testing.assert_close(erf.weights, torch.from_numpy(expected), rtol=1e-6, atol=1e-9)
+    assert erf.centre == pytest.approx((10.0, 10.0))
+    assert erf.field == (2 * n + 1, 2 * n + 1)
+
+
+def test_erf_summaries_of_a_single_box_by_hand():
+    """One 3x3 box: nine pixels of 1/9. Half the mass: the centre and its 4 neighbours at distance 1
+    (5/9); 95%: all nine, the corners at sqrt(2). The fewest pixels for 95% are all 9 = the field."""
+    erf = effective_receptive_field(ones_stack(1), 9, samples=1)
+    assert erf.radius_50 == pytest.approx(1.0) and erf.area(0.5) == 5
+    assert erf.radius_95 == pytest.approx(2 ** 0.5) and erf.area(0.95) == 9
+    assert erf.field_share(0.95) == pytest.approx(1.0)
+    with pytest.raises(SegeduError, match="share"):
+        erf.radius(0.0)
+
+
+def test_the_erf_fills_a_shrinking_share_of_the_theoretical_field_with_depth():
+    """Luo et al., Sec. 2: the ERF's radius grows as sqrt(n), the theoretical field as n."""
+    shares = [effective_receptive_field(ones_stack(n, (1, 1, 1)), 4 * n + 5, samples=1, in_channels=1).field_share()
+              for n in (2, 4, 8)]
+    assert shares[0] > shares[1] > shares[2]
+
+
+def test_one_class_or_the_sum_of_classes():
+    """Class 0 is a 3x3 box, class 1 the centre pixel alone: class 1 alone is a point, the sum over
+    classes has 2 at the centre and 1 around it, 10 in all."""
+    model = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.weight[0] = 1.0
+        model.weight[1, 0, 1, 1] = 1.0
+    point = effective_receptive_field(model, 7, channel=1, samples=1, in_channels=1).weights
+    assert point[3, 3] == 1.0 and point.sum() == 1.0
+    both = effective_receptive_field(model, 7, samples=1, in_channels=1).weights
+    expected = torch.zeros(7, 7, dtype=torch.float64)
+    expected[2:5, 2:5] = 0.1
+    expected[3, 3] = 0.2
+    torch.testing.assert_close(both, expected)
+    with pytest.raises(SegeduError, match="channel 2"):
+        effective_receptive_field(model, 7, channel=2, samples=1, in_channels=1)
+    with pytest.raises(SegeduError, match="image_size"):
+        effective_receptive_field(model, 7, images=torch.rand(1, 1, 8, 8))
+
+
+def small_real_model():
+    """The chain of test_strides_multiply_the_growth_of_later_layers (theoretical field 24) with
+    random weights and its ReLUs and max pooling, so the gradient depends on the input."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=1))
+
+
+def test_the_erf_lies_within_the_theoretical_field():
+    model = small_real_model()
+    field = theoretical_receptive_field(model)
+    erf = effective_receptive_field(model, 64, samples=4)
+    assert erf.field == (field, field) == (24, 24)
+    rows, columns = erf.weights.nonzero().unbind(1)
+    assert 0 < rows.max() - rows.min() + 1 <= field and 0 < columns.max() - columns.min() + 1 <= field
+    assert 0 < erf.field_share(0.95) < 1
+
+
+def test_the_erf_is_deterministic_restores_the_mode_and_leaves_no_gradients():
+    model = small_real_model().train()
+    first = effective_receptive_field(model, 48, samples=3, seed=1)
+    again = effective_receptive_field(model, 48, samples=3, seed=1)
+    other = effective_receptive_field(model, 48, samples=3, seed=2)
+    assert torch.equal(first.weights, again.weights) and first.radius_50 == again.radius_50
+    assert not torch.equal(first.weights, other.weights)  # max pooling and ReLUs: the input matters
+    assert model.training and all(p.grad is None for p in model.parameters())
+    # given images: the same noise as seed 1 gives the same map
+    noise = torch.randn(3, 3, 48, 48, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert torch.equal(effective_receptive_field(model, 48, images=noise).weights, first.weights)

@@ -27,12 +27,24 @@ __all__ = ["ResNet", "TimmEncoder", "VGG16", "load_imagenet"]
 
 
 def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None:
-    """Load torchvision's ImageNet weights into ``backbone``.
+    """Load pretrained weights into ``backbone``: what a builder's ``pretrained_backbone`` names.
 
-    ``source=True`` downloads them through torchvision's weights API; a path reads a state dict
-    saved from that API. Raises SegeduError for a reduced width (the weights exist only at the
-    paper's channel counts), an unreadable file, or a state dict of another network.
+    ``"course"`` loads the course's own encoder (:mod:`segedu.models.course`, shipped with the
+    package, at the width it was pretrained at). ``True`` or ``"imagenet"`` downloads torchvision's
+    ImageNet weights through its weights API; a path reads a state dict saved from that API.
+    Raises SegeduError for a width the weights do not exist at, an unreadable file, or a state dict
+    of another network.
     """
+    if source == "course":
+        from .. import course
+
+        encoder = course.encoder_of(backbone)
+        state_dict = backbone.from_torchvision(course.state_dict(encoder, backbone.width))
+        _check_matches(backbone, state_dict, f"the course's {encoder} weights", f"course {encoder}")
+        backbone.load_state_dict(state_dict)
+        return
+    if source == "imagenet":
+        source = True
     weights = backbone.imagenet_weights
     if backbone.width != 1.0:
         raise SegeduError(

@@ -60,7 +60,7 @@ class TimmEncoder(nn.Module):
     Args:
         name: a timm model name (``timm.list_models()``), e.g. ``"resnet18"``.
         output_stride: 32 (classification), 16 or 8 (dilated last stages, for dense prediction).
-        pretrained: False; True for timm's default ImageNet weights (downloads), or the path of a
+        pretrained: False; True (or "imagenet") for timm's default ImageNet weights (downloads), or the path of a
             state dict saved from ``timm.create_model(name)`` (checked strictly against it).
 
     ``channels`` and ``strides`` map each returned feature name to its channel count and its
@@ -75,6 +75,13 @@ class TimmEncoder(nn.Module):
         if output_stride not in (8, 16, 32):
             raise SegeduError(f"output_stride must be 8, 16 or 32, got {output_stride!r}.")
         options = {} if output_stride == 32 else {"output_stride": output_stride}
+        # the names models.create(pretrained=...) gives every model; without this they read as file paths
+        if pretrained == "imagenet":
+            pretrained = True
+        elif pretrained == "course":
+            raise SegeduError(f"timm encoder {name!r} has no course weights: the course pretrains only the encoders "
+                              "of segedu.models.course.ENCODERS; use pretrained_backbone=True for timm's ImageNet "
+                              "weights, or a course model (e.g. deeplabv3plus_resnet50).")
         if pretrained and pretrained is not True:
             options["pretrained_cfg_overlay"] = {"file": str(_checked_file(timm, name, pretrained))}
         try:
