@@ -544,7 +544,7 @@ def _runs(args) -> int:
 
 
 def _pseudo_label(args) -> int:
-    from .data import pseudo
+    from .inference import pseudo
 
     threshold = args.threshold
     if args.keep_fraction is not None:

@@ -110,3 +110,16 @@ def info(device: str | None = "auto") -> dict:
     out["device"] = f"{dev} - {device_name(dev)}"
     out["default profile"] = profiles.resolve_name("auto")
     return out
+
+
+def autocast(device, dtype):
+    """``torch.autocast`` for ``dtype`` on ``device`` (a ``torch.device``), or a no-op for full
+    precision (``dtype`` None): the one context every forward pass of training, inference and the
+    cost measurements runs under."""
+    import contextlib
+
+    import torch
+
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

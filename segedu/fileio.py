@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -122,3 +123,16 @@ def write_json_atomic(path: str | os.PathLike, obj, indent: int | None = None) -
     else:
         text = json.dumps(obj, indent=indent) + "\n"
     return write_text_atomic(path, text)
+
+
+def jsonable(value):
+    """``value`` as JSON-ready values: tensors and arrays as (nested) lists, NaN and infinities as None."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN IoU of a class absent from prediction and target
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    return value

@@ -1,5 +1,5 @@
-"""Pseudo-labelling: a trained model labels the unlabelled test images, and the confident part of
-its prediction becomes extra training data.
+"""Pseudo-labelling's labels: the confident part of a model's prediction kept as training data,
+and the COCO file that holds it. The prediction itself is :mod:`segedu.inference.pseudo`'s.
 
 The method is Lee's "Pseudo-Label: The Simple and Efficient Semi-Supervised Learning Method for
 Deep Neural Networks" (ICML 2013 workshop): the class of maximum predicted probability is taken as
@@ -15,10 +15,11 @@ Two rules decide what is kept (:func:`pseudo_label_masks`):
   ``threshold``; every other pixel is IGNORE_INDEX.
 * ``mode="image"``: an image keeps the arg-max class on *every* pixel when the mean over its
   pixels of the maximum probability is at least ``threshold``; otherwise the whole image is
-  IGNORE_INDEX (and :func:`write_pseudo_labels` leaves it out).
+  IGNORE_INDEX (and :func:`write_pseudo_coco` leaves it out).
 
-The file :func:`write_pseudo_labels` writes is an ordinary COCO file that
-:class:`segedu.data.dataset.CocoSegmentation` reads back into exactly those masks:
+The file :func:`write_pseudo_coco` writes (for :func:`segedu.inference.pseudo.write_pseudo_labels`)
+is an ordinary COCO file that :class:`segedu.data.dataset.CocoSegmentation` reads back into
+exactly those masks:
 
 * the training split's ``images`` and ``annotations`` are copied unchanged, then the pseudo
   images follow with new ids (their ``file_name``s stay relative to the dataset folder);
@@ -38,8 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,10 @@ import torch
 from pycocotools import mask as mask_utils
 
 from ..errors import SegeduError
+from ..fileio import write_bytes_atomic
+from . import coco, dataset
 from .classes import IGNORE_INDEX
+from .convert import IGNORE_CATEGORY
 
 #: the ways :func:`pseudo_label_masks` decides what is kept
 MODES = ("pixel", "image")
@@ -75,7 +78,7 @@ def pseudo_label_masks(probabilities: torch.Tensor, threshold: float = 0.9, mode
 
 @dataclasses.dataclass
 class PseudoLabelSummary:
-    """What :func:`write_pseudo_labels` wrote."""
+    """What :func:`write_pseudo_coco` (for :func:`segedu.inference.pseudo.write_pseudo_labels`) wrote."""
 
     path: Path
     checkpoints: list[str]
@@ -113,90 +116,19 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8-sig"))
 
 
-def _load(checkpoints, device, caller: str) -> tuple[list, list]:
-    """(paths, [(model, config, payload)]) of one checkpoint or run directory, or several."""
-    from ..engine.evaluate import load_model  # the engine imports segedu.data: import it late
+def write_pseudo_coco(root: Path, unlabelled, masks: Iterable[tuple[int, np.ndarray]], out_json: str | Path,
+                      class_names: Sequence[str], checkpoints: Sequence, split: str, threshold: float, mode: str,
+                      train_split: str | None = "train") -> PseudoLabelSummary:
+    """Write ``train_split``'s images and annotations, then the pseudo-labelled images of ``split``, as the
+    COCO file ``out_json`` (atomically); see the module docstring.
 
-    paths = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
-    if not paths:
-        raise SegeduError(f"{caller} needs at least one checkpoint or run directory.")
-    return paths, [load_model(path, device) for path in paths]
-
-
-def _mean_probabilities(paths, loaded, images, batch_size: int):
-    """Per batch of ``images`` (a dataset; batches of one image size, so images of any size work):
-    the batch's dataset indices and the mean softmax of the ``loaded`` checkpoints, each at its own
-    training size (:func:`segedu.inference.ensemble.ensemble_probabilities`)."""
-    from ..inference.ensemble import ensemble_probabilities, member_from
-    from . import dataset
-
-    members = [member_from(*checkpoint, name=str(path)) for path, checkpoint in zip(paths, loaded)]
-    device = next(members[0].model.parameters()).device
-    loader = dataset.make_eval_loader(images, batch_size)
-    for indices, (batch, _) in zip(loader.batch_sampler, loader):
-        yield indices, ensemble_probabilities(members, batch.to(device))
-
-
-def confidence_threshold(checkpoints: str | Path | Sequence[str | Path], data_dir: str | Path, keep_fraction: float,
-                         split: str = "test", device="auto", batch_size: int = 4) -> float:
-    """The pixel threshold that keeps the ``keep_fraction`` most confident pixels of ``split``.
-
-    A model trained briefly is rarely 90% sure of anything, so a fixed threshold such as 0.9 may keep
-    no pixel at all; choosing the threshold as a quantile of the models' own confidence (the mean
-    softmax's maximum over ``split``'s pixels) keeps a known share instead, the most confident first.
+    ``root``: the dataset folder; ``unlabelled``: ``split``'s :class:`~segedu.data.dataset.CocoSegmentation`;
+    ``masks``: its ``(index, pseudo-label mask)`` pairs (int (H, W), :func:`pseudo_label_masks`), by increasing
+    index, read only after the training split is checked; ``class_names``: the classes the masks number;
+    ``checkpoints``, ``threshold``, ``mode``: what made the masks, recorded in the file and the summary.
+    Raises SegeduError for a training split with other classes or images in both splits.
     """
-    from . import dataset
-
-    if not 0.0 < keep_fraction <= 1.0:
-        raise SegeduError(f"keep_fraction is the share of pixels to keep, in (0, 1]; got {keep_fraction}.")
-    paths, loaded = _load(checkpoints, device, "confidence_threshold")
-    unlabelled = dataset.CocoSegmentation(Path(data_dir), split, cache_images=False)
-    confidence = torch.cat([p.max(dim=1).values.flatten().cpu()
-                            for _, p in _mean_probabilities(paths, loaded, unlabelled, batch_size)])
-    # the largest threshold t with P(confidence >= t) >= keep_fraction: the (1 - keep_fraction) quantile, exactly
-    ordered = confidence.sort(descending=True).values
-    return float(ordered[max(0, math.ceil(keep_fraction * len(ordered)) - 1)])
-
-
-def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir: str | Path | None, out_json: str | Path,
-                        split: str = "test", threshold: float = 0.9, mode: str = "pixel", device="auto",
-                        train_split: str | None = "train", batch_size: int = 4) -> PseudoLabelSummary:
-    """Pseudo-label ``split`` of ``data_dir`` and write it, with ``train_split``, as the COCO file ``out_json``.
-
-    Args:
-        checkpoints: a run directory or checkpoint, or several: their softmax probabilities are
-            averaged (each model sees the images at its own training size).
-        data_dir: the dataset folder (None: the first checkpoint's training data).
-        out_json: the COCO file to write (atomically: a temporary file renamed into place).
-        split: the unlabelled images: ``test`` or an annotation file (its annotations are not used).
-        threshold, mode: see :func:`pseudo_label_masks`.
-        device: where the models run (``auto``, ``cpu``, ``cuda``, or a ``torch.device``).
-        train_split: the labelled images copied unchanged in front of the pseudo images
-            (``train``, ``val``, a file), or None for the pseudo images alone.
-        batch_size: images per forward pass (images are batched by size, so any sizes work).
-
-    Returns a :class:`PseudoLabelSummary`; raises SegeduError for checkpoints that disagree on
-    the classes, a training split with other classes, or images in both splits.
-    """
-    from ..engine.trainer import resolve_data_dir  # the engine imports segedu.data: import it late
-    from . import coco, dataset
-    from .convert import IGNORE_CATEGORY
-    from ..fileio import write_bytes_atomic
-
-    if mode not in MODES:
-        raise SegeduError(f"unknown pseudo-label mode {mode!r}; choose one of {', '.join(MODES)}.")
-    paths, loaded = _load(checkpoints, device, "write_pseudo_labels")
-    _, first_config, first_payload = loaded[0]
-    class_names = tuple(first_payload["class_names"])
-    for path, (_, _, payload) in zip(paths[1:], loaded[1:]):
-        if tuple(payload["class_names"]) != class_names:
-            raise SegeduError(f"{path} predicts the classes {list(payload['class_names'])} but {paths[0]} "
-                              f"predicts {list(class_names)}; average checkpoints of the same classes.")
-    root = Path(data_dir) if data_dir is not None else resolve_data_dir(first_config)
-    if not root.is_dir():
-        raise SegeduError(f"data_dir {str(root)!r} does not exist; point it at the dataset folder.")
-
-    unlabelled = dataset.CocoSegmentation(root, split, cache_images=False)  # read once: no item cache
+    class_names = tuple(class_names)
     if train_split is not None:
         base_file = dataset.annotation_file(root, train_split)
         base = coco.load(base_file, images_dir=root, check_images=False)
@@ -226,11 +158,7 @@ def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir
     class_pixels = np.zeros(len(class_names), np.int64)
     total = written = predicted = 0
 
-    def per_image():
-        for indices, probabilities in _mean_probabilities(paths, loaded, unlabelled, batch_size):
-            yield from zip(indices, pseudo_label_masks(probabilities, threshold, mode).cpu().numpy())
-
-    for index, mask in dataset.in_order(per_image()):  # the split file's order, whatever the batching
+    for index, mask in masks:
         record = unlabelled.coco.images[index]
         predicted += 1
         total += mask.size
@@ -262,7 +190,8 @@ def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir
 
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    info = {"description": "pseudo labels written by segedu.data.pseudo", "checkpoints": [str(p) for p in paths],
+    info = {"description": "pseudo labels written by segedu.data.pseudo",
+            "checkpoints": [str(p) for p in checkpoints],
             "split": str(split), "train_split": None if train_split is None else str(train_split),
             "threshold": threshold, "mode": mode}
     result = {"info": info, "licenses": licenses, "images": images, "annotations": annotations,
@@ -270,7 +199,7 @@ def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir
     write_bytes_atomic(out_json, json.dumps(result, separators=(",", ":")).encode("utf-8"))
     coco.load(out_json, images_dir=root, check_images=False)  # what was written reads back, or a clear error
     return PseudoLabelSummary(
-        path=out_json, checkpoints=[str(p) for p in paths], split=str(split), threshold=threshold, mode=mode,
+        path=out_json, checkpoints=[str(p) for p in checkpoints], split=str(split), threshold=threshold, mode=mode,
         train_images=train_images, predicted_images=predicted, images=written,
         kept_fraction=float(class_pixels.sum() / total) if total else 0.0,
         class_pixels={name: int(n) for name, n in zip(class_names, class_pixels)})

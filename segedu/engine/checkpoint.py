@@ -3,7 +3,8 @@
 A checkpoint holds everything needed to continue a run exactly: model, optimiser, scheduler,
 gradient scaler, EMA/SWA models, the random number generators' states, the epoch and the
 optimiser step, plus the run's config and the model's identity (name, class count), so that
-``segedu evaluate`` and ``segedu predict`` can rebuild the model and refuse a mismatch.
+``segedu evaluate`` and ``segedu predict`` can rebuild the model and refuse a mismatch. The read
+side, :func:`load`, is :func:`segedu.inference.checkpoints.load`.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import torch
 
 from ..errors import SegeduError
 from ..fileio import write_atomic
+# reading a checkpoint is inference's too, so it lives there (a lower layer); `checkpoint.load` stays
+from ..inference.checkpoints import load  # noqa: F401
 
 
 def rng_state() -> dict:
@@ -36,26 +39,6 @@ def save(path: Path, payload: dict) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``
     (:func:`segedu.fileio.write_atomic`: a full disk is a SegeduError, never half a checkpoint)."""
     write_atomic(path, lambda f: torch.save(payload, f))
-
-
-def load(path: Path, map_location="cpu") -> dict:
-    """Read a segedu checkpoint; a clear error for a missing, damaged or foreign file."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                path = path / name
-                break
-    if not path.is_file():
-        raise SegeduError(f"{path}: no checkpoint there (a run directory holds best.pt and last.pt).")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise SegeduError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: {exc}).") from None
-    if not isinstance(payload, dict) or "model" not in payload or "model_name" not in payload:
-        raise SegeduError(f"{path}: not a segedu checkpoint (no model name and state); "
-                          "use a best.pt or last.pt written by `segedu train`.")
-    return payload
 
 
 def check_compatible(payload: dict, path, model_name: str | None = None, num_classes: int | None = None) -> None:

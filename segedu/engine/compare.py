@@ -142,14 +142,14 @@ def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3) -> tuple:
     (``base_runs``: one :class:`RunResult` per seed).
 
     The runs' averaged probabilities label the test images' most confident pixels: the threshold
-    keeps ``keep_fraction`` of them (:func:`segedu.data.pseudo.confidence_threshold`), the rest are
+    keeps ``keep_fraction`` of them (:func:`segedu.inference.pseudo.confidence_threshold`), the rest are
     ignored. The baseline then trains again, once per seed, on train + pseudo-labelled images, for
     as many optimiser steps as the baseline took (the extra images must not buy extra steps).
     Returns ``(summary, runs)``: the :class:`~segedu.data.pseudo.PseudoLabelSummary` and the runs
     labelled ``pseudo_label-seed<s>``. The labels and runs of an earlier chapter of the same book
     execution are read back (labels newer than every baseline checkpoint).
     """
-    from ..data import pseudo
+    from ..inference import pseudo
 
     setup = craft_setup(session)
     base_dirs = [r.run_dir for r in base_runs]

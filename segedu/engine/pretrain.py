@@ -29,8 +29,9 @@ import torch
 from .. import fileio, profiles
 from ..data import synth
 from ..errors import SegeduError
-from ..models import course
-from . import checkpoint, runs
+from ..models import course, pretext
+from . import checkpoint
+from .runlog import read_metrics
 from .config import TrainConfig
 from .trainer import train
 
@@ -74,7 +75,7 @@ def config(recipe: Recipe, out: Path, device: str = "auto") -> TrainConfig:
     data = corpus(recipe)
     train_images = len(json.loads((data / "train.json").read_text())["images"])
     per_epoch = max(train_images // recipe.batch_size, 1)
-    return TrainConfig(model="pretext", model_options={"encoder": recipe.encoder, "width": recipe.width},
+    return TrainConfig(model=pretext.MODEL, model_options={"encoder": recipe.encoder, "width": recipe.width},
                        data_dir=str(data), profile="cpu", image_size=recipe.image_size,
                        batch_size=recipe.batch_size, epochs=-(-recipe.steps // per_epoch), max_steps=recipe.steps,
                        lr=recipe.lr, augment=["flip", "colour"], seed=recipe.seed, device=device,
@@ -100,8 +101,8 @@ def export(recipe: Recipe, trainer, weights_dir: Path) -> dict:
     path = weights_dir / name
     checkpoint.save(path, half)
     # the run directory's log, not trainer.history: after a --resume that holds only the new epochs
-    record = runs.load(trainer.run_dir)
-    history = [r for r in record.history if r.get("val_miou") is not None]
+    logged = read_metrics(trainer.run_dir)
+    history = [r for r in logged if r.get("val_miou") is not None]
     card = {
         "encoder": recipe.encoder, "width": recipe.width, "file": name,
         "pretext": "segmentation of the synthetic corpus (11 classes) through a light FCN-8s-style head",
@@ -109,7 +110,7 @@ def export(recipe: Recipe, trainer, weights_dir: Path) -> dict:
                    "size": recipe.size},
         "recipe": dataclasses.asdict(recipe),
         "steps": trainer.step,
-        "seconds": round(record.train_seconds, 1),
+        "seconds": round(sum(r.get("seconds", 0.0) for r in logged if not r.get("swa")), 1),
         "machine": platform.processor() or platform.machine(),
         "device": str(trainer.device),
         "torch": torch.__version__,

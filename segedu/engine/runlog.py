@@ -11,25 +11,12 @@ runs offline unless the user's own ``WANDB_MODE`` says otherwise, so nothing nee
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
 from .. import env
 from ..errors import SegeduError
-from ..fileio import write_json_atomic
-
-
-def jsonable(value):
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # NaN IoU of a class absent from prediction and target
-    if isinstance(value, list):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    return value
+from ..fileio import jsonable, write_json_atomic
 
 
 def write_json(path: Path, obj) -> None:

@@ -54,8 +54,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from .. import env, losses, metrics, models, profiles
 from ..data import IGNORE_INDEX, dataset, mixing, sampler, stats, transforms
+from ..data.location import resolve_data_dir
 from ..errors import SegeduError
-from ..inference.predict import autocast, normalize, predict_logits
+from ..inference.predict import amp_dtype, autocast, normalize, predict_logits
 from ..models.class_head import ClassPresenceModel, presence_loss
 from . import checkpoint, distributed
 from .config import TrainConfig
@@ -70,28 +71,6 @@ MIN_SWA_SNAPSHOTS = 4
 
 def _mix_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919) % 2**31
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``mode`` on ``device`` (None: full precision)."""
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    if device.type != "cuda":
-        raise SegeduError("amp='fp16' needs a CUDA device; on the CPU use amp='bf16' or 'off'.")
-    return torch.float16
-
-
-def resolve_data_dir(config: TrainConfig) -> Path:
-    if config.data_dir:
-        path = Path(config.data_dir).expanduser()
-        if not path.is_dir():
-            raise SegeduError(f"data_dir {config.data_dir!r} does not exist; point it at a COCO dataset folder.")
-        return path
-    from ..data import synth
-
-    return synth.ensure_default_dataset(profiles.get(config.profile))
 
 
 def _progress(iterable, total: int, desc: str):

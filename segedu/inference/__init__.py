@@ -3,4 +3,8 @@
 
 The competition's inference tricks, composable: test-time augmentation with flips and scales (tta),
 sliding-window prediction of large images (sliding), probability-averaged ensembles of checkpoints
-(ensemble), and all of them with the CRF in one call (pipeline)."""
+(ensemble), and all of them with the CRF in one call (pipeline).
+
+Checkpoints in use: reading one back without the training code (checkpoints), scoring it on a
+labelled split or writing the test split's submission (evaluate; ``segedu.engine`` re-exports
+both), and pseudo-labelling unlabelled images with it (pseudo)."""

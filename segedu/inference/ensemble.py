@@ -23,8 +23,10 @@ from pathlib import Path
 
 import torch
 
+from ..data.sizes import check_size
 from ..errors import SegeduError
-from .predict import predict_logits
+from .checkpoints import load_model
+from .predict import amp_dtype, predict_logits
 
 
 @dataclass
@@ -74,11 +76,9 @@ def check_members(members: Sequence[Member]) -> None:
 
 
 def member_from(model, config, payload: dict, name: str) -> Member:
-    """The :class:`Member` of a loaded checkpoint (``segedu.engine.load_model``'s model, config and
-    payload): run at its training ``image_size`` with its training autocast setting."""
-    from ..data.sizes import check_size
-    from ..engine.trainer import amp_dtype  # lazy: the engine imports this package
-
+    """The :class:`Member` of a loaded checkpoint (the model, config and payload of
+    :func:`segedu.inference.checkpoints.load_model` or ``segedu.engine.load_model``): run at its
+    training ``image_size`` with its training autocast setting."""
     dev = next(model.parameters()).device
     return Member(model, check_size(config.image_size), amp_dtype(config.amp, dev), name=name,
                   num_classes=payload["num_classes"], class_names=tuple(payload.get("class_names") or ()) or None)
@@ -87,8 +87,6 @@ def member_from(model, config, payload: dict, name: str) -> Member:
 def load_member(path: str | Path, device="auto") -> Member:
     """A :class:`Member` from a checkpoint or run directory: the model in eval mode on ``device``, run at
     its training ``image_size`` with its training autocast setting."""
-    from ..engine.evaluate import load_model  # lazy: the engine imports this package
-
     return member_from(*load_model(path, device), name=str(path))
 
 

@@ -4,20 +4,22 @@ Models see images resized to the size they were trained at (``image_size``: an i
 side, the aspect ratio kept; an (H, W) pair is exact; see :func:`model_input_size`), normalised
 with the ImageNet mean and standard deviation (what torchvision's pretrained backbones expect);
 their logits are upsampled bilinearly back to the image's own size, so scores are computed
-against the original masks, as the competition does.
+against the original masks, as the competition does. A model runs under the autocast precision
+of its config's ``amp`` setting (:func:`amp_dtype`, :func:`autocast`), in training as in inference.
 """
 from __future__ import annotations
 
-import contextlib
 
 import torch
 import torch.nn.functional as F
 
 from ..data.sizes import model_input_size
+from ..env import autocast
+from ..errors import SegeduError
 from ..models import main_output
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "autocast", "model_input_size", "normalize", "predict_logits",
-           "resized_forward"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "amp_dtype", "autocast", "model_input_size", "normalize",
+           "predict_logits", "resized_forward"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,11 +32,15 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """``torch.autocast`` for ``dtype`` on ``device``, or a no-op for full precision."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``mode`` on ``device`` (None: full precision)."""
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    if device.type != "cuda":
+        raise SegeduError("amp='fp16' needs a CUDA device; on the CPU use amp='bf16' or 'off'.")
+    return torch.float16
 
 
 def resized_forward(model, x: torch.Tensor, input_hw: tuple[int, int] | None, amp_dtype: torch.dtype | None = None,

@@ -172,6 +172,6 @@ def _closest(word: str, choices) -> str:
 
 # Architecture modules register their builders on import.
 from . import (  # noqa: E402,F401
-    deconvnet, deeplabv1, deeplabv2, deeplabv3, deeplabv3plus, dilatednet, fcdensenet, fcn, hrnet, pretext,
-    pspnet, segnet, unet, unetpp,
+    deconvnet, deeplabv1, deeplabv2, deeplabv3, deeplabv3plus, dilatednet, fcdensenet, fcn, hrnet, pspnet,
+    segnet, unet, unetpp,
 )

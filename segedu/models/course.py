@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
 
 from ..errors import SegeduError
 
-#: The folder that ships the weights and their cards inside the package.
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+#: The folder that ships the weights and their cards inside the package; ``$SEGEDU_WEIGHTS_DIR``
+#: points the loader at another one (e.g. weights regenerated with ``segedu pretrain --weights-dir``).
+WEIGHTS_ENV = "SEGEDU_WEIGHTS_DIR"
+WEIGHTS_DIR = Path(os.environ.get(WEIGHTS_ENV) or Path(__file__).resolve().parent.parent / "weights")
 CARDS = "cards.json"
 
 #: The encoders the course pretrains, and the models that start from each (U-Net and FC-DenseNet

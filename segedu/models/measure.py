@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..env import autocast
 from . import main_output
 from .receptive_field import replace_switches
 
@@ -192,8 +193,6 @@ def training_speed(model: nn.Module, batch_size: int, image_size: int, device="c
     ``model`` on a random batch, under autocast to ``dtype`` (None: fp32), and on CUDA the peak
     memory in MiB. The median of ``repeats`` timed steps after ``warmup``; ``model`` is trained in
     place (pass a copy to keep its weights)."""
-    from ..inference.predict import autocast
-
     device = torch.device(device)
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(batch_size, 3, image_size, image_size, generator=generator).to(device)

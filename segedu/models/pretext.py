@@ -20,11 +20,13 @@ from torch import nn
 
 from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
-from . import course, register
+from . import course
 from .backbones import ResNet, VGG16
 from .blocks import bilinear_upsample
 from .hrnet import HRNetV2
 
+#: the name the trainer and ``models.create`` build this network by
+MODEL = "segedu.models.pretext:pretext"
 #: the feature maps the light head reads, per encoder family
 TAPS = {"vgg": ("pool3", "pool4", "fc7"), "resnet": ("layer2", "layer3", "layer4")}
 
@@ -72,10 +74,11 @@ class PretextNet(nn.Module):
         return state
 
 
-@register("pretext")
 def pretext(num_classes: int = NUM_CLASSES, *, encoder: str = "resnet50", width: float = 1.0,
             pretrained_backbone: bool | str = False) -> PretextNet:
-    """The pretext network of ``segedu pretrain`` (see the module docstring).
+    """The pretext network of ``segedu pretrain`` (see the module docstring). Not in the registry,
+    which lists the course's architectures: the trainer builds it by its import path,
+    :data:`MODEL` (``models.create(MODEL, encoder=...)``).
 
     Args:
         num_classes: output channels.

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from segedu.data import IGNORE_INDEX, pseudo
-from segedu.data.pseudo import pseudo_label_masks, write_pseudo_labels
+from segedu.data import IGNORE_INDEX
+from segedu.data.pseudo import pseudo_label_masks
+from segedu.inference import pseudo
+from segedu.inference.pseudo import write_pseudo_labels
 from segedu.errors import SegeduError
 
 SIZE = 32  # image side of the tiny dataset, also the models' training size

@@ -17,7 +17,7 @@ from segedu import cli, models
 from segedu.data import synth
 from segedu.engine import pretrain, trainer
 from segedu.errors import SegeduError
-from segedu.models import course
+from segedu.models import course, pretext
 
 SMOKE = pretrain.Recipe("resnet50", **pretrain.SMOKE)
 
@@ -71,7 +71,7 @@ def test_the_same_recipe_twice_gives_the_same_bytes_and_a_complete_card(tmp_path
 
     # the file is the trained pretext's final encoder: the run's last checkpoint, after all its steps
     state = torch.load(tmp_path / "run1" / "last.pt", weights_only=False)
-    trained = models.create("pretext", encoder=encoder, width=0.25)
+    trained = models.create(pretext.MODEL, encoder=encoder, width=0.25)
     trained.load_state_dict(state["model"])
     assert state["step"] == SMOKE.steps
     exported = torch.load(tmp_path / "weights1" / name, weights_only=True)

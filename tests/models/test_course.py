@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 from operator import attrgetter
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -20,7 +21,7 @@ from torch import nn
 from segedu import models
 from segedu.engine import pretrain
 from segedu.errors import SegeduError
-from segedu.models import course
+from segedu.models import course, pretext
 
 WIDTH = 0.125
 #: what the fake trainer reports: two epochs, the first one validated
@@ -30,7 +31,7 @@ HISTORY = [{"epoch": 1, "seconds": 2.25, "val_miou": 0.123456}, {"epoch": 2, "se
 def _randomised(encoder: str, width: float = WIDTH, seed: int = 0) -> nn.Module:
     """A pretext whose weights and batch-norm statistics are all random (variances positive)."""
     torch.manual_seed(seed)
-    model = models.create("pretext", encoder=encoder, width=width)
+    model = models.create(pretext.MODEL, encoder=encoder, width=width)
     with torch.no_grad():
         for key, value in model.state_dict().items():  # shares storage with the parameters and buffers
             if key.endswith("running_var"):
@@ -41,7 +42,10 @@ def _randomised(encoder: str, width: float = WIDTH, seed: int = 0) -> nn.Module:
 
 
 def _export(pretext: nn.Module, folder, width: float = WIDTH) -> dict:
-    trainer = SimpleNamespace(model=pretext, history=HISTORY, step=12, device=torch.device("cpu"))
+    run_dir = Path(folder) / f"run-{pretext.encoder_name}"  # export reads the run's own log
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HISTORY))
+    trainer = SimpleNamespace(model=pretext, history=HISTORY, step=12, device=torch.device("cpu"), run_dir=run_dir)
     return pretrain.export(pretrain.Recipe(pretext.encoder_name, width=width), trainer, folder)
 
 
@@ -178,13 +182,14 @@ REFUSALS = [
     ("hrnetv2_w48", {}, "hrnetv2_w48 has no pretrained_backbone 'course'"),
     ("unet", {}, "U-Net has no pretrained backbone"),
     ("fcdensenet56", {}, "FC-DenseNet56 has no pretrained backbone"),
-    ("pretext", {}, "the pretext network trains its encoder from scratch"),
+    (pretext.MODEL, {}, "the pretext network trains its encoder from scratch"),
     ("deeplabv3_resnet50", {"width": 0.25}, "no course weights for resnet50 at width 0.25 "),
 ]
 
 
 @pytest.mark.parametrize("name, options, message", REFUSALS, ids=[f"{n}-{len(o)}" for n, o, _ in REFUSALS])
-def test_model_without_course_weights_refuses_in_one_line(name, options, message):
+def test_model_without_course_weights_refuses_in_one_line(name, options, message, monkeypatch, tmp_path):
+    monkeypatch.setattr(course, "WEIGHTS_DIR", tmp_path)  # whatever the package ships
     with pytest.raises(SegeduError) as caught:
         models.create(name, **{"width": WIDTH, **options}, pretrained="course")
     assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
@@ -267,7 +272,7 @@ def test_an_unknown_encoder_is_refused():
                                           r"vgg16_bn, resnet50, resnet101, hrnetv2_w18\.$"):
         course.state_dict("vgg19", WIDTH)
     with pytest.raises(SegeduError, match=r"^the pretext has no encoder 'vgg19'; choose one of vgg16_bn"):
-        models.create("pretext", encoder="vgg19", width=WIDTH)
+        models.create(pretext.MODEL, encoder="vgg19", width=WIDTH)
 
 
 # --- torchvision's ImageNet weights through the same option, offline ------------------------------

@@ -1,0 +1,106 @@
+"""Checkpoints read for inference without the training code: the same model and settings as the
+engine's load_model, TrainConfig's defaults for fields an older checkpoint lacks, the same errors;
+and the names that moved down a layer still importable from their old homes."""
+import dataclasses
+
+import pytest
+import torch
+
+from segedu import models
+from segedu.engine import checkpoint
+from segedu.engine.config import TrainConfig
+from segedu.errors import SegeduError
+from segedu.inference import checkpoints
+from segedu.inference.predict import amp_dtype, autocast
+from segedu.models.class_head import ClassPresenceModel
+
+
+def _checkpoint(path, config: TrainConfig, num_classes=3, drop=()):
+    base = models.create(config.model, num_classes=num_classes, **config.model_options)
+    model = ClassPresenceModel(base, num_classes, config.suppress_threshold) if config.class_head > 0 else base
+    saved = {k: v for k, v in dataclasses.asdict(config).items() if k not in drop}
+    checkpoint.save(path, {"model": model.state_dict(), "model_name": config.model, "num_classes": num_classes,
+                           "class_names": [f"c{i}" for i in range(num_classes)], "config": saved})
+    return path, model
+
+
+def test_saved_config_defaults_are_train_configs():
+    defaults = TrainConfig()
+    for field in dataclasses.fields(checkpoints.SavedConfig):
+        assert getattr(checkpoints.SavedConfig(), field.name) == getattr(defaults, field.name), field.name
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"class_head": 0.4, "suppress_threshold": 0.3, "image_size": (20, 28), "amp": "bf16", "data_dir": "somewhere"},
+])
+def test_inference_load_model_matches_the_engines(tmp_path, changes):
+    from segedu.engine import load_model
+
+    config = TrainConfig(**{"model": "fcn32s", "model_options": {"width": 0.125}, "image_size": 24, "device": "cpu",
+                            **changes})
+    path, written = _checkpoint(tmp_path / "m.pt", config)
+    model, saved, payload = checkpoints.load_model(path, "cpu")
+    engine_model, engine_config, engine_payload = load_model(path, "cpu")
+    assert type(model) is type(engine_model) is type(written) and not model.training
+    for (name, a), (_, b), (_, c) in zip(model.state_dict().items(), engine_model.state_dict().items(),
+                                         written.state_dict().items()):
+        assert torch.equal(a, b) and torch.equal(a, c), name
+    for field in dataclasses.fields(saved):
+        assert getattr(saved, field.name) == getattr(engine_config, field.name), field.name
+    assert payload["model_name"] == engine_payload["model_name"] == "fcn32s"
+    if changes:
+        assert model.suppress_threshold == 0.3 and saved.image_size == (20, 28) and saved.data_dir == "somewhere"
+
+
+def test_a_config_without_the_newer_fields_takes_their_defaults(tmp_path):
+    config = TrainConfig(model="fcn32s", model_options={"width": 0.125}, image_size=24, device="cpu")
+    path, _ = _checkpoint(tmp_path / "old.pt", config, drop=("class_head", "suppress_threshold", "amp"))
+    model, saved, _ = checkpoints.load_model(path, "cpu")
+    assert (saved.class_head, saved.suppress_threshold, saved.amp) == (0.0, None, "auto")
+    assert not isinstance(model, ClassPresenceModel) and saved.image_size == 24
+
+
+def test_missing_and_foreign_files_are_refused_naming_them(tmp_path):
+    with pytest.raises(SegeduError, match=f"{tmp_path / 'nothing.pt'}: no checkpoint there"):
+        checkpoints.load_model(tmp_path / "nothing.pt", "cpu")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    with pytest.raises(SegeduError, match="not a segedu checkpoint"):
+        checkpoints.load_model(foreign, "cpu")
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"not a zip file")
+    with pytest.raises(SegeduError, match="cannot be read as a checkpoint"):
+        checkpoint.load(damaged)
+
+
+def test_moved_names_are_the_same_objects_where_they_were_imported_from():
+    from segedu import fileio
+    from segedu.data import location, pseudo as data_pseudo
+    from segedu.engine import evaluate, load_model, predict, runlog, trainer
+    from segedu.inference import evaluate as inference_evaluate, pseudo
+
+    assert trainer.amp_dtype is amp_dtype and trainer.resolve_data_dir is location.resolve_data_dir
+    assert checkpoint.load is checkpoints.load and runlog.jsonable is fileio.jsonable
+    assert evaluate is inference_evaluate.evaluate and predict is inference_evaluate.predict
+    assert load_model.__module__ == "segedu.engine.evaluate"  # the one that returns a TrainConfig
+    assert pseudo.pseudo_label_masks is data_pseudo.pseudo_label_masks
+
+
+def test_amp_dtype_by_mode_and_device():
+    cpu = torch.device("cpu")
+    assert amp_dtype("off", cpu) is None and amp_dtype("auto", cpu) is None
+    assert amp_dtype("bf16", cpu) is torch.bfloat16
+    with pytest.raises(SegeduError, match="amp='fp16' needs a CUDA device"):
+        amp_dtype("fp16", cpu)
+
+
+def test_one_autocast_serves_training_inference_and_measurement():
+    from segedu import env
+    from segedu.models import measure
+
+    assert autocast is env.autocast and measure.autocast is env.autocast
+    a, b = torch.rand(4, 4), torch.rand(4, 4)
+    for dtype, expected in ((None, torch.float32), (torch.bfloat16, torch.bfloat16)):
+        with autocast(torch.device("cpu"), dtype):
+            assert (a @ b).dtype == expected
