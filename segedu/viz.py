@@ -155,3 +155,45 @@ def plot_ablation(rows, title: str, xlabel: str = "Δ validation mIoU against th
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+#: what :func:`plot_weight_path`'s title says each plane of :func:`segedu.engine.averaging.weight_plane` is
+PLANE_TITLES = {"gram-schmidt": "plane of the first and last snapshots and the SWA weights",
+                "pca": "plane of the snapshots' two principal directions"}
+
+
+def plot_weight_path(plane, scores, swa_score: float, ax=None):
+    """SWA's snapshots on a plane of weight space (a :class:`segedu.engine.averaging.Plane`), as in
+    Izmailov et al. 2018, Fig. 1: the snapshots joined in the order they were taken and coloured
+    by optimiser step, the SWA point as a star, each labelled with its mIoU (``scores``: one per
+    snapshot; ``swa_score``: the SWA model's). The axes are orthonormal, so they are drawn to the
+    same scale: a distance on the picture is a distance between weight vectors. Returns the Axes."""
+    import matplotlib.pyplot as plt
+
+    from .errors import SegeduError
+
+    xy = np.asarray(plane.snapshots, dtype=float)
+    scores = [float(s) for s in scores]
+    if len(scores) != len(xy):
+        raise SegeduError(f"plot_weight_path: {len(scores)} scores for {len(xy)} snapshots; "
+                          "give one mIoU per snapshot.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 4.6))
+    steps = np.arange(1, len(xy) + 1) if plane.steps is None else np.asarray(plane.steps)
+    ax.plot(xy[:, 0], xy[:, 1], "-", color="0.6", lw=1, zorder=1)
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=steps, cmap="viridis", s=36, edgecolors="k", linewidths=0.5,
+                        zorder=2, label="snapshots")
+    ax.scatter([plane.swa[0]], [plane.swa[1]], marker="*", s=220, color="tab:red", edgecolors="k",
+               linewidths=0.6, zorder=3, label="SWA (their average)")
+    for (x, y), score in zip(xy, scores):
+        ax.annotate(f"{score:.3f}", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=7)
+    ax.annotate(f"SWA {float(swa_score):.3f}", tuple(plane.swa), textcoords="offset points", xytext=(7, -11),
+                fontsize=8, color="tab:red")
+    ax.figure.colorbar(points, ax=ax, label="optimiser step" if plane.steps is not None else "snapshot")
+    ax.set_aspect("equal", adjustable="datalim")  # an orthonormal basis: one unit is one unit both ways
+    ax.set_xlabel("direction 1 (weights)")
+    ax.set_ylabel("direction 2 (weights)")
+    ax.set_title(f"SWA (Izmailov et al. 2018): validation mIoU on the\n{PLANE_TITLES.get(plane.method, plane.method)}",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    return ax

@@ -150,6 +150,7 @@ class TrainConfig:
     wandb: str | None = None             # None, or a W&B project name (offline unless WANDB_MODE says otherwise)
     checkpoint_every: Count = 0          # also write last.pt every N optimiser steps (0: per epoch only)
     save_epochs: bool = False            # also keep every epoch's evaluated weights (epochs/epochN.pt): epoch ensembles
+    save_snapshots: bool = False         # also keep each SWA snapshot's weights (snapshots/stepN.pt): the weights' path
 
     @field_validator("data_dir", "train_split", "val_split", "out", mode="before")
     @classmethod
@@ -224,6 +225,9 @@ class TrainConfig:
                               f"{c.swa_start_step}), not both.")
         if c.swa_every is not None and c.swa_start is None and c.swa_start_step is None:
             raise SegeduError("swa_every needs swa_start or swa_start_step: SWA is off without a start.")
+        if c.save_snapshots and c.swa_start is None and c.swa_start_step is None:
+            raise SegeduError("save_snapshots keeps SWA's snapshots and needs swa_start or swa_start_step: "
+                              "SWA is off without a start.")
         if c.suppress_threshold is not None and not c.class_head:
             raise SegeduError("suppress_threshold needs the class-presence head; set class_head > 0 "
                               "(e.g. 0.4) or leave suppress_threshold unset.")

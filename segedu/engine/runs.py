@@ -22,7 +22,8 @@ from .config import TrainConfig
 from .runlog import read_metrics
 
 #: fields that say where or on what a run executed, not what it was: left out of config diffs
-PLACE_FIELDS = ("out", "device", "num_workers", "tensorboard", "wandb", "checkpoint_every", "save_epochs")
+PLACE_FIELDS = ("out", "device", "num_workers", "tensorboard", "wandb", "checkpoint_every", "save_epochs",
+                "save_snapshots")
 
 
 @dataclasses.dataclass

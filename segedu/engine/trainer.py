@@ -31,6 +31,8 @@ What it guarantees:
   weights are averaged every ``swa_every`` optimiser steps of the phase (once per epoch when
   unset), and batch-norm statistics are recomputed for the average at the end
   (``swa_utils.update_bn``); the SWA record of the history holds the number of ``snapshots``.
+  ``save_snapshots`` also keeps each snapshot's weights as ``snapshots/step{N}.pt`` (in best.pt's
+  format, written at the step it is taken), for :mod:`segedu.engine.averaging`'s plane and scores.
   A run whose phase holds fewer than :data:`MIN_SWA_SNAPSHOTS` snapshots is refused (except in
   debug mode): an "average" of one or two points is not what the paper measures.
 * **Failing loudly.** A NaN or infinite loss stops the run with the step that produced it; the
@@ -67,6 +69,11 @@ from .schedule import build_optimizer, build_scheduler
 DEBUG_IMAGES = 8
 #: the fewest weight snapshots an SWA run may average
 MIN_SWA_SNAPSHOTS = 4
+
+
+def snapshot_path(run_dir: str | Path, step: int) -> Path:
+    """Where ``save_snapshots`` keeps the SWA snapshot taken after optimiser step ``step``."""
+    return Path(run_dir) / "snapshots" / f"step{step}.pt"
 
 
 def _mix_seed(seed: int, epoch: int) -> int:
@@ -283,6 +290,12 @@ class Trainer:
         payload.update({"model": model.state_dict(), "scores": scores, "weights": tag})
         checkpoint.save(path or self.run_dir / "best.pt", payload)
 
+    def _save_snapshot(self) -> None:
+        """The weights SWA has just averaged, as ``snapshots/step{N}.pt`` in best.pt's format (loadable
+        by ``load_model`` and as an ensemble member). Written now, atomically, not at the next
+        checkpoint: a run resumed from an earlier last.pt replays this step and writes the same file."""
+        self._save_best(self.model, {}, "snapshot", path=snapshot_path(self.run_dir, self.step))
+
     # ----------------------------------------------------------------------- data
     def _train_loader(self, epoch: int) -> DataLoader:
         c = self.config
@@ -378,6 +391,8 @@ class Trainer:
             # a function of the step alone, so a resumed run averages at the same steps
             if (self.step - self.swa_start_step) % self.swa_every == 0:
                 self.swa.update_parameters(self.model)
+                if c.save_snapshots:
+                    self._save_snapshot()
             self.swa_scheduler.step()
         elif c.scheduler != "plateau":
             self.scheduler.step()

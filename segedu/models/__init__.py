@@ -26,9 +26,15 @@ them alike:
   inference -- then works with it, provided the module can be imported where it runs.
 * **Devices.** Nothing is tied to a device: build, then ``.to(device)``; building inside
   ``with torch.device("meta"):`` allocates nothing (parameter counts at paper scale).
+* **Encoder interface.** Every registered model is an
+  :class:`~segedu.models.interface.EncoderDecoder`: ``model.encoder`` is its encoder module (what
+  ``pretrained_backbone`` loads; None for U-Net, UNet++, FC-DenseNet and HRNetV2, whose encoder is
+  no single module) and ``model.feature_taps`` names the encoder features a head may read, deepest
+  last (:mod:`segedu.models.class_head` reads the deepest).
 
 Adding an architecture: a module whose builders are decorated with ``@register("name")``, imported
-at the bottom of this file.
+at the bottom of this file; its model class derives from ``EncoderDecoder``, and a builder that
+takes ``pretrained_backbone`` returns ``load_pretrained(model, pretrained_backbone)``.
 """
 from __future__ import annotations
 

@@ -25,8 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import SegeduError
-from .backbones.xception import SeparableConv2d
-from .blocks import ConvBNReLU, bilinear_upsample
+from .blocks import ConvBNReLU, SeparableConv2d, bilinear_upsample
 
 #: DeepLab v2's ASPP-L rates (Sec. 3.3).
 ASPP_V2_RATES = (6, 12, 18, 24)

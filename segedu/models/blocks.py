@@ -8,11 +8,17 @@
   2015, Sec. 3.3), initialised as in the authors' ``surgery.py``.
 * ``crop_like``: Caffe's Crop layer, which FCN uses to align a skip or the final scores with a
   reference (Sec. 4.2); ``pad_to_multiple``: pad the bottom/right so every pooling stage divides
-  evenly, the modern alternative to FCN's padding of 100.
+  evenly, the modern alternative to FCN's padding of 100; ``pad_with_crop``: that padding and the
+  crop that brings the logits back to the input's size, as every model that pads uses them.
+* ``SeparableConv2d``: the depthwise separable convolution of Xception and DeepLab v3+.
+* ``kaiming_init_``: He et al.'s initialisation of every convolution of a module, as torchvision
+  initialises its classifiers.
 * ``scaled``: a channel count times the width multiplier (``width=1.0`` is the paper's network,
   ``0.125``-``0.25`` trains on a laptop CPU).
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -97,10 +103,83 @@ def crop_like(x: torch.Tensor, reference: torch.Tensor, offset: int = 0) -> torc
     return x[..., offset:offset + height, offset:offset + width]
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad the bottom and right of (B, C, H, W) so H and W are multiples of ``multiple``."""
+def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "constant") -> torch.Tensor:
+    """Pad the bottom and right of (B, C, H, W) so H and W are multiples of ``multiple``.
+
+    ``mode`` is ``F.pad``'s: ``"constant"`` pads zeros, what every segedu model does (their outputs,
+    and the book's numbers, depend on it); the smp adapter (:class:`~segedu.models.smp_adapter.SmpModel`)
+    reflects instead, with its own padding.
+    """
     height, width = x.shape[-2:]
-    return F.pad(x, (0, -width % multiple, 0, -height % multiple))
+    return F.pad(x, (0, -width % multiple, 0, -height % multiple), mode=mode)
+
+
+def pad_with_crop(x: torch.Tensor, multiple: int,
+                  mode: str = "constant") -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """``x`` padded at the bottom and right to multiples of ``multiple`` (:func:`pad_to_multiple`),
+    and the function that crops a map of the padded size back to ``x``'s height and width.
+
+    The padding is all at the bottom/right, so the crop is the top-left window: a model that pads,
+    runs and crops gives logits aligned with the input pixel for pixel::
+
+        padded, crop = pad_with_crop(x, 32)
+        return crop(self.network(padded))
+    """
+    height, width = x.shape[-2:]
+
+    def crop(y: torch.Tensor) -> torch.Tensor:
+        return y[..., :height, :width]
+
+    return pad_to_multiple(x, multiple, mode), crop
+
+
+def kaiming_init_(module: nn.Module, *, zero_bias: bool, distribution: str = "normal", mode: str = "fan_out",
+                  layers: tuple[type[nn.Module], ...] = (nn.Conv2d,)) -> nn.Module:
+    """He initialisation (He et al., "Delving Deep into Rectifiers", ICCV 2015, Sec. 2.2: variance
+    ``2 / fan`` for ReLU) of every ``layers`` instance in ``module``, in ``module.modules()`` order.
+
+    The defaults are torchvision's VGG/ResNet initialisation (normal, ``fan_out``); ``zero_bias``
+    zeroes the biases (VGG) or leaves them at PyTorch's default (ResNet's convolutions have none).
+    The order matters: the weights are drawn from the global RNG one layer after the other, so a
+    model seeded the same way starts from the same weights. Returns ``module``.
+    """
+    init = {"normal": nn.init.kaiming_normal_, "uniform": nn.init.kaiming_uniform_}.get(distribution)
+    if init is None:
+        raise ValueError(f"kaiming_init_ distribution must be 'normal' or 'uniform', got {distribution!r}")
+    for layer in module.modules():
+        if isinstance(layer, layers):
+            init(layer.weight, mode=mode, nonlinearity="relu")
+            if zero_bias and layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise separable convolution (Chollet, "Xception", CVPR 2017, Sec. 2; DeepLab v3+, Chen et
+    al., ECCV 2018, Sec. 3.2 and Fig. 3): a 3x3 depthwise convolution (with ``stride`` and atrous
+    ``dilation``), batch norm, then a 1x1 pointwise convolution, batch norm. ``activation=True``
+    adds a ReLU after each batch norm (MobileNet's unit; DeepLab v3+'s separable ASPP and decoder);
+    ``False`` leaves the ReLU to the caller (Xception's pre-activation blocks).
+
+    Parameter names are timm's (``conv_dw``, ``bn_dw``, ``conv_pw``, ``bn_pw``), so timm's
+    ``xception65`` state dict loads into :class:`~segedu.models.backbones.xception.Xception65`.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 dilation: int = 1, *, activation: bool = True, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.conv_dw = nn.Conv2d(in_channels, in_channels, kernel_size, stride=stride,
+                                 padding=same_padding(kernel_size, dilation), dilation=dilation,
+                                 groups=in_channels, bias=False)
+        self.bn_dw = nn.BatchNorm2d(in_channels, eps=eps)
+        self.act_dw = nn.ReLU(inplace=True) if activation else nn.Identity()
+        self.conv_pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.bn_pw = nn.BatchNorm2d(out_channels, eps=eps)
+        self.act_pw = nn.ReLU(inplace=True) if activation else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act_dw(self.bn_dw(self.conv_dw(x)))
+        return self.act_pw(self.bn_pw(self.conv_pw(x)))
 
 
 def main_and_aux(features: dict[str, torch.Tensor], head: nn.Module, aux_head: nn.Module | None,

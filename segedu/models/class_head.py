@@ -9,13 +9,13 @@ shares the encoder, so its loss is an extra, image-level supervision signal for 
 a class the head judges absent (presence probability below ``suppress_threshold``) is removed
 from the dense prediction, which removes small false-positive blobs of that class.
 
-Where the encoder's deepest map comes from. :func:`encoder_module` knows every registered
-family and names, per family, the submodule whose output holds that map (an
-:class:`EncoderTap`: the submodule's dotted name, which element of its output, and the channel
-count). :class:`ClassPresenceModel` registers a forward hook on that submodule for the length of
-one forward pass and keeps the selected tensor, so the wrapped model's ``forward`` runs
-unchanged. The hook is removed after every pass, so the wrapper deep-copies (EMA, SWA) and
-pickles like any module.
+Where the encoder's deepest map comes from. Every segedu encoder-decoder model names the encoder
+features a head may read in ``model.feature_taps`` (:mod:`segedu.models.interface`), deepest last;
+:func:`encoder_module` takes that last one, an :class:`EncoderTap`: a submodule's dotted name,
+which element of its output, and the channel count. :class:`ClassPresenceModel` registers a
+forward hook on that submodule for the length of one forward pass and keeps the selected tensor,
+so the wrapped model's ``forward`` runs unchanged. The hook is removed after every pass, so the
+wrapper deep-copies (EMA, SWA) and pickles like any module.
 
 =========================================  ===========================  =========================
 family (models)                            submodule                    deepest map
@@ -24,19 +24,17 @@ FCN-VGG16, FCN-ResNet, DeepLab v1/v2/v3,   ``backbone``                 its last
 DeepLab v3+, PSPNet                                                     (fc7, pool5, layer4,
                                                                         exit_flow)
 DilatedNet                                 ``frontend.backbone``        fc7
-DeconvNet                                  ``encoder``                  fc7 (output[0])
-SegNet                                     ``encoder``                  pool5 (output[0])
+DeconvNet                                  ``encoder.fc7``              fc7
+SegNet                                     ``encoder.stages.4``         pool5 (output[0])
 U-Net                                      ``downs.<last>``             the 1024-channel bottom
 UNet++                                     ``nodes.<last>.0``           X^{4,0}
 FC-DenseNet                                ``bottleneck``               the bottleneck block
-HRNetV2                                    ``stage4``                   the 1/32 branch (output[-1])
+HRNetV2                                    ``stage4``                   the 1/32 branch (output[3])
 =========================================  ===========================  =========================
 
-A model of another family raises SegeduError; pass ``tap=EncoderTap(...)`` for it.
+A model without ``feature_taps`` raises SegeduError; pass ``tap=EncoderTap(...)`` for it.
 """
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -44,69 +42,24 @@ from torch import nn
 
 from ..data.classes import IGNORE_INDEX
 from ..errors import SegeduError
-from .deconvnet import DeconvNet
-from .deeplabv1 import DeepLabLargeFOV
-from .deeplabv2 import DeepLabV2
-from .deeplabv3 import DeepLabV3
-from .deeplabv3plus import DeepLabV3Plus
-from .dilatednet import DilatedNet
-from .fcdensenet import FCDenseNet
-from .fcn import FCNVGG16, FCNResNet
-from .hrnet import HRNetV2
-from .pspnet import PSPNet
-from .segnet import SegNet
-from .unet import UNet
-from .unetpp import NestedUNet
+from .interface import FeatureTap
 
 __all__ = ["ClassPresenceModel", "EncoderTap", "encoder_module", "presence_loss", "presence_targets"]
 
-#: families whose ``backbone`` returns a dict of named features, deepest last (``backbone.channels``)
-_BACKBONE_FAMILIES = (FCNVGG16, FCNResNet, DeepLabLargeFOV, DeepLabV2, DeepLabV3, DeepLabV3Plus, PSPNet)
-
-
-@dataclasses.dataclass(frozen=True)
-class EncoderTap:
-    """Where a model's deepest encoder map is: ``model.get_submodule(name)``'s output, indexed by
-    ``key`` when that output is a dict, tuple or list (``None``: the output is the map), with
-    ``channels`` channels."""
-
-    name: str
-    channels: int
-    key: str | int | None = None
-
-    def select(self, output) -> torch.Tensor:
-        return output if self.key is None else output[self.key]
-
-
-def _last_conv_channels(module: nn.Module) -> int:
-    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1].out_channels
+#: Where a model's encoder map is: ``model.get_submodule(name)``'s output, indexed by ``key`` when
+#: that output is a dict, tuple or list (``None``: the output is the map), with ``channels`` channels
+#: (:class:`segedu.models.interface.FeatureTap`, under the name this module has always used).
+EncoderTap = FeatureTap
 
 
 def encoder_module(model: nn.Module) -> EncoderTap:
-    """The :class:`EncoderTap` of a registered segmentation model (see the module's table)."""
-    if isinstance(model, _BACKBONE_FAMILIES):
-        deepest = list(model.backbone.channels)[-1]  # features are named in network order
-        return EncoderTap("backbone", model.backbone.channels[deepest], deepest)
-    if isinstance(model, DilatedNet):
-        return EncoderTap("frontend.backbone", model.frontend.backbone.channels["fc7"], "fc7")
-    if isinstance(model, DeconvNet):  # returns (fc7, switches)
-        return EncoderTap("encoder", model.encoder.fc_channels, 0)
-    if isinstance(model, SegNet):  # returns (pool5, indices)
-        return EncoderTap("encoder", model.encoder.channels[-1], 0)
-    if isinstance(model, UNet):
-        last = len(model.downs) - 1
-        return EncoderTap(f"downs.{last}", _last_conv_channels(model.downs[last]))
-    if isinstance(model, NestedUNet):
-        last = len(model.nodes) - 1
-        return EncoderTap(f"nodes.{last}.0", _last_conv_channels(model.nodes[last][0]))
-    if isinstance(model, FCDenseNet):
-        return EncoderTap("bottleneck", model.bottleneck.out_channels)
-    if isinstance(model, HRNetV2):  # stage 4 returns its branches, highest resolution first
-        return EncoderTap("stage4", model.channels[-1], -1)
-    raise SegeduError(f"encoder_module does not know {type(model).__name__}: it knows the registered families "
-                      "(FCN, DeepLab v1/v2/v3/v3+, PSPNet, DilatedNet, DeconvNet, SegNet, U-Net, UNet++, "
-                      "FC-DenseNet, HRNetV2); for another model pass tap=EncoderTap(submodule name, channels, key).")
+    """The :class:`EncoderTap` of the deepest of ``model.feature_taps`` (see the module's table)."""
+    taps = getattr(model, "feature_taps", None)
+    if not taps:
+        raise SegeduError(f"encoder_module does not know {type(model).__name__}: it has no feature_taps, which "
+                          "segedu's encoder-decoder models have (segedu.models.interface); for another model pass "
+                          "tap=EncoderTap(submodule name, channels, key).")
+    return list(taps.values())[-1]
 
 
 def presence_targets(masks: torch.Tensor, num_classes: int, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:

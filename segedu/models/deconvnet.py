@@ -42,10 +42,10 @@ from torch import nn
 
 from ..data.classes import NUM_CLASSES
 from . import register
-from .backbones import load_imagenet
 from .backbones.vgg import FC6_KERNEL, FC_CHANNELS, linear_to_conv_weight
-from .blocks import pad_to_multiple, scaled
-from .segnet import STRIDE, VGG16_STAGES, DecoderStage, Encoder, PoolingIndices
+from .blocks import kaiming_init_, pad_with_crop, scaled
+from .interface import EncoderDecoder, FeatureTap, load_pretrained
+from .segnet import STRIDE, VGG16_STAGES, DecoderStage, Encoder, PoolingIndices, stage_taps
 
 #: Smallest padded input side with the paper's fc6: pool5 must be at least 7 x 7.
 MIN_SIZE = FC6_KERNEL * STRIDE
@@ -81,9 +81,8 @@ class ConvolutionNetwork(Encoder):
                                  nn.BatchNorm2d(fc_channels), nn.ReLU(inplace=True))
         self.fc7 = nn.Sequential(nn.Conv2d(fc_channels, fc_channels, 1),
                                  nn.BatchNorm2d(fc_channels), nn.ReLU(inplace=True))
-        for layer in (self.fc6[0], self.fc7[0]):
-            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+        for layer in (self.fc6, self.fc7):  # as the VGG convolutions
+            kaiming_init_(layer, zero_bias=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[PoolingIndices]]:
         x, switches = super().forward(x)
@@ -125,9 +124,11 @@ class DeconvolutionNetwork(nn.Module):
         return x
 
 
-class DeconvNet(nn.Module):
+class DeconvNet(EncoderDecoder):
     """DeconvNet (Fig. 2): :class:`ConvolutionNetwork`, :class:`DeconvolutionNetwork` and a 1x1
-    classifier (``seg-score``)."""
+    classifier (``seg-score``). ``feature_taps``: pool1..pool5 and fc7."""
+
+    encoder_path = "encoder"
 
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad_fc6: bool = False) -> None:
         super().__init__()
@@ -137,18 +138,18 @@ class DeconvNet(nn.Module):
         self.decoder = DeconvolutionNetwork(self.encoder.channels, self.encoder.fc_channels, fc6_padding)
         self.classifier = nn.Conv2d(self.encoder.channels[0], num_classes, 1)
 
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Bottom/right zero padding to a multiple of 32 and, for the unpadded fc6, to 224 at least."""
-        x = pad_to_multiple(x, STRIDE)
-        if self.pad_fc6:
-            return x
-        height, width = x.shape[-2:]
-        return F.pad(x, (0, max(0, MIN_SIZE - width), 0, max(0, MIN_SIZE - height)))
+    @property
+    def feature_taps(self) -> dict[str, FeatureTap]:
+        return {**stage_taps(self.encoder), "fc7": FeatureTap("encoder.fc7", self.encoder.fc_channels)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        x, switches = self.encoder(self._pad(x))
-        return self.classifier(self.decoder(x, switches))[..., :height, :width]
+        # bottom/right zero padding to a multiple of 32 and, for the unpadded fc6, to 224 at least
+        x, crop = pad_with_crop(x, STRIDE)
+        if not self.pad_fc6:
+            height, width = x.shape[-2:]
+            x = F.pad(x, (0, max(0, MIN_SIZE - width), 0, max(0, MIN_SIZE - height)))
+        x, switches = self.encoder(x)
+        return crop(self.classifier(self.decoder(x, switches)))
 
 
 @register("deconvnet")
@@ -164,7 +165,4 @@ def deconvnet(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad_fc6: bo
         pretrained_backbone: True or a path: torchvision's ImageNet ``vgg16_bn`` (``VGG16_BN_Weights``)
             in the convolution network, fc6 and fc7 taken from its classifier.
     """
-    model = DeconvNet(num_classes, width=width, pad_fc6=pad_fc6)
-    if pretrained_backbone:
-        load_imagenet(model.encoder, pretrained_backbone)
-    return model
+    return load_pretrained(DeconvNet(num_classes, width=width, pad_fc6=pad_fc6), pretrained_backbone)

@@ -29,8 +29,9 @@ from torch import nn
 
 from ..data.classes import NUM_CLASSES
 from . import register
-from .backbones import VGG16, load_imagenet
-from .blocks import bilinear_upsample, scaled
+from .backbones import VGG16
+from .blocks import bilinear_upsample, kaiming_init_, scaled
+from .interface import EncoderDecoder, load_pretrained
 
 #: Strides of pool1..pool5 (Sec. 3.1: "we skip subsampling after the last two max-pooling layers").
 POOL_STRIDES = (2, 2, 2, 1, 1)
@@ -55,9 +56,10 @@ def largefov_vgg16(width: float = 1.0, batch_norm: bool = False) -> VGG16:
     return backbone
 
 
-class DeepLabLargeFOV(nn.Module):
+class DeepLabLargeFOV(EncoderDecoder):
     """DeepLab-LargeFOV: atrous VGG16 (``backbone``, output stride 8), ``fc6`` (3x3, rate 12,
-    1024), ``fc7`` (1x1, 1024), each with ReLU and dropout 0.5, and ``fc8`` (class scores)."""
+    1024), ``fc7`` (1x1, 1024), each with ReLU and dropout 0.5, and ``fc8`` (class scores).
+    ``encoder`` is ``backbone``; ``feature_taps`` its pool1..pool5."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__()
@@ -67,9 +69,8 @@ class DeepLabLargeFOV(nn.Module):
                                  nn.ReLU(inplace=True), nn.Dropout(0.5))
         self.fc7 = nn.Sequential(nn.Conv2d(fc_channels, fc_channels, 1), nn.ReLU(inplace=True), nn.Dropout(0.5))
         self.fc8 = nn.Conv2d(fc_channels, num_classes, 1)
-        for layer in (self.fc6[0], self.fc7[0]):  # as the VGG16 convolutions
-            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+        for layer in (self.fc6, self.fc7):  # as the VGG16 convolutions
+            kaiming_init_(layer, zero_bias=True)
         # the prototxt's Gaussian(0.01) for the new score layer
         nn.init.normal_(self.fc8.weight, std=0.01)
         nn.init.zeros_(self.fc8.bias)
@@ -92,7 +93,4 @@ def deeplabv1(num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm:
         pretrained_backbone: True or a path: torchvision's ImageNet VGG16 convolutions (fc6/fc7 start
             fresh), vgg16_bn's with ``batch_norm=True``.
     """
-    model = DeepLabLargeFOV(num_classes, width=width, batch_norm=batch_norm)
-    if pretrained_backbone:
-        load_imagenet(model.backbone, pretrained_backbone)
-    return model
+    return load_pretrained(DeepLabLargeFOV(num_classes, width=width, batch_norm=batch_norm), pretrained_backbone)

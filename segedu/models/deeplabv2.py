@@ -16,20 +16,21 @@ from __future__ import annotations
 import os
 
 import torch
-from torch import nn
 
 from ..data.classes import NUM_CLASSES
 from . import register
 from .aspp import ASPP_V2_RATES, ASPPv2
-from .backbones import ResNet, load_imagenet
+from .backbones import ResNet
 from .blocks import bilinear_upsample
+from .interface import EncoderDecoder, load_pretrained
 
 #: "we employ ... output_stride = 8" (Sec. 3.1): res4 and res5 atrous with rates 2 and 4.
 OUTPUT_STRIDE = 8
 
 
-class DeepLabV2(nn.Module):
-    """ResNet (output stride 8) ``backbone`` + ASPP-L ``classifier`` on layer4 (res5)."""
+class DeepLabV2(EncoderDecoder):
+    """ResNet (output stride 8) ``backbone`` + ASPP-L ``classifier`` on layer4 (res5). ``encoder``
+    is ``backbone``; ``feature_taps`` its layer1..layer4."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, depth: int = 101, *, width: float = 1.0) -> None:
         super().__init__()
@@ -51,7 +52,4 @@ def deeplabv2(num_classes: int = NUM_CLASSES, *, width: float = 1.0, depth: int 
         depth: ResNet depth, 101 (the paper) or 50.
         pretrained_backbone: True or a path: torchvision's ImageNet ResNet of that depth.
     """
-    model = DeepLabV2(num_classes, depth, width=width)
-    if pretrained_backbone:
-        load_imagenet(model.backbone, pretrained_backbone)
-    return model
+    return load_pretrained(DeepLabV2(num_classes, depth, width=width), pretrained_backbone)

@@ -25,9 +25,10 @@ from torch import nn
 from ..data.classes import NUM_CLASSES
 from . import register
 from .aspp import ASPP, atrous_rates
-from .backbones import ResNet, load_imagenet
+from .backbones import ResNet
 from .blocks import ConvBNReLU, main_and_aux, scaled
 from .fcn import FCNHead
+from .interface import EncoderDecoder, load_pretrained
 
 #: Channels of every ASPP branch and of the projection (Sec. 3.3).
 ASPP_CHANNELS = 256
@@ -51,9 +52,10 @@ def apply_multi_grid(layer4: nn.Sequential, stage_rate: int, unit_rates: Sequenc
         block.conv2.dilation = block.conv2.padding = (rate, rate)
 
 
-class DeepLabV3(nn.Module):
+class DeepLabV3(EncoderDecoder):
     """DeepLab v3 on a ResNet: ``backbone``, ``classifier`` (:class:`DeepLabHead` on layer4),
     optional ``aux_classifier`` on layer3 (training mode only); both upsampled to the input size.
+    ``encoder`` is ``backbone``; ``feature_taps`` its layer1..layer4.
     """
 
     def __init__(self, num_classes: int = NUM_CLASSES, depth: int = 50, *, width: float = 1.0,
@@ -74,9 +76,7 @@ class DeepLabV3(nn.Module):
 def _build(depth: int, num_classes: int, width: float, output_stride: int, multi_grid: bool, aux: bool,
            pretrained_backbone: bool | str | os.PathLike) -> DeepLabV3:
     model = DeepLabV3(num_classes, depth, width=width, output_stride=output_stride, multi_grid=multi_grid, aux=aux)
-    if pretrained_backbone:
-        load_imagenet(model.backbone, pretrained_backbone)
-    return model
+    return load_pretrained(model, pretrained_backbone)
 
 
 @register("deeplabv3_resnet50")

@@ -32,9 +32,10 @@ from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
 from . import register
 from .aspp import ASPP, atrous_rates
-from .backbones import ResNet, TimmEncoder, load_imagenet
-from .backbones.xception import SeparableConv2d, Xception65
-from .blocks import ConvBNReLU, bilinear_upsample, scaled
+from .backbones import ResNet, TimmEncoder
+from .backbones.xception import Xception65
+from .blocks import ConvBNReLU, SeparableConv2d, bilinear_upsample, scaled
+from .interface import EncoderDecoder, load_pretrained
 
 #: Sec. 3.1: ASPP and decoder channels, and the low-level reduction ("[1x1, 48]", Table 1).
 CHANNELS = 256
@@ -64,8 +65,9 @@ class Decoder(nn.Module):
         return self.classifier(self.refine(x))
 
 
-class DeepLabV3Plus(nn.Module):
-    """Encoder (``backbone`` + ``aspp``) and :class:`Decoder`.
+class DeepLabV3Plus(EncoderDecoder):
+    """Encoder (``backbone`` + ``aspp``) and :class:`Decoder`. ``encoder`` is ``backbone`` (the ASPP
+    is the head's); ``feature_taps`` its named features.
 
     Args:
         backbone: returns a dict of features with ``channels`` naming their channel counts.
@@ -95,9 +97,7 @@ def _resnet(depth: int, num_classes: int, width: float, output_stride: int, sepa
     backbone = ResNet(depth, width=width, output_stride=output_stride)
     model = DeepLabV3Plus(backbone, "layer1", "layer4", num_classes, width=width, output_stride=output_stride,
                           separable=separable)
-    if pretrained_backbone:
-        load_imagenet(model.backbone, pretrained_backbone)
-    return model
+    return load_pretrained(model, pretrained_backbone)
 
 
 @register("deeplabv3plus_resnet50")

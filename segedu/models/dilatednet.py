@@ -26,9 +26,10 @@ from torch import nn
 
 from ..data.classes import NUM_CLASSES
 from . import register
-from .backbones import VGG16, load_imagenet
+from .backbones import VGG16
 from .backbones.vgg import FC6_KERNEL
-from .blocks import bilinear_upsample, pad_to_multiple, same_padding
+from .blocks import bilinear_upsample, pad_with_crop, same_padding
+from .interface import EncoderDecoder, load_pretrained
 
 #: Pooling layers kept (pool1..pool3): output stride 2**3.
 OUTPUT_STRIDE = 8
@@ -99,9 +100,13 @@ class ContextModule(nn.Sequential):
                     layer.bias.zero_()
 
 
-class DilatedNet(nn.Module):
+class DilatedNet(EncoderDecoder):
     """The front-end followed by the basic context module on its C = num_classes score maps
-    (Sec. 5: the module is plugged into the front-end), upsampled 8x to the input size."""
+    (Sec. 5: the module is plugged into the front-end), upsampled 8x to the input size.
+    ``encoder`` is the front-end's VGG16, ``frontend.backbone``; ``feature_taps`` its pool1..pool5
+    (pool4 and pool5 are the identity here) and fc7."""
+
+    encoder_path = "frontend.backbone"
 
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, context: bool = True,
                  batch_norm: bool = False) -> None:
@@ -111,14 +116,13 @@ class DilatedNet(nn.Module):
         self.context = ContextModule(num_classes) if context else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = pad_to_multiple(x, OUTPUT_STRIDE)
+        padded, crop = pad_with_crop(x, OUTPUT_STRIDE)
         scores = self.frontend(padded)
         if self.context is not None:
             scores = self.context(scores)
         # an exact 8x upsampling of the padded grid keeps every score cell centred on its 8x8
         # block of pixels; the padding is then cut off
-        height, width = x.shape[-2:]
-        return bilinear_upsample(scores, padded.shape[-2:])[..., :height, :width]
+        return crop(bilinear_upsample(scores, padded.shape[-2:]))
 
 
 @register("dilatednet")
@@ -135,7 +139,5 @@ def dilatednet(num_classes: int = NUM_CLASSES, *, width: float = 1.0, context: b
         pretrained_backbone: True or a path: torchvision's ImageNet VGG16 with fc6/fc7
             convolutionalised (dilation changes no weight shape); width 1.0 only.
     """
-    model = DilatedNet(num_classes, width=width, context=context, batch_norm=batch_norm)
-    if pretrained_backbone:
-        load_imagenet(model.frontend.backbone, pretrained_backbone)
-    return model
+    return load_pretrained(DilatedNet(num_classes, width=width, context=context, batch_norm=batch_norm),
+                           pretrained_backbone)

@@ -35,7 +35,8 @@ from torch import nn
 from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
 from . import register
-from .blocks import crop_like, pad_to_multiple, scaled
+from .blocks import crop_like, kaiming_init_, pad_with_crop, scaled
+from .interface import EncoderDecoder, FeatureTap
 
 #: Layers per dense block: down path, bottleneck, up path (Sec. 4, Table 2).
 LAYERS_PER_BLOCK = {
@@ -115,12 +116,17 @@ class TransitionUp(nn.Module):
         return torch.cat([crop_like(self.conv(x), skip), skip], 1)
 
 
-class FCDenseNet(nn.Module):
+class FCDenseNet(EncoderDecoder):
     """Fig. 1: first convolution, dense blocks with transitions down, bottleneck block, transitions
     up with skip concatenations and dense blocks, 1x1 classifier.
 
     ``layers_per_block`` has ``2 * n + 1`` entries: ``n`` blocks down, the bottleneck, ``n`` up.
+
+    ``encoder`` is None (the down path is module lists, no single module); ``feature_taps`` are
+    the skips, the down blocks' outputs ``down1`` .. ``down<n>``, then the ``bottleneck``'s new maps.
     """
+
+    encoder_path = None
 
     def __init__(self, num_classes: int = NUM_CLASSES, layers_per_block: tuple[int, ...] = LAYERS_PER_BLOCK[103],
                  growth_rate: int = 16, first_conv_filters: int = FIRST_CONV_FILTERS,
@@ -154,17 +160,19 @@ class FCDenseNet(nn.Module):
             upsampled = block.out_channels
 
         self.classifier = nn.Conv2d(upsampled, num_classes, 1)
-        self._init_he_uniform()
+        # He-uniform (Sec. 4), Lasagne's HeUniform: fan_in, zero biases
+        kaiming_init_(self, zero_bias=True, distribution="uniform", mode="fan_in",
+                      layers=(nn.Conv2d, nn.ConvTranspose2d))
 
-    def _init_he_uniform(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+    @property
+    def feature_taps(self) -> dict[str, FeatureTap]:
+        taps = {f"down{i + 1}": FeatureTap(f"down_blocks.{i}", block.out_channels)
+                for i, block in enumerate(self.down_blocks)}
+        return {**taps, "bottleneck": FeatureTap("bottleneck", self.bottleneck.out_channels)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        features = self.first_conv(pad_to_multiple(x, self.stride))
+        x, crop = pad_with_crop(x, self.stride)
+        features = self.first_conv(x)
         skips = []
         for block, transition in zip(self.down_blocks, self.transitions_down):
             features = block(features)
@@ -173,7 +181,7 @@ class FCDenseNet(nn.Module):
         features = self.bottleneck(features)
         for transition, block, skip in zip(self.transitions_up, self.up_blocks, reversed(skips)):
             features = block(transition(features, skip))
-        return self.classifier(features)[..., :height, :width]
+        return crop(self.classifier(features))
 
 
 def _fc_densenet(depth: int, num_classes: int, width: float,

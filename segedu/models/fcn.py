@@ -29,9 +29,10 @@ from torch import nn
 
 from ..data.classes import NUM_CLASSES
 from . import register
-from .backbones import ResNet, VGG16, load_imagenet
+from .backbones import ResNet, VGG16
 from .backbones.vgg import fully_convolutional_state_dict, linear_to_conv_weight
 from .blocks import ConvBNReLU, bilinear_conv_transpose, crop_like, main_and_aux, pad_to_multiple
+from .interface import EncoderDecoder, load_pretrained
 
 #: Crop offsets of the pad-100 nets, as in the authors' voc-fcn{32,16,8}s/net.py. An offset is
 #: where the cropped map's first pixel falls in the bigger map. Composing each layer's
@@ -55,13 +56,15 @@ def _score_layer(in_channels: int, num_classes: int) -> nn.Conv2d:
     return layer
 
 
-class FCNVGG16(nn.Module):
+class FCNVGG16(EncoderDecoder):
     """What FCN-32s, -16s and -8s share: the convolutionalised VGG16 (fc6 a 7x7 convolution with
     4096 channels, fc7 1x1 with 4096) and the class scores on fc7, ``score_fr`` (Sec. 4.1).
 
     Upsampling (Sec. 4.3, "Dense Prediction"): the final transposed convolution is fixed to
     bilinear interpolation (``requires_grad=False``); the intermediate 2x ones start bilinear and
     are learned.
+
+    ``encoder`` is ``backbone``; ``feature_taps`` its pool1..pool5 and fc7.
     """
 
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
@@ -73,6 +76,7 @@ class FCNVGG16(nn.Module):
         self.score_fr = _score_layer(self.backbone.channels["fc7"], num_classes)
 
     def _features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        # zero padding; the crop back to x is Caffe's crop (offset 0 here), shared with pad100
         return self.backbone(x if self.pad100 else pad_to_multiple(x, VGG_STRIDE))
 
     def _upsampling(self, num_classes: int, factor: int, learnable: bool) -> nn.ConvTranspose2d:
@@ -175,10 +179,11 @@ class FCNHead(nn.Sequential):
                          nn.Conv2d(inter_channels, num_classes, 1))
 
 
-class FCNResNet(nn.Module):
+class FCNResNet(EncoderDecoder):
     """FCN on a ResNet dilated to output stride 8 (torchvision's ``FCN`` with ``fcn_resnet50``/
     ``fcn_resnet101``): ``classifier`` on layer4, optional ``aux_classifier`` on layer3 (training
-    mode only), both bilinearly upsampled to the input size.
+    mode only), both bilinearly upsampled to the input size. ``encoder`` is ``backbone``;
+    ``feature_taps`` its layer1..layer4.
     """
 
     def __init__(self, num_classes: int = NUM_CLASSES, depth: int = 50, *, width: float = 1.0,
@@ -190,12 +195,6 @@ class FCNResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         return main_and_aux(self.backbone(x), self.classifier, self.aux_classifier, x.shape[-2:], self.training)
-
-
-def _pretrained(model: nn.Module, pretrained_backbone: bool | str | os.PathLike) -> nn.Module:
-    if pretrained_backbone:
-        load_imagenet(model.backbone, pretrained_backbone)
-    return model
 
 
 @register("fcn32s")
@@ -211,21 +210,21 @@ def fcn32s(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool =
             the paper, which fine-tunes ImageNet weights; it lets the network train from scratch).
         pretrained_backbone: True or a path: torchvision's ImageNet VGG16, fc6/fc7 convolutionalised.
     """
-    return _pretrained(FCN32s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
+    return load_pretrained(FCN32s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
 
 
 @register("fcn16s")
 def fcn16s(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
            batch_norm: bool = False, pretrained_backbone: bool | str | os.PathLike = False) -> FCN16s:
     """FCN-16s on VGG16; arguments as :func:`fcn32s`."""
-    return _pretrained(FCN16s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
+    return load_pretrained(FCN16s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
 
 
 @register("fcn8s")
 def fcn8s(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
           batch_norm: bool = False, pretrained_backbone: bool | str | os.PathLike = False) -> FCN8s:
     """FCN-8s on VGG16; arguments as :func:`fcn32s`."""
-    return _pretrained(FCN8s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
+    return load_pretrained(FCN8s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
 
 
 @register("fcn_resnet50")
@@ -239,11 +238,11 @@ def fcn_resnet50(num_classes: int = NUM_CLASSES, *, width: float = 1.0, aux: boo
         aux: add the auxiliary head on layer3 (torchvision's ``aux_loss=True``).
         pretrained_backbone: True or a path: torchvision's ``ResNet50_Weights.IMAGENET1K_V1``.
     """
-    return _pretrained(FCNResNet(num_classes, 50, width=width, aux=aux), pretrained_backbone)
+    return load_pretrained(FCNResNet(num_classes, 50, width=width, aux=aux), pretrained_backbone)
 
 
 @register("fcn_resnet101")
 def fcn_resnet101(num_classes: int = NUM_CLASSES, *, width: float = 1.0, aux: bool = False,
                   pretrained_backbone: bool | str | os.PathLike = False) -> FCNResNet:
     """FCN on ResNet-101, torchvision's ``fcn_resnet101``; arguments as :func:`fcn_resnet50`."""
-    return _pretrained(FCNResNet(num_classes, 101, width=width, aux=aux), pretrained_backbone)
+    return load_pretrained(FCNResNet(num_classes, 101, width=width, aux=aux), pretrained_backbone)

@@ -39,7 +39,8 @@ from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
 from . import register
 from .backbones.resnet import Bottleneck
-from .blocks import ConvBNReLU, bilinear_upsample, scaled
+from .blocks import ConvBNReLU, bilinear_upsample, kaiming_init_, scaled
+from .interface import EncoderDecoder, FeatureTap
 
 #: Stage 1: four bottleneck residual units of inner width 64 (256 channels out).
 STAGE1_BLOCKS, STAGE1_PLANES = 4, 64
@@ -128,7 +129,7 @@ class Transition(nn.ModuleList):
                 for i, layer in enumerate(self)]
 
 
-class HRNetV2(nn.Module):
+class HRNetV2(EncoderDecoder):
     """HRNetV2 for segmentation: the four-stage high-resolution network and the HRNetV2 head.
 
     Args:
@@ -136,8 +137,12 @@ class HRNetV2(nn.Module):
         base_channels: C, the width of the highest-resolution branch (18 or 48 in the paper).
         width: channel multiplier applied to the stem, stage 1 and C.
 
-    ``channels`` lists the widths of the four branches (C, 2C, 4C, 8C).
+    ``channels`` lists the widths of the four branches (C, 2C, 4C, 8C). ``encoder`` is None (the
+    network up to stage 4 is a dozen modules; the course's weights load into all but ``last_layer``);
+    ``feature_taps`` are stage 4's four outputs, ``branch1`` (1/4) .. ``branch4`` (1/32).
     """
+
+    encoder_path = None
 
     def __init__(self, num_classes: int = NUM_CLASSES, base_channels: int = 48, *, width: float = 1.0) -> None:
         super().__init__()
@@ -174,9 +179,11 @@ class HRNetV2(nn.Module):
         # batch norm an Adam step is as large as the weights themselves (the effective step of a
         # scale-invariant weight grows as 1 / |w|^2): in chapter 10's cpu budget such a net still
         # predicted only background after 3 epochs, while He-initialised it learns from epoch 1.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_init_(self, zero_bias=False)
+
+    @property
+    def feature_taps(self) -> dict[str, FeatureTap]:
+        return {f"branch{i + 1}": FeatureTap("stage4", channels, i) for i, channels in enumerate(self.channels)}
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four outputs of stage 4, at 1/4, 1/8, 1/16 and 1/32 of the input (rounded up)."""

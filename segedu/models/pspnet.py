@@ -23,8 +23,9 @@ from torch import nn
 
 from ..data.classes import NUM_CLASSES
 from . import register
-from .backbones import ResNet, load_imagenet
+from .backbones import ResNet
 from .blocks import ConvBNReLU, bilinear_upsample, main_and_aux, scaled
+from .interface import EncoderDecoder, load_pretrained
 
 #: Sec. 3.2: the four pyramid levels pool to 1x1, 2x2, 3x3 and 6x6 bins.
 BINS = (1, 2, 3, 6)
@@ -74,9 +75,10 @@ class AuxHead(nn.Sequential):
                          nn.Conv2d(channels, num_classes, 1))
 
 
-class PSPNet(nn.Module):
+class PSPNet(EncoderDecoder):
     """Dilated ResNet (output stride 8) + :class:`PSPHead` on layer4, optional :class:`AuxHead` on
-    layer3 (training mode only); both bilinearly upsampled to the input size."""
+    layer3 (training mode only); both bilinearly upsampled to the input size. ``encoder`` is
+    ``backbone``; ``feature_taps`` its layer1..layer4."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, depth: int = 50, *, width: float = 1.0,
                  aux: bool = False) -> None:
@@ -92,10 +94,7 @@ class PSPNet(nn.Module):
 
 def _build(num_classes: int, depth: int, width: float, aux: bool,
            pretrained_backbone: bool | str | os.PathLike) -> PSPNet:
-    model = PSPNet(num_classes, depth, width=width, aux=aux)
-    if pretrained_backbone:
-        load_imagenet(model.backbone, pretrained_backbone)
-    return model
+    return load_pretrained(PSPNet(num_classes, depth, width=width, aux=aux), pretrained_backbone)
 
 
 @register("pspnet_resnet50")

@@ -37,8 +37,8 @@ from torchvision.models import VGG16_BN_Weights, WeightsEnum
 
 from ..data.classes import NUM_CLASSES
 from . import register
-from .backbones import load_imagenet
-from .blocks import ConvBNReLU, pad_to_multiple, scaled
+from .blocks import ConvBNReLU, kaiming_init_, pad_with_crop, scaled
+from .interface import EncoderDecoder, FeatureTap, load_pretrained
 
 #: VGG16's five stages (Simonyan & Zisserman, Table 1 column D): (output channels, 3x3 convolutions).
 VGG16_STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -125,10 +125,7 @@ class Encoder(nn.Module):
         self.stages = nn.ModuleList(EncoderStage(i, o, n)
                                     for i, o, (_, n) in zip(in_channels, self.channels, VGG16_STAGES))
         # torchvision's VGG initialisation, for training from scratch
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+        kaiming_init_(self, zero_bias=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[PoolingIndices]]:
         indices = []
@@ -160,13 +157,17 @@ class Encoder(nn.Module):
         return converted
 
 
-class SegNet(nn.Module):
+class SegNet(EncoderDecoder):
     """SegNet (Fig. 2): :class:`Encoder`, five :class:`DecoderStage`\\ s with conv-BN-ReLU, and the
     classifier ``conv1_1_D`` (3x3 to ``num_classes``).
 
     ``decoder[0]`` mirrors encoder stage 5 (3 x 512 -> 512), ..., ``decoder[4]`` stage 1, whose
     mirror of conv1_1 is the classifier, so it keeps one conv-BN-ReLU (conv1_2_D).
+
+    ``feature_taps``: pool1..pool5, each encoder stage's pooled output.
     """
+
+    encoder_path = "encoder"
 
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> None:
         super().__init__()
@@ -182,12 +183,22 @@ class SegNet(nn.Module):
         self.decoder = nn.ModuleList(stages)
         self.classifier = nn.Conv2d(channels[0], num_classes, 3, padding=1)
 
+    @property
+    def feature_taps(self) -> dict[str, FeatureTap]:
+        return stage_taps(self.encoder)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        x, indices = self.encoder(pad_to_multiple(x, STRIDE))
+        x, crop = pad_with_crop(x, STRIDE)
+        x, indices = self.encoder(x)
         for stage, pooling in zip(self.decoder, reversed(indices)):
             x = stage(x, pooling)
-        return self.classifier(x)[..., :height, :width]
+        return crop(self.classifier(x))
+
+
+def stage_taps(encoder: Encoder, path: str = "encoder") -> dict[str, FeatureTap]:
+    """``{"pool1": ..., "pool5": ...}``: each stage's pooled map, element 0 of its output."""
+    return {f"pool{index + 1}": FeatureTap(f"{path}.stages.{index}", channels, 0)
+            for index, channels in enumerate(encoder.channels)}
 
 
 @register("segnet")
@@ -201,7 +212,4 @@ def segnet(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
         pretrained_backbone: True or a path: torchvision's ImageNet ``vgg16_bn`` (``VGG16_BN_Weights``)
             in the encoder, as the paper initialises its encoder from VGG16 (Sec. 3).
     """
-    model = SegNet(num_classes, width=width)
-    if pretrained_backbone:
-        load_imagenet(model.encoder, pretrained_backbone)
-    return model
+    return load_pretrained(SegNet(num_classes, width=width), pretrained_backbone)

@@ -37,7 +37,8 @@ from torch import nn
 from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
 from . import register
-from .blocks import ConvBNReLU, crop_like, pad_to_multiple, scaled
+from .blocks import ConvBNReLU, crop_like, pad_with_crop, scaled
+from .interface import EncoderDecoder, FeatureTap
 
 #: Channels of the five levels of Fig. 1.
 CHANNELS = (64, 128, 256, 512, 1024)
@@ -100,11 +101,17 @@ class Up(nn.Module):
         return self.conv(torch.cat([crop_like(skip, x, offset), x], 1))
 
 
-class UNet(nn.Module):
+class UNet(EncoderDecoder):
     """Fig. 1: the contracting path (``inc`` and four :class:`Down`), drop-out on the 1024-channel
     map (Sec. 3.1: "Drop-out layers at the end of the contracting path"), the expansive path (four
     :class:`Up`) and the 1x1 ``classifier``. Logits at the input size for either padding (see the
-    module docstring)."""
+    module docstring).
+
+    ``encoder`` is None (the contracting path is ``inc`` and ``downs``, no single module);
+    ``feature_taps`` are its five levels, ``level1`` (``inc``) .. ``level5`` (the 1024-channel bottom).
+    """
+
+    encoder_path = None
 
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, padding: str = "valid",
                  batch_norm: bool = False, dropout: float = 0.5) -> None:
@@ -116,6 +123,7 @@ class UNet(nn.Module):
         self.padding = padding
         pad = 0 if padding == "valid" else 1
         channels = [scaled(c, width) for c in CHANNELS]
+        self.channels = channels
         self.inc = DoubleConv(3, channels[0], pad, batch_norm)
         self.downs = nn.ModuleList(Down(c_in, c_out, pad, batch_norm) for c_in, c_out in zip(channels, channels[1:]))
         self.dropout = nn.Dropout(dropout)
@@ -123,10 +131,19 @@ class UNet(nn.Module):
                                  for c_in, c_out in zip(channels[:0:-1], channels[-2::-1]))
         self.classifier = nn.Conv2d(channels[0], num_classes, 1)
 
+    @property
+    def feature_taps(self) -> dict[str, FeatureTap]:
+        names = ["inc", *(f"downs.{index}" for index in range(len(self.downs)))]
+        return {f"level{index + 1}": FeatureTap(name, channels)
+                for index, (name, channels) in enumerate(zip(names, self.channels, strict=True))}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.padding == "same":
+            tile, crop = pad_with_crop(x, STRIDE)
+            return crop(self.forward_tile(tile))
+        # the overlap tile starts at the image's first pixel too: its output's top-left window is the image's
         height, width = x.shape[-2:]
-        tile = self._overlap_tile(x) if self.padding == "valid" else pad_to_multiple(x, STRIDE)
-        return self.forward_tile(tile)[..., :height, :width]
+        return self.forward_tile(self._overlap_tile(x))[..., :height, :width]
 
     def forward_tile(self, x: torch.Tensor) -> torch.Tensor:
         """The network of Fig. 1 on an input it fits exactly: a multiple of 16 for "same", a

@@ -26,20 +26,28 @@ from torch import nn
 from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
 from . import register
-from .blocks import pad_to_multiple, scaled
+from .blocks import pad_with_crop, scaled
+from .interface import EncoderDecoder, FeatureTap
 from .unet import STRIDE, DoubleConv
 
 #: Channels of the five levels (the authors' ``nb_filter``).
 CHANNELS = (32, 64, 128, 256, 512)
 
 
-class NestedUNet(nn.Module):
+class NestedUNet(EncoderDecoder):
     """Fig. 1a: ``nodes[i][j]`` is the convolution block of node X^{i,j}; ``ups[i][j]`` up-samples
-    X^{i+1,j} for the node X^{i,j+1}."""
+    X^{i+1,j} for the node X^{i,j+1}.
+
+    ``encoder`` is None (the encoder is column 0 of ``nodes``, no single module); ``feature_taps``
+    are X^{0,0} .. X^{4,0}, named ``level1`` .. ``level5``.
+    """
+
+    encoder_path = None
 
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__()
         channels = [scaled(c, width) for c in CHANNELS]
+        self.channels = channels
         depth = len(channels)
         self.pool = nn.MaxPool2d(2)
         # column 0: the encoder; X^{i,j} for j >= 1 takes j maps of its level and one from below
@@ -53,10 +61,13 @@ class NestedUNet(nn.Module):
             for i in range(depth - 1))
         self.classifier = nn.Conv2d(channels[0], num_classes, 1)
 
+    @property
+    def feature_taps(self) -> dict[str, FeatureTap]:
+        return {f"level{i + 1}": FeatureTap(f"nodes.{i}.0", channels) for i, channels in enumerate(self.channels)}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
         depth = len(self.nodes)
-        x = pad_to_multiple(x, STRIDE)
+        x, crop = pad_with_crop(x, STRIDE)
         grid: list[list[torch.Tensor]] = [[] for _ in range(depth)]
         # Walk the encoder column down; after X^{i,0}, complete the anti-diagonal that ends there
         # (X^{i-1,1}, X^{i-2,2}, ..., X^{0,i}): each needs only nodes already computed.
@@ -66,7 +77,7 @@ class NestedUNet(nn.Module):
                 level = i - j
                 below = self.ups[level][j - 1](grid[level + 1][j - 1])
                 grid[level].append(self.nodes[level][j](torch.cat([*grid[level], below], 1)))
-        return self.classifier(grid[0][-1])[..., :height, :width]
+        return crop(self.classifier(grid[0][-1]))
 
 
 @register("unetpp")

@@ -291,3 +291,22 @@ def test_imagenet_loads_torchvisions_file_from_the_hub_cache_without_network(off
         assert torch.equal(loaded[key], state[key]), key
     with pytest.raises(SegeduError, match=r"pretrained_backbone needs width=1\.0"):
         models.create("deeplabv3_resnet50", width=WIDTH, pretrained="imagenet")
+
+
+def test_the_shipped_weights_load_by_their_sha256_into_every_model_of_their_encoder():
+    """What the package ships (segedu/weights): each card's file hashes to its sha256, and the
+    models of that encoder start from exactly those weights (fp16 -> float32)."""
+    shipped = course.cards(course.WEIGHTS_DIR)
+    assert shipped, "the package ships no course weights"
+    users = {"resnet50": ("deeplabv3plus_resnet50", "backbone.conv1.weight", "conv1.weight"),
+             "resnet101": ("deeplabv3_resnet101", "backbone.conv1.weight", "conv1.weight"),
+             "vgg16_bn": ("segnet", None, None), "hrnetv2_w18": ("hrnetv2_w18", "conv1.weight", "conv1.weight")}
+    for name, card in shipped.items():
+        path = course.WEIGHTS_DIR / name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == card["sha256"]
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+        assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())
+        model_name, model_key, weight_key = users[card["encoder"]]
+        model = models.create(model_name, width=card["width"], pretrained="course")
+        if model_key is not None:
+            torch.testing.assert_close(model.state_dict()[model_key], weights[weight_key].float())

@@ -15,7 +15,7 @@ from torch import nn
 from torchvision.models import ResNet50_Weights, ResNet101_Weights, WeightsEnum
 
 from ...errors import SegeduError
-from ..blocks import scaled
+from ..blocks import kaiming_init_, scaled
 
 #: Table 1: bottleneck blocks per stage (conv2_x..conv5_x, torchvision's layer1..layer4).
 BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -113,9 +113,7 @@ class ResNet(nn.Module):
         self.channels = {f"layer{i}": p * Bottleneck.expansion for i, p in enumerate(planes, 1)}
 
         # torchvision's ResNet initialisation
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_init_(self, zero_bias=False)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

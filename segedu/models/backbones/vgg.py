@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torchvision.models import VGG16_BN_Weights, VGG16_Weights, WeightsEnum
 
-from ..blocks import scaled
+from ..blocks import kaiming_init_, scaled
 
 #: Table 1, column D: output channels of the 13 convolutions; "M" is a 2x2 max pooling.
 CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -83,10 +83,7 @@ class VGG16(nn.Module):
             self.channels["fc7"] = fc_channels
 
         # torchvision's VGG initialisation for the convolutions
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+        kaiming_init_(self, zero_bias=True)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = {}

@@ -1,10 +1,11 @@
 """The modified aligned Xception-65 of DeepLab v3+ (Chen, Zhu, Papandreou, Schroff & Adam,
 "Encoder-Decoder with Atrous Separable Convolution for Semantic Image Segmentation", ECCV 2018,
-Sec. 3.2 and Fig. 4) as a segmentation backbone, and its depthwise separable convolution.
+Sec. 3.2 and Fig. 4) as a segmentation backbone.
 
-Xception (Chollet, CVPR 2017) is built from depthwise separable convolutions: a 3x3 convolution
-per channel (``groups=in_channels``) followed by a 1x1 "pointwise" convolution that mixes the
-channels -- about 8-9x fewer weights than a full 3x3 convolution. DeepLab v3+ changes the
+Xception (Chollet, CVPR 2017) is built from depthwise separable convolutions
+(:class:`~segedu.models.blocks.SeparableConv2d`): a 3x3 convolution per channel
+(``groups=in_channels``) followed by a 1x1 "pointwise" convolution that mixes the channels --
+about 8-9x fewer weights than a full 3x3 convolution. DeepLab v3+ changes the
 "aligned" Xception of Dai et al. (ICCV 2017) in three ways (Sec. 3.2):
 
 1. deeper: the middle flow is repeated 16 times (2 stem + 3x3 entry + 16x3 middle + 2x3 exit = 65
@@ -33,7 +34,11 @@ import torch
 from torch import nn
 
 from ...errors import SegeduError
-from ..blocks import same_padding, scaled
+# SeparableConv2d lives in ..blocks (DeepLab v3+'s ASPP and decoder use it too); importing it here
+# keeps ``segedu.models.backbones.xception.SeparableConv2d``, where it was defined before, working.
+from ..blocks import SeparableConv2d, kaiming_init_, same_padding, scaled
+
+__all__ = ["SeparableConv2d", "Xception65", "XceptionBlock"]
 
 #: TensorFlow's batch-norm epsilon, used by the authors' Xception.
 BN_EPS = 1e-3
@@ -47,30 +52,6 @@ STEM = (32, 64)
 #: v3+ decoder -- ``entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise`` in the
 #: authors' code.
 LOW_LEVEL_BLOCK = 1
-
-
-class SeparableConv2d(nn.Module):
-    """Depthwise separable convolution (Sec. 3.2, Fig. 3): a 3x3 depthwise convolution (with
-    ``stride`` and atrous ``dilation``), batch norm, then a 1x1 pointwise convolution, batch norm.
-    ``activation=True`` adds a ReLU after each batch norm (MobileNet's unit; DeepLab v3+'s separable
-    ASPP and decoder); ``False`` leaves the ReLU to the caller (Xception's pre-activation blocks).
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 dilation: int = 1, *, activation: bool = True, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.conv_dw = nn.Conv2d(in_channels, in_channels, kernel_size, stride=stride,
-                                 padding=same_padding(kernel_size, dilation), dilation=dilation,
-                                 groups=in_channels, bias=False)
-        self.bn_dw = nn.BatchNorm2d(in_channels, eps=eps)
-        self.act_dw = nn.ReLU(inplace=True) if activation else nn.Identity()
-        self.conv_pw = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.bn_pw = nn.BatchNorm2d(out_channels, eps=eps)
-        self.act_pw = nn.ReLU(inplace=True) if activation else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act_dw(self.bn_dw(self.conv_dw(x)))
-        return self.act_pw(self.bn_pw(self.conv_pw(x)))
 
 
 def _conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, *,
@@ -165,9 +146,7 @@ class Xception65(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.channels = {"low_level": scaled(ENTRY_FLOW[LOW_LEVEL_BLOCK][0][1], width), "exit_flow": in_channels}
 
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        kaiming_init_(self, zero_bias=False)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.stem(x)
