@@ -219,10 +219,10 @@ plt.show()
 # **Decision: sampling.** Images are drawn uniformly in a plain epoch, so an image with a
 # rare class comes round as rarely as the class itself. segedu's `ClassAwareSampler` draws an
 # image with a weight set by its rarest class: repeat-factor sampling (LVIS), where a class in a
-# share f_c of the images gets the factor r_c = max(1, sqrt(t / f_c)) and an image takes the
-# largest factor of its classes. LVIS sets the threshold t = 0.001 for its 1,203 classes; with
-# eleven classes every f_c is above that and nothing would be repeated, so the course uses
-# t = 1, i.e. r_c = sqrt(1 / f_c). The share of draws that contain each rare class, uniform
+# share $f_c$ of the images gets the factor $r_c = \max(1, \sqrt{t / f_c})$ and an image takes the
+# largest factor of its classes. LVIS sets the threshold $t = 0.001$ for its 1,203 classes; with
+# eleven classes every $f_c$ is above that and nothing would be repeated, so the course uses
+# $t = 1$, i.e. $r_c = \sqrt{1 / f_c}$. The share of draws that contain each rare class, uniform
 # vs class-aware, follows from the weights:
 
 # %%

@@ -11,6 +11,8 @@ numbers from here; nothing in a chapter hard-codes an image size or an epoch cou
 The environment variable ``SEGEDU_PROFILE`` overrides whatever a notebook asked for. The test
 suite sets it to ``smoke`` so that ``pytest --nbval-lax`` can re-execute notebooks whose stored
 outputs came from a longer run; only profile-independent outputs are compared there.
+``SEGEDU_MAX_STEPS`` caps every run's optimiser steps, to time a profile in minutes
+(``benchmarks/gpu_book_check.sh``).
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ from .errors import SegeduError
 PROFILE_ENV = "SEGEDU_PROFILE"
 #: Environment variable that moves the folder holding generated datasets.
 DATA_ROOT_ENV = "SEGEDU_DATA_ROOT"
+#: Environment variable that caps every training run at this many optimiser steps (a timing check
+#: of a profile, benchmarks/gpu_book_check.sh): the smaller of it and the run's own cap wins.
+MAX_STEPS_ENV = "SEGEDU_MAX_STEPS"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +130,36 @@ def resolve_name(name: str | None) -> str:
 
 
 def get(name: str | None = "auto") -> Profile:
-    """The :class:`Profile` for ``name`` after resolving ``auto`` and the environment override."""
-    return PROFILES[resolve_name(name)]
+    """The :class:`Profile` for ``name`` after resolving ``auto`` and the environment override, with
+    its ``max_steps`` lowered to ``SEGEDU_MAX_STEPS`` where that is set (:func:`cap_steps`): what a
+    chapter sizes by the profile's cap (the SWA phase of :func:`segedu.engine.ablation.plan`) then
+    fits inside the capped runs, as it does in the smoke profile."""
+    prof = PROFILES[resolve_name(name)]
+    capped = cap_steps(prof.max_steps)
+    return prof if capped == prof.max_steps else dataclasses.replace(prof, max_steps=capped)
+
+
+def step_cap() -> int | None:
+    """The optimiser-step cap ``SEGEDU_MAX_STEPS`` (an int >= 1), or None when it is unset or empty."""
+    text = os.environ.get(MAX_STEPS_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SegeduError(f"{MAX_STEPS_ENV}={text!r} is not a whole number >= 1; set it to an optimiser step "
+                          f"count such as 10, or unset {MAX_STEPS_ENV}.")
+    return value
+
+
+def cap_steps(max_steps: int | None) -> int | None:
+    """``max_steps`` (None or 0: no cap) lowered to :func:`step_cap` where that is set and smaller."""
+    cap = step_cap()
+    if cap is None:
+        return max_steps
+    return min(max_steps, cap) if max_steps else cap
 
 
 def project_root() -> Path | None:

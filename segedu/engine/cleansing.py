@@ -30,6 +30,7 @@ import torch
 
 from ..data import IGNORE_INDEX, dataset
 from ..errors import SegeduError
+from ..inference.predictor import Predictor
 
 SCORES = ("loss", "disagreement")
 
@@ -56,19 +57,16 @@ def _members(checkpoints, device):
 
 def _probabilities(members, data_dir, split, batch_size: int):
     """(dataset, iterator of (dataset indices, mean probabilities (B, C, H, W), labels (B, H, W))) over
-    ``split``, in batches of one image size (:func:`segedu.data.dataset.make_eval_loader`)."""
-    from ..inference.ensemble import ensemble_probabilities
-
+    ``split``, in batches of one image size (:func:`segedu.data.dataset.make_eval_loader`), on the CPU."""
     images = dataset.CocoSegmentation(Path(data_dir), str(split), cache_images=False)
     if images.is_test:
         raise SegeduError(f"{images.coco.ann_file} has no annotations; data cleansing compares predictions "
                           "with labels, so it needs a labelled file.")
-    device = next(members[0].model.parameters()).device
 
     def batches():
         loader = dataset.make_eval_loader(images, batch_size)
-        for indices, (batch, labels) in zip(loader.batch_sampler, loader):
-            yield indices, ensemble_probabilities(members, batch.to(device)).cpu(), labels
+        for indices, probabilities, labels in Predictor(members).batches(loader, probabilities=True):
+            yield indices, probabilities.cpu(), labels.cpu()
 
     return images, batches()
 

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from .. import metrics, models
-from ..data import IGNORE_INDEX, dataset, masks
-from ..inference.predict import predict_logits
+from ..data import dataset, masks
+from ..inference import ensemble
+from ..inference.predictor import Predictor
 from . import ablation, runs
 from .config import TrainConfig
-from .evaluate import load_model
 from .runs import RunRecord
-from .trainer import amp_dtype, train
+from .trainer import train
 
 
 @dataclasses.dataclass
@@ -190,41 +190,19 @@ def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str
     loader = dataset.make_eval_loader(data, batch_size)  # batches of one size: any image shape
     out = {}
     for label, run_dir in run_dirs.items():
-        model, config, payload = load_model(run_dir, device)
-        dev = next(model.parameters()).device
-        dtype = amp_dtype(config.amp, dev)
-        def predict(images, model=model, config=config, dtype=dtype):
-            logits = predict_logits(model, images, config.image_size, dtype)
-            if postprocess is None:
-                return logits
-            return torch.stack([postprocess(image.cpu(), scores.float().cpu())
-                                for image, scores in zip(images, logits)]).to(images.device)
-
-        out[label] = {**_score(loader, predict, payload["num_classes"], dev, boundary_px),
-                      "class_names": list(payload["class_names"])}
+        member = ensemble.load_member(run_dir, device)  # at its training size and autocast setting
+        out[label] = {**_score(Predictor(member, postprocess=postprocess), loader, boundary_px),
+                      "class_names": list(member.class_names or ())}
     return out
 
 
-def _score(loader, predict, num_classes: int, device, boundary_px: int) -> dict:
-    """Scores of ``predict(images)`` (logits or class maps) over ``loader``: ``overall`` and
-    ``boundary`` (each with its confusion matrix) and ``images_per_s``, the time of ``predict`` alone."""
-    overall = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX)
-    band = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX)
-    seconds, count = 0.0, 0
-    for images, targets in loader:
-        images, targets = images.to(device), targets.to(device)
-        start = time.perf_counter()
-        pred = predict(images)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds += time.perf_counter() - start
-        count += len(images)
-        overall.update(pred, targets)
-        band.update(pred, metrics.mask_outside(targets, metrics.boundary_band(targets, boundary_px)))
-    scored = {"overall": overall.compute(), "boundary": band.compute()}
-    for key, accumulator in (("overall", overall), ("boundary", band)):
-        scored[key]["confusion"] = accumulator.confusion.cpu()
-    return {**scored, "images_per_s": count / max(seconds, 1e-9)}
+def _score(predictor: Predictor, loader, boundary_px: int) -> dict:
+    """``overall`` and ``boundary`` scores of ``predictor`` over ``loader`` (each with its confusion
+    matrix, on the CPU) and ``images_per_s``, the time of the prediction alone."""
+    overall = predictor.score(loader, boundary_px=boundary_px)
+    band = overall.pop("boundary")
+    return {"overall": {**overall, "confusion": overall["confusion"].cpu()},
+            "boundary": {**band, "confusion": band["confusion"].cpu()}, "images_per_s": predictor.images_per_s}
 
 
 def score_inference(groups: dict[str, list], data_dir: str | Path, split: str = "val", options=None,
@@ -243,7 +221,7 @@ def score_inference(groups: dict[str, list], data_dir: str | Path, split: str = 
     measured in the same book execution (under the book's runner only entries written since it
     started count, as with :func:`train_plan`'s ``reuse``).
     """
-    from ..inference import ensemble, pipeline
+    from ..inference import pipeline
 
     options = options or pipeline.InferenceOptions()
     data = dataset.CocoSegmentation(data_dir, split)
@@ -258,9 +236,7 @@ def score_inference(groups: dict[str, list], data_dir: str | Path, split: str = 
                 out[label] = torch.load(key_file, weights_only=False)
                 continue
         members = ensemble.load_members(items, device)
-        dev = next(members[0].model.parameters()).device
-        scored = _score(loader, lambda images, m=members: pipeline.predict_classes(m, images, options),
-                        members[0].num_classes, dev, boundary_px)
+        scored = _score(Predictor(members, options), loader, boundary_px)
         out[label] = {**scored, "class_names": list(members[0].class_names or data.class_names)}
         if key_file is not None:
             from .checkpoint import save
@@ -324,13 +300,11 @@ def object_recalls(run_dirs: dict[str, str | Path], data_dir: str | Path, split:
                         masks.instance_classes(data.coco, image)))
     out = {}
     for label, run_dir in run_dirs.items():
-        model, config, _ = load_model(run_dir, device)
-        dev = next(model.parameters()).device
+        # one image per batch, in the file's order
+        predicted = dataset.in_order(_full_precision(run_dir, device).predict(dataset.make_eval_loader(data, 1)))
         rows = []
-        for index, (instances, classes) in enumerate(objects):
-            image, _ = data[index]
-            pred = metrics.class_map(predict_logits(model, image[None].to(dev), config.image_size))[0].cpu()
-            records = metrics.object_recall(pred, instances, classes)
+        for (index, pred), (instances, classes) in zip(predicted, objects):
+            records = metrics.object_recall(pred.cpu(), instances, classes)
             rows.append(torch.cat([torch.full((len(records), 1), float(index), dtype=torch.float64),
                                    records[:, 1:]], 1))
         out[label] = torch.cat(rows) if rows else torch.zeros(0, 3, dtype=torch.float64)
@@ -354,7 +328,13 @@ def predictions(run_dirs: dict[str, str | Path], image: torch.Tensor, device="cp
     """Per run label, the predicted class map (H, W) of one [0, 1] image (3, H, W)."""
     out = {}
     for label, run_dir in run_dirs.items():
-        model, config, _ = load_model(run_dir, device)
-        dev = next(model.parameters()).device
-        out[label] = metrics.class_map(predict_logits(model, image[None].to(dev), config.image_size))[0].cpu()
+        predictor = _full_precision(run_dir, device)
+        out[label] = predictor.labels(image[None].to(predictor.device))[0].cpu()
     return out
+
+
+def _full_precision(run_dir, device) -> Predictor:
+    """The run's best checkpoint at its training size, in full precision: the class maps that
+    :func:`object_recalls` and :func:`predictions` show have always been predicted without autocast
+    (unlike :func:`score_runs`, which runs the training precision), and keep their numbers."""
+    return Predictor(dataclasses.replace(ensemble.load_member(run_dir, device), amp_dtype=None))

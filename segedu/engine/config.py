@@ -212,8 +212,9 @@ class TrainConfig:
         c.num_workers = prof.num_workers if c.num_workers is None else c.num_workers
         c.channels_last = prof.channels_last if c.channels_last is None else c.channels_last
         c.compile = prof.compile if c.compile is None else c.compile
-        if c.max_steps is None:
-            c.max_steps = prof.max_steps
+        # SEGEDU_MAX_STEPS (profiles.cap_steps) lowers an explicit cap too; it lands in the resolved
+        # config, so a capped run is never reused as the uncapped one (runs.finished compares configs)
+        c.max_steps = profiles.cap_steps(prof.max_steps if c.max_steps is None else c.max_steps)
         from .. import models
 
         if "width" in models.options_of(c.model):  # smp models have no width (their encoder sets it)

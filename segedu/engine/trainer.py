@@ -54,11 +54,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim import swa_utils
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from .. import env, losses, metrics, models, profiles
+from .. import env, losses, models, profiles
 from ..data import IGNORE_INDEX, dataset, mixing, sampler, stats, transforms
 from ..data.location import resolve_data_dir
 from ..errors import SegeduError
-from ..inference.predict import amp_dtype, autocast, normalize, predict_logits
+from ..inference.ensemble import Member
+from ..inference.pipeline import InferenceOptions
+from ..inference.predict import amp_dtype, autocast, normalize
+from ..inference.predictor import Predictor
 from ..models.class_head import ClassPresenceModel, presence_loss
 from . import checkpoint, distributed
 from .config import TrainConfig
@@ -97,11 +100,10 @@ def evaluate_model(model, loader, num_classes: int, device, size: int | tuple[in
     In a distributed run each process scores its shard of the images and the confusion matrices
     are summed over processes before scoring (every process returns the same scores)."""
     model.eval()
-    scores = metrics.SegMetrics(num_classes, ignore_index=IGNORE_INDEX, per_image=per_image)
-    for images, masks in loader:
-        images, masks = images.to(device), masks.to(device)
-        scores.update(predict_logits(model, images, size, dtype, channels_last), masks)
-    return scores.all_reduce(device).compute()
+    predictor = Predictor(Member(model, size, dtype), InferenceOptions(channels_last=channels_last), device=device)
+    scores = predictor.score(loader, num_classes, per_image=per_image, distributed=True)
+    del scores["confusion"]  # the run's records keep the scores only
+    return scores
 
 
 def effective_ema_decay(decay: float, updates: int, warmup: bool = True) -> float:

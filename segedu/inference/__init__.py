@@ -7,4 +7,8 @@ sliding-window prediction of large images (sliding), probability-averaged ensemb
 
 Checkpoints in use: reading one back without the training code (checkpoints), scoring it on a
 labelled split or writing the test split's submission (evaluate; ``segedu.engine`` re-exports
-both), and pseudo-labelling unlabelled images with it (pseudo)."""
+both), and pseudo-labelling unlabelled images with it (pseudo).
+
+All of them, the trainer's validation and the book's scoring run models over a split through one
+loop: :class:`segedu.inference.predictor.Predictor` (batching by image size, probabilities, class
+maps, confusion matrices)."""

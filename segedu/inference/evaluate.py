@@ -5,15 +5,15 @@ from pathlib import Path
 
 import torch
 
-from .. import metrics
-from ..data import IGNORE_INDEX, dataset
+from ..data import dataset
 from ..data.location import resolve_data_dir
 from ..errors import SegeduError
 from ..fileio import jsonable, write_json_atomic
 from . import submission
 from .checkpoints import load_model
 from .ensemble import member_from
-from .pipeline import InferenceOptions, load_pipeline_members, predict_classes, require_crf
+from .pipeline import InferenceOptions, load_pipeline_members, require_crf
+from .predictor import Predictor
 
 __all__ = ["evaluate", "predict"]
 
@@ -66,14 +66,9 @@ def evaluate(path: str | Path, data_dir: str | None = None, split: str = "val", 
     _, data = _data(config, data_dir, split, payload["num_classes"])
     if data.is_test:
         raise SegeduError(f"{data.coco.ann_file} has no annotations; evaluate needs a labelled split (val, train).")
-    scores = metrics.SegMetrics(payload["num_classes"], ignore_index=IGNORE_INDEX)
     loader = dataset.make_eval_loader(data, batch_size)  # batches of one size: any image shape
-    members = _members(path, options, model, config, payload)
-    for images, masks in loader:
-        images, masks = images.to(dev), masks.to(dev)
-        scores.update(predict_classes(members, images, options), masks)
-    result = scores.compute()
-    result["confusion"] = scores.confusion
+    predictor = Predictor(_members(path, options, model, config, payload), options, device=dev)
+    result = predictor.score(loader, payload["num_classes"])  # the scores and their confusion matrix
     result["class_names"] = list(payload["class_names"])
     result["checkpoint"] = str(path)
     result["split"] = split
@@ -104,8 +99,7 @@ def predict(path: str | Path, out: str | Path, data_dir: str | None = None, spli
         raise SegeduError(f"{data.coco.ann_file} is annotated; predict writes a submission for unlabelled test "
                           "images (test.json). To score a labelled split use `segedu evaluate`.")
     rows = {}
-    members = _members(path, options, model, config, payload)
-    for images, names in dataset.make_eval_loader(data, batch_size):
-        preds = predict_classes(members, images.to(dev), options)
+    predictor = Predictor(_members(path, options, model, config, payload), options, device=dev)
+    for _, preds, names in predictor.batches(dataset.make_eval_loader(data, batch_size)):
         rows.update({name: submission.downsample(p) for name, p in zip(names, preds)})
     return submission.write(out, rows, data.coco.ann_file, payload["num_classes"])

@@ -176,8 +176,16 @@ def predict_classes(members: Sequence, images: torch.Tensor, options: InferenceO
     probabilities = class_probabilities(members, images, options)
     if not options.crf:
         return class_map(probabilities)
-    # refine() = softmax + dense_crf + argmax; the probabilities are already averaged, so dense_crf directly
-    refined = [crf_module.dense_crf(image.cpu(), p.cpu()).argmax(0) for image, p in zip(images, probabilities)]
+    return class_map(crf_probabilities(images, probabilities))
+
+
+def crf_probabilities(images: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+    """Step 4: each image's averaged ``probabilities`` (B, C, H, W) refined by
+    :func:`segedu.inference.crf.dense_crf` on the CPU (its mean-field marginals), on the images' device.
+
+    ``crf.refine()`` is softmax + dense_crf + argmax; the probabilities are already averaged, so
+    dense_crf directly."""
+    refined = [crf_module.dense_crf(image.cpu(), p.cpu()) for image, p in zip(images, probabilities)]
     return torch.stack(refined).to(images.device)
 
 

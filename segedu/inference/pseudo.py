@@ -23,7 +23,8 @@ from ..data.location import resolve_data_dir
 from ..data.pseudo import MODES, PseudoLabelSummary, pseudo_label_masks, write_pseudo_coco
 from ..errors import SegeduError
 from .checkpoints import load_model
-from .ensemble import ensemble_probabilities, member_from
+from .ensemble import member_from
+from .predictor import Predictor
 
 __all__ = ["MODES", "PseudoLabelSummary", "confidence_threshold", "pseudo_label_masks", "write_pseudo_labels"]
 
@@ -39,12 +40,10 @@ def _load(checkpoints, device, caller: str) -> tuple[list, list]:
 def _mean_probabilities(paths, loaded, images, batch_size: int):
     """Per batch of ``images`` (a dataset; batches of one image size, so images of any size work):
     the batch's dataset indices and the mean softmax of the ``loaded`` checkpoints, each at its own
-    training size (:func:`segedu.inference.ensemble.ensemble_probabilities`)."""
-    members = [member_from(*checkpoint, name=str(path)) for path, checkpoint in zip(paths, loaded)]
-    device = next(members[0].model.parameters()).device
-    loader = dataset.make_eval_loader(images, batch_size)
-    for indices, (batch, _) in zip(loader.batch_sampler, loader):
-        yield indices, ensemble_probabilities(members, batch.to(device))
+    training size (:meth:`segedu.inference.predictor.Predictor.probabilities`)."""
+    predictor = Predictor([member_from(*checkpoint, name=str(path)) for path, checkpoint in zip(paths, loaded)])
+    for indices, probabilities, _ in predictor.batches(dataset.make_eval_loader(images, batch_size), True):
+        yield indices, probabilities
 
 
 def confidence_threshold(checkpoints: str | Path | Sequence[str | Path], data_dir: str | Path, keep_fraction: float,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from segedu import cli
-from segedu.engine import TrainConfig
+from segedu import cli, profiles
+from segedu.engine import TrainConfig, ablation
 from segedu.engine.config import ConfigError
 from segedu.errors import SegeduError
 
@@ -96,6 +96,63 @@ def test_an_explicit_value_is_never_swapped_for_the_profiles():
     assert (c.max_steps, c.num_workers, c.epochs, c.batch_size, c.image_size) == (0, 0, 3, 2, 16)
     with pytest.raises(ConfigError, match="epochs: 0 is not"):
         TrainConfig(profile="smoke", epochs=0)
+
+
+@pytest.fixture()
+def step_cap(monkeypatch):
+    """Sets SEGEDU_MAX_STEPS; the profile named is the one used (the suite forces SEGEDU_PROFILE=smoke)."""
+    monkeypatch.delenv(profiles.PROFILE_ENV, raising=False)
+    return lambda value: monkeypatch.setenv(profiles.MAX_STEPS_ENV, value)
+
+
+def test_the_step_cap_from_the_environment_lowers_every_runs_cap(step_cap):
+    assert profiles.MAX_STEPS_ENV == "SEGEDU_MAX_STEPS"
+    assert TrainConfig(profile="cpu").resolved().max_steps is None  # no cap set: cpu runs every epoch
+    step_cap("10")
+    # the smaller of the two wins: the profile's (cpu: none, smoke: 4), or an explicit one (0: none)
+    got = [TrainConfig(profile=p, max_steps=m).resolved().max_steps
+           for p, m in [("cpu", None), ("smoke", None), ("cpu", 3), ("cpu", 50), ("cpu", 0)]]
+    assert got == [10, 4, 3, 10, 10]
+    assert TrainConfig(profile="cpu", debug=True).resolved().max_steps == 2
+    assert profiles.get("cpu").max_steps == 10 and profiles.PROFILES["cpu"].max_steps is None  # the table stays
+    assert profiles.get("smoke") is profiles.PROFILES["smoke"]
+    step_cap("")  # empty: unset
+    assert TrainConfig(profile="cpu").resolved().max_steps is None
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "2.5", "1e3"])
+def test_a_bad_step_cap_is_one_line_naming_the_variable(step_cap, value):
+    step_cap(value)
+    with pytest.raises(SegeduError) as caught:
+        TrainConfig(profile="cpu").resolved()
+    message = str(caught.value)
+    assert message.startswith(f"SEGEDU_MAX_STEPS={value!r} is not a whole number >= 1") and "\n" not in message
+
+
+def test_a_capped_plan_fits_the_swa_phase_inside_the_cap(step_cap):
+    """ablation.plan sizes SWA by the profile's cap; under SEGEDU_MAX_STEPS the profile carries it, so
+    the SWA run keeps the trainer's minimum of 4 snapshots instead of failing."""
+    def swa(prof):  # cpu: compare_epochs 1, batch 8: 384 images give 48 optimiser steps
+        entry = ablation.plan(prof, ["swa"], [0], train_images=384)[1]
+        return entry["swa_start_step"], entry["swa_every"]
+
+    assert swa(profiles.get("cpu")) == (36, 1)  # phase = round(48 / 4) = 12 steps, every 12 // 8 = 1
+    step_cap("10")
+    start, every = swa(profiles.get("cpu"))  # phase = max(4, round(10 / 4)) = 4 steps, every 1
+    assert (start, every) == (6, 1) and (10 - start) // every == 4  # the trainer's count of snapshots
+
+
+def test_a_capped_run_stops_at_the_cap_and_is_never_reused_as_the_full_run(step_cap, config):
+    from segedu.engine import runs, train
+
+    full = dataclasses.replace(config, epochs=3)  # 24 tiny images: more than 3 steps of batch 4
+    step_cap("3")
+    trainer = train(full)
+    assert trainer.step == 3 and [r["step"] for r in trainer.history] == [3]
+    assert json.loads((Path(full.out) / "config.json").read_text())["max_steps"] == 3
+    assert runs.finished(full.out, full) is not None  # the same capped execution: reused
+    step_cap("")
+    assert runs.finished(full.out, full) is None  # uncapped, the config differs: trained again
 
 
 def test_paths_are_stored_as_text():
