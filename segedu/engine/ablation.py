@@ -60,7 +60,7 @@ TRICKS: dict[str, dict] = {
     # Izmailov et al. 2018: averages over the last ~25% of the baseline's optimiser steps, at least
     # 4 and about 8 snapshots apart (plan() makes "last 25%" concrete), without a longer run
     "swa": {"swa_start_step": "last 25%", "swa_every": "last 25%",
-            "save_epochs": True},  # each epoch's weights kept: the epoch ensemble (runs of 2+ epochs)
+            "save_snapshots": True},  # each averaged snapshot kept: the snapshot ensemble of chapter 16
     # an image-level class-presence head (segedu.models.class_head), used at inference to drop
     # the classes it judges absent
     "class_head": {"class_head": 0.4, "suppress_threshold": 0.5},

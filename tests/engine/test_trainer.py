@@ -220,26 +220,13 @@ def test_ema_is_the_closed_form_average_of_weights_and_batch_norm_statistics(con
     assert not torch.allclose(averaged["body.1.running_mean"].double(), live[-1]["body.1.running_mean"])
 
 
-def test_swa_and_ema_resume_mid_phase_to_the_same_average(config, tmp_path, monkeypatch):
+def test_swa_and_ema_resume_mid_phase_to_the_same_average(config, tmp_path, monkeypatch, interrupt):
     """Killed after step 13 (mid-epoch, between the snapshots of steps 12 and 15), resumed: the same
     snapshots at the same steps, the same averages, the same metrics as an uninterrupted run."""
     whole = train(_swa_config(config, ema_decay=0.9, checkpoint_every=1))
 
-    class Stop(Exception):
-        pass
-
     cut = _swa_config(config, ema_decay=0.9, checkpoint_every=1, out=str(tmp_path / "cut"))
-    first = Trainer(cut)
-    real_save = first._save_last
-
-    def save_then_stop():
-        real_save()
-        if first.step == 13:
-            raise Stop
-
-    monkeypatch.setattr(first, "_save_last", save_then_stop)
-    with pytest.raises(Stop):
-        first.fit()
+    interrupt(Trainer(cut), "_save_last", 13)
     resumed = Trainer(cut, resume=True)
     assert (resumed.step, resumed.batch_in_epoch, int(resumed.swa.n_averaged)) == (13, 4, 2)  # step 4 of epoch 2
     steps, real_update = [], resumed.swa.update_parameters
@@ -325,26 +312,13 @@ def test_the_loss_learns_the_step_after_every_optimiser_step(config, monkeypatch
     assert [share for _, share in seen[:4]] == pytest.approx([1.0, 5 / 6, 2 / 3, 0.5])
 
 
-def test_a_resumed_run_tells_the_loss_the_step_before_its_first_micro_batch(config, tmp_path, monkeypatch):
+def test_a_resumed_run_tells_the_loss_the_step_before_its_first_micro_batch(config, tmp_path, monkeypatch, interrupt):
     """Stopped after step 2 (mid-epoch 1), resumed: the loss keeps 2/3 of the pixels at once, not all
     of them as at step 0, and the run ends with the weights of an uninterrupted one."""
     whole = train(_small_loss_config(config, checkpoint_every=1, out=str(tmp_path / "whole")))
 
-    class Stop(Exception):
-        pass
-
     cut = _small_loss_config(config, checkpoint_every=1, out=str(tmp_path / "cut"))
-    first = Trainer(cut)
-    real_save = first._save_last
-
-    def save_then_stop():
-        real_save()
-        if first.step == 2:
-            raise Stop
-
-    monkeypatch.setattr(first, "_save_last", save_then_stop)
-    with pytest.raises(Stop):
-        first.fit()
+    interrupt(Trainer(cut), "_save_last", 2)
     resumed = Trainer(cut, resume=True)
     (selection,) = resumed.loss_fn.losses
     assert (resumed.step, selection.step) == (2, 2)
