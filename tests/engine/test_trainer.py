@@ -32,11 +32,13 @@ class BNNet(torch.nn.Module):
 
 @pytest.fixture(autouse=True)
 def nonorm_registered():
-    if "test_nonorm" not in models.available():
-        models.register("test_nonorm")(NoNormNet)
-    if "test_bnnet" not in models.available():
-        models.register("test_bnnet")(BNNet)
+    """The test models under registry names for each test only: the registry's other users
+    (the every-model tests) must not meet them."""
+    added = [name for name, net in (("test_nonorm", NoNormNet), ("test_bnnet", BNNet))
+             if name not in models.available() and models.register(name)(net)]
     yield
+    for name in added:
+        models._BUILDERS.pop(name)
 
 
 def test_run_directory_holds_config_env_metrics_and_checkpoints(config):
