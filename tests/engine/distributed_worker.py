@@ -52,6 +52,20 @@ class NoNormNet(torch.nn.Module):
         return self.body(x)
 
 
+class BNNet(torch.nn.Module):
+    """A convolution, batch norm and a classifier, no dropout: the smallest model with the buffers
+    (float running statistics, an integer batch count) that weight averaging must handle (the
+    trainer's and the averaging tests use it; defined here with NoNormNet, the tests' other net)."""
+
+    def __init__(self, num_classes=11, *, width=1.0):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
+                                        torch.nn.ReLU(), torch.nn.Conv2d(8, num_classes, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
 def step(out: Path, data: str, batch: int) -> None:
     if "test_nonorm" not in models.available():
         models.register("test_nonorm")(NoNormNet)

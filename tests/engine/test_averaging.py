@@ -19,16 +19,8 @@ from segedu.inference import ensemble  # noqa: E402
 from segedu.inference.checkpoints import load_model as inference_load_model  # noqa: E402
 
 
-class SnapNet(torch.nn.Module):
-    """A convolution, batch norm and a classifier: parameters and the buffers a plane must leave out."""
-
-    def __init__(self, num_classes=11, *, width=1.0):
-        super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
-                                        torch.nn.ReLU(), torch.nn.Conv2d(8, num_classes, 1))
-
-    def forward(self, x):
-        return self.body(x)
+# the trainer tests' net with batch norm: parameters and the buffers a plane must leave out
+from distributed_worker import BNNet as SnapNet  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

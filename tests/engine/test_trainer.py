@@ -13,21 +13,9 @@ from segedu.engine import Trainer, TrainConfig, train
 from segedu.engine.runlog import read_metrics
 from segedu.errors import SegeduError
 
-# the same model the torchrun tests train (that file runs as a script, so it holds the definition)
-from distributed_worker import NoNormNet  # noqa: E402
-
-
-class BNNet(torch.nn.Module):
-    """A convolution, batch norm and a classifier, no dropout: the smallest model with the buffers
-    (float running statistics, an integer batch count) that weight averaging must handle."""
-
-    def __init__(self, num_classes=11, *, width=1.0):
-        super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
-                                        torch.nn.ReLU(), torch.nn.Conv2d(8, num_classes, 1))
-
-    def forward(self, x):
-        return self.body(x)
+# the test nets: NoNormNet is the model the torchrun tests train (that file runs as a script, so it
+# holds the definitions)
+from distributed_worker import BNNet, NoNormNet  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
