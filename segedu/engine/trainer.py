@@ -230,6 +230,10 @@ class Trainer:
         self.step = 0            # optimiser steps taken
         self.batch_in_epoch = 0  # micro-batches of the current epoch already trained (mid-epoch resume)
         self.epoch_loss = [0.0, 0]  # sum and count of the current epoch's micro-batch losses
+        # training seconds of the current epoch before the last resume (a resumed epoch's record
+        # counts the time trained before the checkpoint too, so run times add up across resumes)
+        self.epoch_seconds_before = 0.0
+        self._epoch_started = time.perf_counter()
         self.best_miou = -math.inf
         self.history: list[dict] = []
         if resume:
@@ -249,6 +253,7 @@ class Trainer:
             "swa_scheduler": self.swa_scheduler.state_dict() if self.swa_scheduler else None,
             "rng": checkpoint.rng_state(), "epoch": self.epoch, "step": self.step, "world_size": self.world_size,
             "batch_in_epoch": self.batch_in_epoch, "epoch_loss": self.epoch_loss, "best_miou": self.best_miou,
+            "epoch_seconds": self._epoch_seconds() if self.batch_in_epoch else 0.0,
         }
 
     def _restore(self) -> None:
@@ -278,6 +283,7 @@ class Trainer:
         checkpoint.set_rng_state(state["rng"])
         self.epoch, self.step, self.batch_in_epoch = state["epoch"], state["step"], state["batch_in_epoch"]
         self.epoch_loss = list(state["epoch_loss"])
+        self.epoch_seconds_before = float(state.get("epoch_seconds", 0.0))  # older checkpoints: not kept
         self.best_miou = state["best_miou"]
         self._tell_loss_the_step()
 
@@ -407,6 +413,10 @@ class Trainer:
             if hasattr(module, "set_step"):
                 module.set_step(self.step)
 
+    def _epoch_seconds(self) -> float:
+        """Training seconds of the current epoch so far, those before a resume included."""
+        return self.epoch_seconds_before + time.perf_counter() - self._epoch_started
+
     def _in_swa(self) -> bool:
         """Whether the last optimiser step was one of the SWA phase."""
         return self.swa is not None and self.step > self.swa_start_step
@@ -426,7 +436,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> None:
         c = self.config
-        started = time.perf_counter()
+        self._epoch_started = time.perf_counter()
         self.model.train()
         loader = self._train_loader(epoch)
         limit = (self.total_steps - self.step) * c.accumulate + self.batch_in_epoch
@@ -444,7 +454,7 @@ class Trainer:
                     self._save_last()
         self.optimizer.zero_grad(set_to_none=True)
         record = {"epoch": epoch + 1, "step": self.step, "train_loss": self.epoch_loss[0] / max(self.epoch_loss[1], 1),
-                  "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 2)}
+                  "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(self._epoch_seconds(), 2)}
         evaluated = self.ema.module if self.ema else self.model
         if self.val_data is not None:
             scores = evaluate_model(evaluated, self._val_loader(), self.num_classes, self.device, c.image_size,
@@ -462,6 +472,7 @@ class Trainer:
             self._save_best(evaluated, scores if self.val_data is not None else {}, "ema" if self.ema else "model",
                             path=self.run_dir / "epochs" / f"epoch{epoch + 1}.pt")
         self.epoch, self.batch_in_epoch, self.epoch_loss = epoch + 1, 0, [0.0, 0]
+        self.epoch_seconds_before = 0.0
         self._save_last()
         self.log.log_epoch(record)
         self.history.append(jsonable(record))

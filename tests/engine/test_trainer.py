@@ -319,3 +319,17 @@ def test_a_resumed_run_tells_the_loss_the_step_before_its_first_micro_batch(conf
     a = torch.load(whole.run_dir / "last.pt", weights_only=False)["model"]
     b = torch.load(resumed.run_dir / "last.pt", weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resumed_epoch_counts_the_seconds_trained_before_its_checkpoint(config, tmp_path, interrupt):
+    """Run times add up across resumes: the epoch record written after a mid-epoch resume holds the
+    seconds of the micro-batches trained before the checkpoint as well as those after it."""
+    cut = dataclasses.replace(config, epochs=1, checkpoint_every=1, out=str(tmp_path / "cut"))
+    interrupt(Trainer(cut), "_save_last", 2)
+    saved = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert saved["batch_in_epoch"] > 0 and saved["epoch_seconds"] > 0
+    resumed = Trainer(cut, resume=True)
+    assert resumed.epoch_seconds_before == saved["epoch_seconds"]
+    resumed.fit()
+    (record,) = read_metrics(tmp_path / "cut")
+    assert record["seconds"] >= round(saved["epoch_seconds"], 2)
