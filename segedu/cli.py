@@ -87,7 +87,9 @@ def _pretrain(args) -> int:
                if f.name != "encoder" and getattr(args, f.name, None) is not None}
     recipe = dataclasses.replace(recipe, **changes)
     out = Path(args.out or f"runs/pretrain/{recipe.encoder}-w{recipe.width:g}")
-    if out.exists() and any(out.iterdir()) and not args.resume:
+    if out.exists() and not out.is_dir():
+        raise SegeduError(f"--out {out} is a file; choose a folder for the pretraining run.")
+    if _holds_files(out) and not args.resume:  # the same test as segedu train's
         raise SegeduError(f"--out {out} holds a run already; continue it with --resume, or choose another --out.")
     card = pretrain.pretrain(recipe, out, resume=args.resume, device=args.device,
                              weights_dir=Path(args.weights_dir) if args.weights_dir else None)

@@ -140,6 +140,12 @@ def test_the_cli_pretrains_and_refuses_to_overwrite_a_run(tmp_path, capsys):
     assert cli.main([*argv, "--resume"]) == 0  # a finished run resumed: nothing to train, the same file
     assert course.cards(weights)["resnet50-w0.125.pt"]["sha256"] == card["sha256"]
 
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a run")
+    assert cli.main([*argv[:-6], "--out", str(a_file), *argv[-4:]]) == 2
+    assert capsys.readouterr().err == (f"segedu: error: --out {a_file} is a file; choose a folder for the "
+                                       "pretraining run.\n")
+
 
 def test_the_cli_refuses_an_encoder_the_course_does_not_pretrain(capsys):
     with pytest.raises(SystemExit) as caught:
