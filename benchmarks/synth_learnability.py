@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segedu import metrics, profiles
+from segedu import env, metrics, profiles
 from segedu.data import dataset, synth
 from segedu.data.classes import CLASSES
 from segedu.engine import TrainConfig, evaluate, train
@@ -106,7 +105,7 @@ def _run(args, prof, data_dir, options, batch, *, max_steps, epochs, out, report
         trainer = train(config)
         seconds = time.perf_counter() - started
         result = {"model": args.model, "options": options, "image_size": trainer.config.image_size,
-                  "steps": trainer.step, "seconds": seconds, "machine": platform.processor() or platform.machine()}
+                  "steps": trainer.step, "seconds": seconds, "machine": env.machine_description()}
         if report:
             for split, ann in (("val", "val"), ("test", str(data_dir / "test_labels.json"))):
                 scores = evaluate(run_dir, split=ann, data_dir=data_dir, device="cpu")

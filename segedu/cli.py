@@ -82,10 +82,10 @@ def _pretrain(args) -> int:
 
     from .engine import pretrain
 
-    recipe = pretrain.Recipe(args.encoder, **(pretrain.SMOKE if args.smoke else {}))
-    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(recipe)
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(pretrain.Recipe)
                if f.name != "encoder" and getattr(args, f.name, None) is not None}
-    recipe = dataclasses.replace(recipe, **changes)
+    recipe = (dataclasses.replace(pretrain.Recipe(args.encoder, **pretrain.SMOKE), **changes) if args.smoke
+              else pretrain.recipe_for(args.encoder, **changes))
     out = Path(args.out or f"runs/pretrain/{recipe.encoder}-w{recipe.width:g}")
     if out.exists() and not out.is_dir():
         raise SegeduError(f"--out {out} is a file; choose a folder for the pretraining run.")
@@ -696,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in (("width", float), ("images", int), ("size", int), ("image_size", int), ("batch_size", int),
                        ("steps", int), ("lr", float), ("seed", int)):
         pt.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None,
-                        help=f"the recipe's {name} (default: segedu.engine.pretrain.Recipe's)")
+                        help=f"the recipe's {name} (default: the shipped weights' recipe, segedu.engine.pretrain.recipe_for)")
     pt.add_argument("--out", default=None, help="run directory (default: runs/pretrain/ENCODER-wWIDTH)")
     pt.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     pt.add_argument("--smoke", action="store_true", help="the tests' seconds-long recipe")

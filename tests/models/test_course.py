@@ -5,6 +5,7 @@ The shipped folder is replaced by a temporary one (``course.WEIGHTS_DIR``), fill
 ``pretrain.export`` from pretext networks whose every weight and batch-norm statistic is random, so
 that a loaded value equal to the pretext's can only have come from the file.
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -47,6 +48,10 @@ def _export(pretext: nn.Module, folder, width: float = WIDTH) -> dict:
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in HISTORY))
     trainer = SimpleNamespace(model=pretext, history=HISTORY, step=12, device=torch.device("cpu"), run_dir=run_dir)
     return pretrain.export(pretrain.Recipe(pretext.encoder_name, width=width), trainer, folder)
+
+
+#: the package's own weights folder, before the autouse fixture below points models at a temporary one
+PACKAGE_WEIGHTS = course.WEIGHTS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -293,9 +298,10 @@ def test_imagenet_loads_torchvisions_file_from_the_hub_cache_without_network(off
         models.create("deeplabv3_resnet50", width=WIDTH, pretrained="imagenet")
 
 
-def test_the_shipped_weights_load_by_their_sha256_into_every_model_of_their_encoder():
+def test_the_shipped_weights_load_by_their_sha256_into_every_model_of_their_encoder(monkeypatch):
     """What the package ships (segedu/weights): each card's file hashes to its sha256, and the
     models of that encoder start from exactly those weights (fp16 -> float32)."""
+    monkeypatch.setattr(course, "WEIGHTS_DIR", PACKAGE_WEIGHTS)  # not the autouse fixture's folder
     shipped = course.cards(course.WEIGHTS_DIR)
     assert shipped, "the package ships no course weights"
     users = {"resnet50": ("deeplabv3plus_resnet50", "backbone.conv1.weight", "conv1.weight"),
@@ -310,3 +316,17 @@ def test_the_shipped_weights_load_by_their_sha256_into_every_model_of_their_enco
         model = models.create(model_name, width=card["width"], pretrained="course")
         if model_key is not None:
             torch.testing.assert_close(model.state_dict()[model_key], weights[weight_key].float())
+
+
+def test_the_shipped_weights_recipe_is_what_the_documented_command_runs():
+    """``segedu pretrain --encoder E --width W`` regenerates a shipped file only if its default recipe
+    is the one on the file's card (and the card is of the generator version the book uses)."""
+    assert course.cards(PACKAGE_WEIGHTS), "the package ships no course weights"
+    from segedu.data import synth
+
+    for name, card in course.cards(PACKAGE_WEIGHTS).items():
+        recipe = pretrain.recipe_for(card["encoder"], width=card["width"])
+        assert dataclasses.asdict(recipe) == card["recipe"], name
+        assert card["corpus"] == {"generator_version": synth.GENERATOR_VERSION, "seed": pretrain.CORPUS_SEED,
+                                  "images": recipe.images, "size": recipe.size}, name
+        assert card["steps"] == recipe.steps, name
