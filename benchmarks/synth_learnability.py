@@ -27,24 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segedu import env, metrics, profiles
+from segedu import env, profiles
 from segedu.data import dataset, synth
 from segedu.data.classes import CLASSES
 from segedu.engine import TrainConfig, evaluate, train
+from segedu.inference.evaluate import background_floor
 
 LEARNED = 0.10  # IoU at which an object class counts as learned
-
-
-def background_floor(data_dir: Path, split: str) -> float:
-    """mIoU of predicting Background everywhere on ``split`` (the classes present in the labels)."""
-    data = dataset.CocoSegmentation(data_dir, split)
-    confusion = np.zeros((len(CLASSES), len(CLASSES)), dtype=np.int64)
-    for index in range(len(data)):
-        _, mask = data[index]
-        mask = np.asarray(mask)
-        labelled = mask[mask < len(CLASSES)]
-        confusion[:, 0] += np.bincount(labelled, minlength=len(CLASSES))
-    return float(metrics.scores_from_confusion(torch.from_numpy(confusion))["miou"])
 
 
 def main(argv=None) -> None:
@@ -112,7 +101,7 @@ def _run(args, prof, data_dir, options, batch, *, max_steps, epochs, out, report
                 iou = [None if np.isnan(v) else float(v) for v in np.asarray(scores["iou"], dtype=float)]
                 result[split] = {"miou": float(scores["miou"]), "iou": iou,
                                  "learned": sum(1 for v in iou[1:] if v is not None and v >= LEARNED),
-                                 "floor": background_floor(data_dir, ann)}
+                                 "floor": float(background_floor(data_dir, ann)["miou"])}
         return result
 
 

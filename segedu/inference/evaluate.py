@@ -9,13 +9,14 @@ from ..data import dataset
 from ..data.location import resolve_data_dir
 from ..errors import SegeduError
 from ..fileio import jsonable, write_json_atomic
+from ..metrics import scores_from_confusion
 from . import submission
 from .checkpoints import load_model
 from .ensemble import member_from
 from .pipeline import InferenceOptions, load_pipeline_members, require_crf
 from .predictor import Predictor
 
-__all__ = ["evaluate", "predict"]
+__all__ = ["background_floor", "evaluate", "predict"]
 
 
 def _data(config, data_dir: str | None, split: str, num_classes: int):
@@ -79,6 +80,29 @@ def evaluate(path: str | Path, data_dir: str | None = None, split: str = "val", 
         write_json_atomic(Path(out), jsonable({k: (v.tolist() if isinstance(v, torch.Tensor) else v)
                                                for k, v in result.items()}), indent=2)
     return result
+
+
+def background_floor(data_dir: str | Path, split: str = "val") -> dict:
+    """The scores of predicting Background everywhere on a labelled split: the floor every mIoU of
+    the book is read against (a model that has learned nothing scores about this).
+
+    Scored as :func:`evaluate` scores a model: every labelled pixel of the original masks, void
+    pixels (255) left out, classes absent from truth and prediction excluded from the mean. With
+    every pixel predicted 0, Background's IoU is its share of the labelled pixels and every other
+    class present scores 0, so the floor's mIoU is that share divided by the number of classes
+    present. Returns :func:`segedu.metrics.scores_from_confusion`'s dict, the ``confusion`` matrix and
+    ``split``, as :func:`evaluate` does."""
+    data = dataset.CocoSegmentation(Path(data_dir), split, check_images=False, cache_images=False)
+    if data.is_test:
+        raise SegeduError(f"{data.coco.ann_file} has no annotations; the floor needs a labelled split (val, train).")
+    classes = data.coco.num_classes
+    counts = torch.zeros(classes, dtype=torch.int64)
+    for index in range(len(data)):
+        mask = dataset.mask_to_tensor(data.masks.get(index)).flatten()  # no image decoded
+        counts += torch.bincount(mask[mask < classes], minlength=classes)
+    confusion = torch.zeros(classes, classes, dtype=torch.int64)
+    confusion[:, 0] = counts  # every true class predicted as Background
+    return {**scores_from_confusion(confusion), "confusion": confusion, "split": split}
 
 
 def predict(path: str | Path, out: str | Path, data_dir: str | None = None, split: str = "test",
