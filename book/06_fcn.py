@@ -35,7 +35,7 @@ import torchvision
 
 from segedu import models, viz
 from segedu.data import dataset
-from segedu.engine import compare
+from segedu.experiments import compare
 from segedu.models import fcn
 from segedu.models.backbones import vgg
 from segedu.notebook import setup

@@ -39,7 +39,7 @@ from torch import nn
 
 from segedu import models, viz
 from segedu.data import dataset
-from segedu.engine import compare
+from segedu.experiments import compare
 from segedu.models import deconvnet, measure
 from segedu.models.blocks import pad_to_multiple
 from segedu.models.receptive_field import empirical_receptive_field, theoretical_receptive_field

@@ -47,7 +47,7 @@ from scipy import ndimage
 
 from segedu import models, viz
 from segedu.data import dataset, masks, transforms
-from segedu.engine import compare
+from segedu.experiments import compare
 from segedu.models import fcdensenet, receptive_field, unet
 from segedu.notebook import setup
 

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from segedu import models, viz
 from segedu.data import dataset
-from segedu.engine import compare
+from segedu.experiments import compare
 from segedu.errors import SegeduError
 from segedu.inference import crf
 from segedu.models import aspp, deeplabv1, dilatednet, measure, pspnet

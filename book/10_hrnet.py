@@ -39,7 +39,7 @@ import torch
 
 from segedu import models, viz
 from segedu.data import dataset
-from segedu.engine import compare
+from segedu.experiments import compare
 from segedu.models import hrnet, measure
 from segedu.models.receptive_field import empirical_receptive_field, receptive_fields
 from segedu.notebook import setup, shape_text

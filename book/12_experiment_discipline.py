@@ -44,7 +44,8 @@ import numpy as np
 import torch
 
 from segedu.data import splits
-from segedu.engine import TrainConfig, ablation, compare, runs
+from segedu.engine import TrainConfig, runs
+from segedu.experiments import ablation, compare
 from segedu.engine.trainer import DEBUG_IMAGES
 from segedu.notebook import setup
 

@@ -32,7 +32,8 @@ device = "auto"
 import matplotlib.pyplot as plt
 
 from segedu import viz
-from segedu.engine import ablation, compare, runs
+from segedu.engine import runs
+from segedu.experiments import ablation, compare
 from segedu.notebook import setup
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)

@@ -32,7 +32,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from segedu import models, viz
-from segedu.engine import TrainConfig, ablation, compare, schedule
+from segedu.engine import TrainConfig, schedule
+from segedu.experiments import ablation, compare
 from segedu.engine.trainer import amp_dtype
 from segedu.models import measure
 from segedu.notebook import setup

@@ -35,7 +35,7 @@ import numpy as np
 
 from segedu import viz
 from segedu.data import coco, stats
-from segedu.engine import ablation, compare
+from segedu.experiments import ablation, compare
 from segedu.notebook import setup
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)

@@ -36,7 +36,8 @@ import matplotlib.pyplot as plt
 
 from segedu import viz
 from segedu.data import splits
-from segedu.engine import ablation, averaging, compare
+from segedu.engine import averaging
+from segedu.experiments import ablation, compare
 from segedu.notebook import setup
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)

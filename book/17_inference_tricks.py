@@ -34,8 +34,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from segedu import viz
-from segedu.engine import ablation, compare
-from segedu.inference import crf, ensemble, pipeline
+from segedu.experiments import ablation, compare
+from segedu.inference import crf, ensemble
 from segedu.notebook import setup
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
@@ -54,7 +54,7 @@ print(f"baseline checkpoints: {len(base_dirs)} seeds, trained on {size}x{size} c
 # ## Test-time augmentation, sliding windows and the CRF
 #
 # Each option is one `InferenceOptions` (one flag of `segedu predict`; the set is
-# `pipeline.course_options`), run on every seed's checkpoint:
+# `ablation.inference_options`), run on every seed's checkpoint:
 #
 # * **flip TTA** (`--tta hflip`): the image and its mirror, probabilities averaged;
 # * **multi-scale TTA** (`--tta hflip --tta-scales 0.75,1,1.25`): both flips at three sizes;
@@ -71,7 +71,7 @@ print(f"baseline checkpoints: {len(base_dirs)} seeds, trained on {size}x{size} c
 # The cost column is inference time per validation image on this machine, in milliseconds.
 
 # %% tags=["nbval-check-output"]
-OPTIONS = pipeline.course_options(size)
+OPTIONS = ablation.inference_options(size)
 if not crf.is_available():
     print("DenseCRF skipped: " + crf.INSTALL_HINT)
 for name, options in OPTIONS.items():

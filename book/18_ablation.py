@@ -35,8 +35,9 @@ import json
 import matplotlib.pyplot as plt
 
 from segedu import env, viz
-from segedu.engine import ablation, compare, predict, runs
-from segedu.inference import pipeline, submission
+from segedu.engine import predict, runs
+from segedu.experiments import ablation, compare
+from segedu.inference import submission
 from segedu.notebook import setup
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
@@ -50,7 +51,7 @@ print(craft["describe"])
 # %% [markdown]
 # ## The tricks, one change each
 #
-# Each trick is a few fields of `TrainConfig` (`segedu.engine.ablation.TRICKS`), so anyone can
+# Each trick is a few fields of `TrainConfig` (`segedu.experiments.ablation.TRICKS`), so anyone can
 # switch it on with `segedu train --mix cutmix`, `--warmup-steps 5`, `--loss ce+dice`,
 # `--class-head 0.4 --suppress-threshold 0.5` and so on. The smoke and gpu profiles train every
 # trick. The cpu profile trains one or two per family, because three seeds of every trick would
@@ -108,7 +109,7 @@ print(runs.render(runs.compare(first), seconds=False))
 
 # %%
 size = BASE["image_size"]
-OPTIONS = pipeline.course_options(size)
+OPTIONS = ablation.inference_options(size)
 infer = {name: compare.score_inference({f"seed{s}": [d] for s, d in zip(SEEDS, base_dirs)}, session.data_dir,
                                        options=options, device=session.device, batch_size=prof.batch_size,
                                        cache=SCORES)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from segedu import models
-from segedu.engine import compare
+from segedu.experiments import compare
 from segedu.models import measure
 from segedu.notebook import setup
 

@@ -23,7 +23,7 @@
 # [experiment discipline](12_experiment_discipline); label smoothing from
 # [optimisation](14_optimisation); pseudo-labelling from [inference tricks](17_inference_tricks).
 # The noise is `segedu.data.noise` (also `segedu synth --noise-rate` and `segedu add-noise` from a
-# shell), the losses are in `segedu.losses`, the ranking and relabelling in `segedu.engine.cleansing`.
+# shell), the losses are in `segedu.losses`, the ranking and relabelling in `segedu.inference.cleansing`.
 
 # %% tags=["parameters"]
 profile = "auto"
@@ -40,7 +40,8 @@ import numpy as np
 from segedu import viz
 from segedu.data import dataset, noise, splits
 from segedu.data.classes import CLASSES
-from segedu.engine import ablation, cleansing, compare
+from segedu.experiments import ablation, compare
+from segedu.inference import cleansing
 from segedu.notebook import setup
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)

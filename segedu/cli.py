@@ -567,7 +567,7 @@ def _cleanse(args) -> int:
     from pathlib import Path
 
     from .data import noise
-    from .engine import cleansing
+    from .inference import cleansing
     from .fileio import write_text_atomic
     from .engine.trainer import resolve_data_dir
 

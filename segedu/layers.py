@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("inference", ("segedu.inference",)),
     ("engine", ("segedu.engine",)),
     # the book's experiment helpers: they train, so they sit above the training loop
-    ("experiments", ("segedu.engine.compare", "segedu.engine.ablation", "segedu.engine.cleansing")),
+    ("experiments", ("segedu.experiments",)),
     ("app", ("segedu.cli", "segedu.__main__", "segedu.book", "segedu.notebook", "segedu.viz", "segedu.failures",
              "segedu.prose_check")),
 )

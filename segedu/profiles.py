@@ -132,7 +132,7 @@ def resolve_name(name: str | None) -> str:
 def get(name: str | None = "auto") -> Profile:
     """The :class:`Profile` for ``name`` after resolving ``auto`` and the environment override, with
     its ``max_steps`` lowered to ``SEGEDU_MAX_STEPS`` where that is set (:func:`cap_steps`): what a
-    chapter sizes by the profile's cap (the SWA phase of :func:`segedu.engine.ablation.plan`) then
+    chapter sizes by the profile's cap (the SWA phase of :func:`segedu.experiments.ablation.plan`) then
     fits inside the capped runs, as it does in the smoke profile."""
     prof = PROFILES[resolve_name(name)]
     capped = cap_steps(prof.max_steps)

@@ -1,7 +1,7 @@
 """Is a difference real? Paired t-tests over seeds, Holm's correction, a paired bootstrap over images.
 
 Paired, not two-sample. Every trick of an ablation runs with the same seeds as its baseline
-(:func:`segedu.engine.ablation.plan`), and a seed fixes the weight initialisation and the order
+(:func:`segedu.experiments.ablation.plan`), and a seed fixes the weight initialisation and the order
 and augmentation of the training batches. Seed 1 of the baseline and seed 1 of a trick therefore
 share everything the seed decides; the per-seed difference ``d_s = trick_s - baseline_s`` removes
 that shared part, and what is left varies less than either arm does on its own. The test asks

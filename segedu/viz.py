@@ -128,12 +128,12 @@ def plot_learning_curves(histories: dict, key: str = "val_miou", title: str | No
     return fig
 
 
-#: bar colour of each verdict of :class:`segedu.engine.ablation.Row`
+#: bar colour of each verdict of :class:`segedu.experiments.ablation.Row`
 VERDICT_COLOURS = {"helps": "tab:green", "hurts": "tab:red", "no evidence": "tab:gray"}
 
 
 def plot_ablation(rows, title: str, xlabel: str = "Δ validation mIoU against the baseline"):
-    """Horizontal bars of each trick's mean change (``rows`` from :func:`segedu.engine.ablation.table`,
+    """Horizontal bars of each trick's mean change (``rows`` from :func:`segedu.experiments.ablation.table`,
     baseline first), coloured by verdict, with each trick's seed std as an error bar and the band of
     the baseline's noise floor (± 2 × its seed sd, :func:`segedu.significance.noise_floor`) shaded;
     returns the figure."""

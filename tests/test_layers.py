@@ -35,13 +35,13 @@ def test_every_module_is_in_a_layer():
 def test_the_longest_prefix_decides_the_layer():
     # hand-assigned in the table: the experiment helpers live in the engine's folder, one layer up
     assert layer_of("segedu.engine.trainer")[1] == "engine"
-    assert layer_of("segedu.engine.compare")[1] == "experiments"
+    assert layer_of("segedu.experiments.compare")[1] == "experiments"
     assert layer_of("segedu.engine")[1] == "engine"
     assert layer_of("segedu.data.synth.scenes")[1] == "data"  # a module inside a sub-package
     assert layer_of("segedu")[1] == "base"
     ranks = [layer_of(name)[0] for name in ("segedu.errors", "segedu.data.coco", "segedu.models.fcn",
                                               "segedu.metrics", "segedu.inference.predict", "segedu.engine.config",
-                                              "segedu.engine.ablation", "segedu.cli")]
+                                              "segedu.experiments.ablation", "segedu.cli")]
     assert ranks == list(range(len(LAYERS)))
 
 
@@ -90,13 +90,18 @@ def test_imports_of_the_same_or_a_lower_layer_pass(line):
 
 
 def test_relative_imports_resolve_from_a_package_init_and_from_a_module():
-    # in segedu/engine/__init__.py "." is segedu.engine itself; in segedu/engine/trainer.py it is the parent
-    known = {"segedu.engine.compare"}
-    in_init = upward_imports_in("from . import compare\n", "segedu.engine", is_package=True, known=known)
-    assert [(v.layer, v.target, v.target_layer) for v in in_init] == [("engine", "segedu.engine.compare",
-                                                                        "experiments")]
-    in_module = upward_imports_in("from .compare import train_plan\n", "segedu.engine.trainer", known=known)
-    assert [v.target for v in in_module] == ["segedu.engine.compare"]
+    # "." in a package's __init__.py is the package itself; in a module it is the module's parent. The
+    # same line "from . import experiments" is harmless in segedu/inference/__init__.py (it would name
+    # segedu.inference.experiments) and an upward import in a module segedu/inference.py (segedu.experiments)
+    known = {"segedu.experiments", "segedu.inference.experiments"}
+    in_init = upward_imports_in("from . import experiments\n", "segedu.inference", is_package=True, known=known)
+    assert in_init == []
+    in_module = upward_imports_in("from . import experiments\n", "segedu.inference", is_package=False, known=known)
+    assert [(v.layer, v.target, v.target_layer) for v in in_module] == [("inference", "segedu.experiments",
+                                                                          "experiments")]
+    deeper = upward_imports_in("from ..experiments.compare import train_plan\n", "segedu.engine.trainer",
+                               known={"segedu.experiments.compare"})
+    assert [v.target for v in deeper] == ["segedu.experiments.compare"]
 
 
 def test_the_check_fails_on_a_copy_of_the_package_with_an_upward_import(tmp_path):

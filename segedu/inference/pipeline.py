@@ -187,22 +187,3 @@ def crf_probabilities(images: torch.Tensor, probabilities: torch.Tensor) -> torc
     dense_crf directly."""
     refined = [crf_module.dense_crf(image.cpu(), p.cpu()) for image, p in zip(images, probabilities)]
     return torch.stack(refined).to(images.device)
-
-
-def course_options(train_size: int) -> dict[str, InferenceOptions]:
-    """The inference tricks the competition-craft chapters measure, by name, for a model trained on
-    ``train_size`` x ``train_size`` crops: ``baseline`` (plain), ``flip_tta`` (the image and its mirror),
-    ``multiscale_tta`` (both flips at 0.75, 1 and 1.25 times the training size), ``sliding_window``
-    (crop-sized windows, overlap 0.5, Gaussian weights, over the image brought to half its
-    resolution, so objects appear at the scale of the training crops) and ``densecrf`` (only where
-    pydensecrf2 is installed: :func:`segedu.inference.crf.is_available`)."""
-    options = {
-        "baseline": InferenceOptions(),
-        "flip_tta": InferenceOptions(tta=TTA(flips=("none", "hflip"))),
-        "multiscale_tta": InferenceOptions(tta=TTA(flips=("none", "hflip"), scales=(0.75, 1.0, 1.25))),
-        "sliding_window": InferenceOptions(tta=TTA(flips=("none",), scales=(0.5,)), sliding_window=train_size,
-                                           overlap=0.5),
-    }
-    if crf_module.is_available():
-        options["densecrf"] = InferenceOptions(crf=True)
-    return options

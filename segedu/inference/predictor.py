@@ -1,8 +1,8 @@
 """The predict-and-score loop, once: loaded models over a loader, to probabilities, class maps or scores.
 
 Every place that runs trained models over a split -- the trainer's validation, ``segedu evaluate``
-and ``predict``, the chapters' scoring (:mod:`segedu.engine.compare`), pseudo-labelling
-(:mod:`.pseudo`), data cleansing (:mod:`segedu.engine.cleansing`) -- goes through a
+and ``predict``, the chapters' scoring (:mod:`segedu.experiments.compare`), pseudo-labelling
+(:mod:`.pseudo`), data cleansing (:mod:`segedu.inference.cleansing`) -- goes through a
 :class:`Predictor`. Per batch it does what :mod:`.pipeline` composes (each member at its own input
 size and autocast dtype, TTA and sliding windows, the members' softmax averaged, the DenseCRF
 last); over a loader it does the batching, the moving to the models' device, the confusion-matrix
@@ -44,7 +44,7 @@ class Predictor:
     :class:`~segedu.inference.pipeline.InferenceOptions` (TTA, sliding window, ensemble weighting,
     ``crf``; None: the plain prediction). ``postprocess(image, scores)``: the class map (H, W) of one
     image (3, H, W) from its class scores (C, H, W), both on the CPU, used instead of the argmax
-    (:func:`segedu.engine.compare.score_runs`' hook, e.g. :func:`segedu.inference.crf.refine`);
+    (:func:`segedu.experiments.compare.score_runs`' hook, e.g. :func:`segedu.inference.crf.refine`);
     one member only. ``batch_size``: images per batch when a method is given a dataset instead of a
     loader. ``device``: where images go (default: the first member's parameters' device).
     """

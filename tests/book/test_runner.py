@@ -136,16 +136,18 @@ def test_run_log_records_the_chapters_training_results(tmp_path):
     assert "| old |" not in md
 
 
-def test_runs_of_a_shared_folder_belong_to_the_execution_that_wrote_them(tmp_path):
-    """The competition-craft chapters train into runs/<profile>/craft; a run is credited to the chapter
-    whose execution wrote it (newer than its start), and not listed for a plain look-up (since=None)."""
+@pytest.mark.parametrize("folder", ["craft", "libraries", "noise"])
+def test_runs_of_a_shared_folder_belong_to_the_execution_that_wrote_them(tmp_path, folder):
+    """The competition-craft chapters train into runs/<profile>/craft, chapter 19 into libraries and
+    chapter 20 into noise; a run is credited to the chapter whose execution wrote it (newer than its
+    start), and not listed for a plain look-up (since=None)."""
     import json
     import os
     import time
 
     runs = tmp_path / "runs"
     for label, age in (("fresh", 0), ("reused", 3600)):
-        run = runs / "cpu" / "craft" / label
+        run = runs / "cpu" / folder / label
         run.mkdir(parents=True)
         (run / "config.json").write_text(json.dumps({"model": "m", "seed": 0}))
         (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "seconds": 1.0, "val_miou": 0.5}) + "\n")

@@ -490,7 +490,8 @@ def test_13_cutout_blanks_at_most_a_quarter_of_a_crop():
 
 def test_14_warmup_steps_and_rates():
     from segedu import profiles
-    from segedu.engine import TrainConfig, ablation, schedule
+    from segedu.engine import TrainConfig, schedule
+    from segedu.experiments import ablation
 
     steps = 48
     warmup = ablation.plan(profiles.PROFILES["cpu"], ["warmup"], [0], 384)[-1]["warmup_steps"]

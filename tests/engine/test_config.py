@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from segedu import cli, profiles
-from segedu.engine import TrainConfig, ablation
+from segedu.engine import TrainConfig
+from segedu.experiments import ablation
 from segedu.engine.config import ConfigError
 from segedu.errors import SegeduError
 

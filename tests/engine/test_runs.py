@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from segedu import cli, notebook
-from segedu.engine import TrainConfig, compare, runs, train
+from segedu.engine import TrainConfig, runs, train
+from segedu.experiments import compare
 from segedu.errors import SegeduError
 
 

@@ -300,7 +300,8 @@ def test_train_evaluate_predict_on_non_square_and_mixed_sizes(shapes, tmp_path, 
     if len(set(shapes)) == 1:
         return
     # the other predict-and-score loops take mixed sizes too, and keep the file's order
-    from segedu.engine import cleansing, compare
+    from segedu.experiments import compare
+    from segedu.inference import cleansing
     from segedu.inference import pseudo
 
     val_names = [im["file_name"] for im in json.loads((root / "val.json").read_text())["images"]]

@@ -1,4 +1,4 @@
-"""segedu.engine.compare: a plan of runs, their scores, the tables the chapters print."""
+"""segedu.experiments.compare: a plan of runs, their scores, the tables the chapters print."""
 import math
 
 import numpy as np
@@ -7,7 +7,8 @@ import torch
 
 from segedu import notebook
 from segedu.data import dataset
-from segedu.engine import compare, evaluate
+from segedu.engine import evaluate
+from segedu.experiments import compare
 
 
 @pytest.fixture()

@@ -1,4 +1,4 @@
-"""segedu.engine.cleansing: the ranking finds the known corruption; precision at k; relabelling."""
+"""segedu.inference.cleansing: the ranking finds the known corruption; precision at k; relabelling."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import torch
 
 from segedu.data import IGNORE_INDEX, dataset, noise, synth
 from segedu.data.classes import CLASSES
-from segedu.engine import cleansing
+from segedu.inference import cleansing
 from segedu.errors import SegeduError
 from segedu.inference.ensemble import Member
 

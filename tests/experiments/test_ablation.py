@@ -1,4 +1,4 @@
-"""segedu.engine.ablation: the one-change plan and the ablation table's arithmetic (hand-computed)."""
+"""segedu.experiments.ablation: the one-change plan and the ablation table's arithmetic (hand-computed)."""
 import dataclasses
 import math
 
@@ -7,7 +7,8 @@ from scipy import stats
 
 from segedu import profiles
 from segedu.errors import SegeduError
-from segedu.engine import TrainConfig, ablation
+from segedu.engine import TrainConfig
+from segedu.experiments import ablation
 from segedu.engine.runs import PLACE_FIELDS, config_diff
 
 CPU = profiles.PROFILES["cpu"]

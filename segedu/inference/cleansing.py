@@ -28,9 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import IGNORE_INDEX, dataset
+from ..data import IGNORE_INDEX, coco, dataset
+from ..data.convert import IGNORE_CATEGORY
+from ..data.pseudo import _rle_annotation
 from ..errors import SegeduError
-from ..inference.predictor import Predictor
+from ..fileio import write_bytes_atomic
+from . import ensemble
+from .predictor import Predictor
 
 SCORES = ("loss", "disagreement")
 
@@ -47,8 +51,6 @@ class ImageScore:
 
 
 def _members(checkpoints, device):
-    from ..inference import ensemble
-
     paths = [checkpoints] if isinstance(checkpoints, (str, Path, ensemble.Member)) else list(checkpoints)
     if not paths:
         raise SegeduError("data cleansing needs at least one checkpoint or run directory.")
@@ -127,11 +129,6 @@ def relabel(checkpoints, data_dir: str | Path, split: str | Path,
     category), so the file trains like any other. Written atomically; returns a summary: the
     threshold, the share of pixels that changed class, and the file.
     """
-    from ..data import coco
-    from ..data.convert import IGNORE_CATEGORY
-    from ..fileio import write_bytes_atomic
-    from ..data.pseudo import _rle_annotation
-
     if not 0.0 < keep_fraction <= 1.0:
         raise SegeduError(f"relabel keep_fraction must be in (0, 1], got {keep_fraction}.")
     members = _members(checkpoints, device)
@@ -172,7 +169,7 @@ def relabel(checkpoints, data_dir: str | Path, split: str | Path,
                                 "iscrowd": int(crowd), **_rle_annotation(mask == cls)})
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    info = {"description": "labels corrected by segedu.engine.cleansing.relabel", "source": str(images.coco.ann_file),
+    info = {"description": "labels corrected by segedu.inference.cleansing.relabel", "source": str(images.coco.ann_file),
             "checkpoints": [str(m.name) for m in members], "keep_fraction": keep_fraction, "threshold": threshold}
     result = {"info": info, "licenses": source.get("licenses", []), "images": source["images"],
               "annotations": annotations, "categories": categories}

@@ -21,6 +21,9 @@ from collections.abc import Mapping
 
 from .. import profiles, significance
 from ..errors import SegeduError
+from ..inference import crf
+from ..inference.pipeline import InferenceOptions
+from ..inference.tta import TTA
 
 BASELINE_MODEL = "deeplabv3plus_resnet50"
 
@@ -267,3 +270,22 @@ def class_table(per_class: dict[str, list], class_names, classes, baseline_label
             cells.append(f"{mean[c]:.4f}{delta}".rjust(20))
         lines.append(f"{trick:<{width}}" + "".join(cells))
     return "\n".join(lines)
+
+
+def inference_options(train_size: int) -> dict[str, InferenceOptions]:
+    """The inference tricks the competition-craft chapters measure, by name, for a model trained on
+    ``train_size`` x ``train_size`` crops: ``baseline`` (plain), ``flip_tta`` (the image and its mirror),
+    ``multiscale_tta`` (both flips at 0.75, 1 and 1.25 times the training size), ``sliding_window``
+    (crop-sized windows, overlap 0.5, Gaussian weights, over the image brought to half its
+    resolution, so objects appear at the scale of the training crops) and ``densecrf`` (only where
+    pydensecrf2 is installed: :func:`segedu.inference.crf.is_available`)."""
+    options = {
+        "baseline": InferenceOptions(),
+        "flip_tta": InferenceOptions(tta=TTA(flips=("none", "hflip"))),
+        "multiscale_tta": InferenceOptions(tta=TTA(flips=("none", "hflip"), scales=(0.75, 1.0, 1.25))),
+        "sliding_window": InferenceOptions(tta=TTA(flips=("none",), scales=(0.5,)), sliding_window=train_size,
+                                           overlap=0.5),
+    }
+    if crf.is_available():
+        options["densecrf"] = InferenceOptions(crf=True)
+    return options

@@ -11,7 +11,8 @@ import torch
 from pycocotools.coco import COCO
 
 from segedu import models, notebook, profiles
-from segedu.engine import TrainConfig, Trainer, ablation, checkpoint, compare, runs, schedule
+from segedu.engine import TrainConfig, Trainer, checkpoint, runs, schedule
+from segedu.experiments import ablation, compare
 from segedu.inference import ensemble
 from segedu.models import measure
 
@@ -172,10 +173,10 @@ def test_training_speed_trains_the_model_and_reports_cpu_memory_as_unknown():
     assert bf16["images_per_s"] > 0
 
 
-def test_course_options_are_the_chapters_inference_tricks():
-    from segedu.inference import crf, pipeline
+def test_inference_options_are_the_chapters_inference_tricks():
+    from segedu.inference import crf
 
-    options = pipeline.course_options(64)
+    options = ablation.inference_options(64)
     assert list(options)[:4] == ["baseline", "flip_tta", "multiscale_tta", "sliding_window"]
     assert ("densecrf" in options) == crf.is_available()
     assert options["baseline"].plain and not options["flip_tta"].plain

@@ -18,12 +18,13 @@ import torch
 
 from .. import metrics, models
 from ..data import dataset, masks
-from ..inference import ensemble
+from ..inference import ensemble, pipeline, pseudo
 from ..inference.predictor import Predictor
-from . import ablation, runs
-from .config import TrainConfig
-from .runs import RunRecord
-from .trainer import train
+from ..engine import checkpoint, runs
+from ..engine.config import TrainConfig
+from ..engine.runs import RunRecord
+from ..engine.trainer import train
+from . import ablation
 
 
 @dataclasses.dataclass
@@ -98,7 +99,7 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
 
 def craft_setup(session) -> dict:
     """What every competition-craft chapter starts from: the baseline's fields
-    (:func:`segedu.engine.ablation.baseline`), the profile's seeds, the number of training images
+    (:func:`segedu.experiments.ablation.baseline`), the profile's seeds, the number of training images
     (it sets the warm-up length) and optimiser steps, the labelled test file of the generated
     dataset, the shared folder of inference scores, and ``describe``: the baseline in one line."""
     data_dir, prof = Path(session.data_dir), session.profile
@@ -114,7 +115,7 @@ def craft_setup(session) -> dict:
 
 
 def train_tricks(session, tricks, seeds=None, reuse: bool = True) -> dict[str, RunResult]:
-    """The baseline and each of ``tricks`` (names of :data:`segedu.engine.ablation.TRICKS`), once per
+    """The baseline and each of ``tricks`` (names of :data:`segedu.experiments.ablation.TRICKS`), once per
     seed (default: the profile's), trained in the shared ``craft`` folder: a run an earlier chapter
     of the same book execution trained is read back, not trained again. Labels ``<trick>-seed<s>``."""
     setup = craft_setup(session)
@@ -130,7 +131,7 @@ def describe_runs(trained: dict[str, RunResult]) -> str:
 
 
 def trick_rows(trained: dict[str, RunResult], tricks, seeds) -> list:
-    """:func:`segedu.engine.ablation.table` rows of the baseline and ``tricks`` from their runs'
+    """:func:`segedu.experiments.ablation.table` rows of the baseline and ``tricks`` from their runs'
     best validation mIoU and training seconds (labels ``<trick>-seed<s>``)."""
     groups = {trick: [trained[f"{trick}-seed{s}"] for s in seeds] for trick in ["baseline", *tricks]}
     return ablation.table({t: [r.trainer.best_miou for r in runs_] for t, runs_ in groups.items()},
@@ -149,8 +150,6 @@ def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3) -> tuple:
     labelled ``pseudo_label-seed<s>``. The labels and runs of an earlier chapter of the same book
     execution are read back (labels newer than every baseline checkpoint).
     """
-    from ..inference import pseudo
-
     setup = craft_setup(session)
     base_dirs = [r.run_dir for r in base_runs]
     out = session.run_dir("craft", "pseudo_labels") / "train+pseudo.json"
@@ -163,9 +162,7 @@ def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3) -> tuple:
                                                 device=session.device)
         summary = pseudo.write_pseudo_labels(base_dirs, session.data_dir, out, threshold=threshold,
                                              device=session.device)
-        from .checkpoint import save
-
-        save(summary_file, summary)
+        checkpoint.save(summary_file, summary)
     steps = base_runs[0].trainer.step
     plan = [{**setup["base"], "train_split": str(out), "max_steps": steps, "seed": r.seed,
              "label": f"pseudo_label-seed{r.seed}"} for r in base_runs]
@@ -221,8 +218,6 @@ def score_inference(groups: dict[str, list], data_dir: str | Path, split: str = 
     measured in the same book execution (under the book's runner only entries written since it
     started count, as with :func:`train_plan`'s ``reuse``).
     """
-    from ..inference import pipeline
-
     options = options or pipeline.InferenceOptions()
     data = dataset.CocoSegmentation(data_dir, split)
     loader = dataset.make_eval_loader(data, batch_size)  # batches of one size: any image shape
@@ -239,9 +234,7 @@ def score_inference(groups: dict[str, list], data_dir: str | Path, split: str = 
         scored = _score(Predictor(members, options), loader, boundary_px)
         out[label] = {**scored, "class_names": list(members[0].class_names or data.class_names)}
         if key_file is not None:
-            from .checkpoint import save
-
-            save(key_file, out[label])
+            checkpoint.save(key_file, out[label])
     return out
 
 
