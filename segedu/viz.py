@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data.classes import CLASSES, IGNORE_INDEX, PALETTE
+from .errors import SegeduError
 
 #: colour drawn for ignored pixels (white)
 IGNORE_COLOUR = np.array((255, 255, 255), dtype=np.uint8)
@@ -169,8 +170,6 @@ def plot_weight_path(plane, scores, swa_score: float, ax=None):
     snapshot; ``swa_score``: the SWA model's). The axes are orthonormal, so they are drawn to the
     same scale: a distance on the picture is a distance between weight vectors. Returns the Axes."""
     import matplotlib.pyplot as plt
-
-    from .errors import SegeduError
 
     xy = np.asarray(plane.snapshots, dtype=float)
     scores = [float(s) for s in scores]

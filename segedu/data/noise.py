@@ -42,6 +42,10 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..errors import SegeduError
+from ..fileio import write_bytes_atomic
+from . import coco
+from .coco import CocoData, class_mapping
+from .masks import annotation_rle, semantic_mask
 
 KINDS = ("flip", "boundary", "missing", "jitter")
 
@@ -153,8 +157,6 @@ def _polygons_of_mask(mask: np.ndarray) -> list[list[float]]:
 
 
 def _rle(segmentation, height: int, width: int) -> dict:
-    from .masks import annotation_rle
-
     return annotation_rle(segmentation, height, width)
 
 
@@ -252,8 +254,6 @@ def corrupt(coco: dict, spec: NoiseSpec) -> tuple[dict, list[dict]]:
 
 def _indexed(coco: dict):
     """A :class:`~segedu.data.coco.CocoData` of an in-memory COCO dict (for painting its masks)."""
-    from .coco import CocoData, class_mapping
-
     by_image: dict[int, list[dict]] = {}
     for ann in coco.get("annotations", []):
         by_image.setdefault(ann["image_id"], []).append(ann)
@@ -266,8 +266,6 @@ def _indexed(coco: dict):
 def changed_pixels(clean: dict, noisy: dict, image_ids=None) -> dict[int, float]:
     """Per image id (all, or ``image_ids``), the share of pixels whose semantic label differs between
     two COCO dicts of the same images, masks painted as the data loader paints them."""
-    from .masks import semantic_mask
-
     clean_data, noisy_data = _indexed(clean), _indexed(noisy)
     wanted = None if image_ids is None else set(image_ids)
     return {image["id"]: float((semantic_mask(clean_data, image) != semantic_mask(noisy_data, image)).mean())
@@ -282,9 +280,6 @@ def write_noisy(clean_file: str | Path, noisy_file: str | Path, spec: NoiseSpec)
     it as a training split (``train_split`` of a run, ``--train-split`` of ``segedu train``) with
     the dataset folder as ``data_dir``.
     """
-    from ..fileio import write_bytes_atomic
-    from . import coco
-
     clean_file, noisy_file = Path(clean_file), Path(noisy_file)
     if clean_file.resolve() == noisy_file.resolve():
         raise SegeduError(f"{noisy_file}: the noisy labels must not overwrite the clean ones; choose another file.")

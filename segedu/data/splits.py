@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import SegeduError
 from ..fileio import write_json_atomic
+from . import coco as coco_checks
 
 Split = tuple[list[int], list[int]]
 METHODS = ("holdout", "kfold", "stratified", "group")
@@ -218,8 +219,6 @@ def _load(annotation: str | os.PathLike) -> dict:
     """The file, validated as every loader does (:func:`segedu.data.coco.validate_data`): a malformed
     record is named here rather than failing later in training. Image files are not opened: a split
     only copies records, and ``file_name`` is relative to the dataset folder, not necessarily to this file's."""
-    from . import coco as coco_checks
-
     path = Path(annotation)
     if not path.is_file():
         raise SegeduError(f"{path}: no such annotation file; pass the COCO JSON holding every training "

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from .. import losses, profiles
+from .. import losses, models, profiles
 from ..data import sizes
 from ..data.mixing import MIXES
 from ..data.stats import WEIGHTINGS
@@ -215,8 +215,6 @@ class TrainConfig:
         # SEGEDU_MAX_STEPS (profiles.cap_steps) lowers an explicit cap too; it lands in the resolved
         # config, so a capped run is never reused as the uncapped one (runs.finished compares configs)
         c.max_steps = profiles.cap_steps(prof.max_steps if c.max_steps is None else c.max_steps)
-        from .. import models
-
         if "width" in models.options_of(c.model):  # smp models have no width (their encoder sets it)
             c.model_options.setdefault("width", prof.width)
         if c.debug:
@@ -382,12 +380,10 @@ def check_model_options(model: str, options: dict) -> None:
 
 def _declared_options(model: str):
     """(option names, their type hints, whether the model takes others too), or None."""
-    from .. import models
-
     try:
         accepted = models.options_of(model)
         if model.lower().startswith("smp:"):
-            from ..models import smp_adapter
+            from ..models import smp_adapter  # segmentation_models_pytorch is optional: only when asked for
 
             targets = [smp_adapter.build, smp_adapter._architecture(model).__init__]
         elif models._is_import_path(model):

@@ -37,7 +37,7 @@ from torchvision.models.resnet import BasicBlock
 
 from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
-from . import register
+from . import course, register
 from .backbones.resnet import Bottleneck
 from .blocks import ConvBNReLU, bilinear_upsample, kaiming_init_, scaled
 from .interface import EncoderDecoder, FeatureTap
@@ -205,8 +205,6 @@ class HRNetV2(EncoderDecoder):
 def _build(num_classes: int, variant: str, width: float, pretrained_backbone: bool | str | os.PathLike) -> HRNetV2:
     model = HRNetV2(num_classes, WIDTHS[variant], width=width)
     if pretrained_backbone == "course" and variant == "w18":
-        from . import course
-
         weights = course.state_dict("hrnetv2_w18", width)
         # everything but the last classifier convolution, whose outputs are this model's classes
         missing, unexpected = model.load_state_dict(weights, strict=False)

@@ -14,9 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ... import profiles
 from ...errors import SegeduError
 from ...fileio import write_json_atomic
 from ..classes import CLASSES, NUM_CLASSES
+from ..noise import write_noisy
+from ..splits import holdout, subset  # the train/val split is an ordinary seeded hold-out
 from .scene import _render, plan_classes
 
 #: The competition's batch folders, and the share of images each holds here.
@@ -179,8 +182,6 @@ def generate(out: str | os.PathLike, n_images: int = 480, size: int = 256, seed:
             results = [_draw_and_save(t) for t in tasks]
         counts = _write_annotations(tmp, file_names, is_test, results, size, seed)
         if noise is not None:
-            from ..noise import write_noisy
-
             write_noisy(tmp / "train.json", tmp / "train_noisy.json", noise)
         _refuse_existing(out)  # another process may have made it meanwhile
         if out.exists():
@@ -196,8 +197,6 @@ def generate(out: str | os.PathLike, n_images: int = 480, size: int = 256, seed:
 
 def _write_annotations(folder: Path, file_names, is_test, results, size: int, seed: int):
     """Write the five COCO files; return (objects, instances, pixel share, image share) of train_all."""
-    from ..splits import holdout, subset  # the train/val split is an ordinary seeded hold-out
-
     sides: dict[bool, tuple[list, list]] = {False: ([], []), True: ([], [])}  # is test -> (images, annotations)
     pixels = np.zeros(NUM_CLASSES, np.int64)
     shown = np.zeros(NUM_CLASSES, np.int64)
@@ -242,8 +241,6 @@ def ensure_default_dataset(profile) -> Path:
     A default dataset drawn by another version of this generator is replaced, so that a
     chapter never mixes results from two different datasets under one name.
     """
-    from ... import profiles
-
     path = profiles.default_data_dir(profile)
     if _made_by_another_version(path):
         stale = path.with_name(f".{path.name}.stale-{os.getpid()}")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ...errors import SegeduError, download_failed
+from .. import course
 from .resnet import ResNet
 from .timm_encoder import TimmEncoder
 from .vgg import VGG16
@@ -36,8 +37,6 @@ def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None
     of another network.
     """
     if source == "course":
-        from .. import course
-
         encoder = course.encoder_of(backbone)
         state_dict = backbone.from_torchvision(course.state_dict(encoder, backbone.width))
         _check_matches(backbone, state_dict, f"the course's {encoder} weights", f"course {encoder}")
