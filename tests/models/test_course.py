@@ -304,17 +304,21 @@ def test_the_shipped_weights_load_by_their_sha256_into_every_model_of_their_enco
     monkeypatch.setattr(course, "WEIGHTS_DIR", PACKAGE_WEIGHTS)  # not the autouse fixture's folder
     shipped = course.cards(course.WEIGHTS_DIR)
     assert shipped, "the package ships no course weights"
-    users = {"resnet50": ("deeplabv3plus_resnet50", "backbone.conv1.weight", "conv1.weight"),
-             "resnet101": ("deeplabv3_resnet101", "backbone.conv1.weight", "conv1.weight"),
-             "vgg16_bn": ("segnet", None, None), "hrnetv2_w18": ("hrnetv2_w18", "conv1.weight", "conv1.weight")}
+    # (model, its options, a key of the model, the key of the shipped file it must equal)
+    users = {"resnet50": [("deeplabv3plus_resnet50", {}, "backbone.conv1.weight", "conv1.weight"),
+                          ("pspnet_resnet50", {}, "backbone.layer4.2.conv3.weight", "layer4.2.conv3.weight")],
+             "resnet101": [("deeplabv3_resnet101", {}, "backbone.conv1.weight", "conv1.weight")],
+             "vgg16_bn": [("fcn8s", {"batch_norm": True}, "backbone.features.0.weight", "features.0.weight"),
+                          ("segnet", {}, "encoder.stages.0.convs.0.weight", "features.0.weight"),
+                          ("deeplabv1", {"batch_norm": True}, "backbone.features.40.weight", "features.40.weight")],
+             "hrnetv2_w18": [("hrnetv2_w18", {}, "conv1.weight", "conv1.weight")]}
     for name, card in shipped.items():
         path = course.WEIGHTS_DIR / name
         assert hashlib.sha256(path.read_bytes()).hexdigest() == card["sha256"]
         weights = torch.load(path, map_location="cpu", weights_only=True)
         assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())
-        model_name, model_key, weight_key = users[card["encoder"]]
-        model = models.create(model_name, width=card["width"], pretrained="course")
-        if model_key is not None:
+        for model_name, options, model_key, weight_key in users[card["encoder"]]:
+            model = models.create(model_name, width=card["width"], pretrained="course", **options)
             torch.testing.assert_close(model.state_dict()[model_key], weights[weight_key].float())
 
 
