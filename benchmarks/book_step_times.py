@@ -6,7 +6,8 @@ have to learn there (a pretrained encoder and 192 px crops, `benchmarks/RESULTS.
 free variable is how many optimiser steps the chapters spend and on which models. This script
 times one training step (forward, cross-entropy, backward, SGD update on a random batch;
 `segedu.models.measure.training_speed`) of every architecture the chapters train, with the
-options chapter 11 gives them, and prints seconds per step and the cost of `--steps` steps:
+options the book builds them with (`segedu.experiments.compare.ARCHITECTURES`), and prints
+seconds per step and the cost of `--steps` steps:
 
     .venv/bin/python benchmarks/book_step_times.py                     # 192 px, batch 8, width 0.25
     .venv/bin/python benchmarks/book_step_times.py --image-size 128 --steps 300
@@ -21,24 +22,8 @@ import argparse
 import torch
 
 from segedu import env, models
+from segedu.experiments.compare import ARCHITECTURES
 from segedu.models import measure
-
-#: the architectures the chapters train, with chapter 11's options (from-scratch and pretrained
-#: models cost the same per step, so no weights are loaded)
-ARCHITECTURES = {
-    "fcn8s": {"batch_norm": True},
-    "deconvnet": {"pad_fc6": True},
-    "segnet": {},
-    "fcdensenet56": {},
-    "unet": {"padding": "same", "batch_norm": True},
-    "deeplabv1": {"batch_norm": True},
-    "dilatednet": {"batch_norm": True},
-    "deeplabv2": {},
-    "pspnet_resnet50": {"aux": True},
-    "deeplabv3_resnet50": {},
-    "deeplabv3plus_resnet50": {},
-    "hrnetv2_w18": {},
-}
 
 
 def main(argv=None) -> None:

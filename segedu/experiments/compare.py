@@ -27,6 +27,25 @@ from ..engine.trainer import train
 from . import ablation
 
 
+#: The architectures the book trains, with the options it builds each with: batch norm for the VGG
+#: nets, DeconvNet's fc6 padded so that small crops keep a map, U-Net with "same" padding and batch
+#: norm, PSPNet with its auxiliary loss (chapters 6-11, the budget benchmark).
+ARCHITECTURES: dict[str, dict] = {
+    "fcn8s": {"batch_norm": True},
+    "deconvnet": {"pad_fc6": True},
+    "segnet": {},
+    "fcdensenet56": {},
+    "unet": {"padding": "same", "batch_norm": True},
+    "deeplabv1": {"batch_norm": True},
+    "dilatednet": {"batch_norm": True},
+    "deeplabv2": {},
+    "pspnet_resnet50": {"aux": True},
+    "deeplabv3_resnet50": {},
+    "deeplabv3plus_resnet50": {},
+    "hrnetv2_w18": {},
+}
+
+
 @dataclasses.dataclass
 class RunResult:
     """One trained run: its label, run directory, record (``trainer``: config, history, step,

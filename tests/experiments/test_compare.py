@@ -152,3 +152,17 @@ def test_score_inference_plain_equals_score_runs_and_a_self_ensemble_equals_the_
         q = predict_logits(model, images.flip(-1), config.image_size).softmax(1).flip(-1)
         expected.update(((p + q) / 2).argmax(1), targets)
     assert torch.equal(flipped["a"]["overall"]["confusion"], expected.confusion.cpu())
+
+
+def test_the_books_architectures_build_with_their_options():
+    """Every entry of ARCHITECTURES is a registered model that takes its options (built on the meta
+    device: nothing allocated)."""
+    import torch
+
+    from segedu import models
+
+    assert set(compare.ARCHITECTURES) <= set(models.available())
+    for name, options in compare.ARCHITECTURES.items():
+        assert set(options) <= set(models.options_of(name)), name
+        with torch.device("meta"):
+            models.create(name, width=0.25, **options)
