@@ -408,7 +408,7 @@ plan = [
 ]
 if prof.name != "cpu":
     plan.append({"model": "unetpp", "model_options": {"batch_norm": True}})
-runs = compare.train_plan(session, "08_skip_connections", plan, epochs=prof.short_epochs, seed=seed)
+runs = compare.train_plan(session, "08_skip_connections", plan, seed=seed)
 for label, run in runs.items():
     with torch.device("meta"):
         learned = sum(p.numel() for p in models.create(run.model, **run.trainer.config.model_options).parameters())

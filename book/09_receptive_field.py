@@ -347,7 +347,7 @@ plan = [
 ]
 if prof.name != "cpu":
     plan.insert(1, {"model": "dilatednet", "model_options": {"batch_norm": True}})
-runs = compare.train_plan(session, "09_receptive_field", plan, epochs=prof.short_epochs, seed=seed)
+runs = compare.train_plan(session, "09_receptive_field", plan, seed=seed)
 for label, run in runs.items():
     print(f"{label:<28} best val mIoU {run.trainer.best_miou:.4f} after {run.trainer.step} steps ({run.seconds:.0f} s)")
 

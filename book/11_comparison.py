@@ -80,7 +80,7 @@ for name, options in CONTESTANTS.items():
     print(f"{name:<24}{paper_scale[name][0] / 1e6:>7.1f}M{paper_scale[name][1] / 1e9:>8.0f} GFLOPs at 512x512")
 
 # %%
-size = prof.compare_image_size
+size = prof.image_size
 trained_scale = {}
 for name, options in CONTESTANTS.items():
     with torch.device("meta"):
@@ -99,11 +99,11 @@ for name, options in CONTESTANTS.items():
 # difference between two models has to exceed.
 
 # %%
-print(f"crop {size}x{size}, {prof.compare_epochs} epoch(s), batch {prof.batch_size}, seeds {list(prof.seeds)}, "
+print(f"crop {size}x{size}, {prof.epochs} epoch(s), batch {prof.batch_size}, seeds {list(prof.seeds)}, "
       f"width {prof.width}")
 plan = [{"model": name, "model_options": options, "seed": s}
         for name, options in CONTESTANTS.items() for s in prof.seeds]
-runs = compare.train_plan(session, "11_comparison", plan, image_size=size, epochs=prof.compare_epochs)
+runs = compare.train_plan(session, "11_comparison", plan)
 total = sum(run.seconds for run in runs.values())
 print(f"{len(runs)} runs trained in {total / 60:.1f} min on {session.device_name}")
 
@@ -223,7 +223,7 @@ print("Spearman correlation of mIoU rank with parameter rank (at trained width):
 #
 # ## Exercises
 #
-# 1. Double `compare_epochs` (pass `epochs=2 * prof.compare_epochs` to `train_plan`). Which models
+# 1. Double the epochs (pass `epochs=2 * prof.epochs` to `train_plan`). Which models
 #    gain the most? Does the verdict change?
 # 2. Add `deeplabv3plus_xception`, `fcdensenet103` and `hrnetv2_w48`. Does a larger member of a
 #    family beat the smaller one at this budget?

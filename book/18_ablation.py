@@ -131,7 +131,7 @@ print(ablation.render(infer_rows, cost_label="ms/img"))
 
 # %%
 print(f"profile {prof.name}; seeds {SEEDS}; machine {env.machine_description()}; device {session.device_name}")
-print(f"baseline {BASE['model']} width {prof.craft_width}, {size}x{size} crops, {BASE['epochs']} epoch(s)\n")
+print(f"baseline {BASE['model']} width {prof.width}, {size}x{size} crops, {BASE['epochs']} epoch(s)\n")
 print("training tricks (cost: training seconds per run)")
 print(ablation.render(train_rows))
 print("\ninference tricks (cost: milliseconds per image)")

@@ -52,7 +52,7 @@ SEEDS = craft["seeds"][:2]  # two seeds: this chapter trains 16 runs, each longe
 # the baseline model, trained for the profile's short schedule (3 epochs in the cpu profile) instead
 # of the craft chapters' single epoch: a model that has barely started learning has little to lose
 # to wrong labels
-BASE = {**craft["base"], "epochs": max(prof.short_epochs, craft["base"]["epochs"])}
+BASE = craft["base"]
 LABELS = session.run_dir("noise", "labels")
 
 # %% [markdown]

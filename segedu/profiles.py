@@ -4,7 +4,7 @@ A notebook asks for a profile by name (its papermill parameter ``profile``) and 
 numbers from here; nothing in a chapter hard-codes an image size or an epoch count.
 
 * ``smoke``: every code path on tiny data, so CI can execute the whole book in minutes.
-* ``cpu``:   meaningful numbers on a 2-core laptop within about an hour for the whole book.
+* ``cpu``:   models that learn the task on a 2-core laptop, the whole book within 90 minutes.
 * ``gpu``:   the competition's full 512x512 resolution on one datacentre GPU.
 * ``auto``:  ``gpu`` when CUDA is available, ``cpu`` otherwise.
 
@@ -40,25 +40,21 @@ class Profile:
     #: images in the generated default dataset, and their side in pixels
     synth_images: int
     synth_size: int
-    #: side of the square crops/resizes that models train on
+    #: side of the square crops/resizes that models train on (and that validation resizes to)
     image_size: int
     batch_size: int
+    #: epochs of every training run of the book: one budget, so that any two runs compare
     epochs: int
-    #: epochs of a chapter's "short training" of one architecture among several (the
-    #: architecture chapters train many models; the full ``epochs`` is for headline runs)
-    short_epochs: int
-    #: side of the crops and epochs of the same-budget comparison of every architecture (many
-    #: models times several seeds: on a CPU it runs at a smaller size than the chapters' trainings)
-    compare_image_size: int
-    compare_epochs: int
-    #: model width of the competition-craft chapters' baseline (dozens of runs: narrower than the
-    #: chapters' ``width`` on a CPU)
-    craft_width: float
     #: cap on optimiser steps of one training run (None: run all epochs)
     max_steps: int | None
     num_workers: int
-    #: width multiplier for models (1.0 = the paper's channel counts)
+    #: width multiplier for models (1.0 = the paper's channel counts), the same in every chapter
     width: float
+    #: the pretrained weights an encoder-based model starts from, as its paper starts from ImageNet's:
+    #: "course" (the course's encoders, shipped with segedu, :mod:`segedu.models.course`), "imagenet"
+    #: (torchvision's, downloaded) or None (from scratch). U-Net and FC-DenseNet always train from
+    #: scratch, as in their papers (:func:`segedu.experiments.compare.encoder_weights`).
+    encoder_weights: str | None
     #: seeds of multi-seed experiments (mean +- std is taken over these)
     seeds: tuple[int, ...]
     #: the engine's GPU fast path (with ``amp="auto"``, which is bf16 autocast on a GPU): channels-last
@@ -78,25 +74,25 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         description="every code path on tiny data (CI)",
-        synth_images=40, synth_size=128, image_size=64, batch_size=4, epochs=1, short_epochs=1,
-        compare_image_size=64, compare_epochs=1, craft_width=0.125,
-        max_steps=4, num_workers=0, width=0.125, seeds=(0, 1), channels_last=False, compile=False, book_budget_min=10,
+        synth_images=40, synth_size=128, image_size=64, batch_size=4, epochs=1,
+        max_steps=4, num_workers=0, width=0.125, encoder_weights=None, seeds=(0, 1), channels_last=False,
+        compile=False, book_budget_min=10,
     ),
+    # 192 px: the resolution the course's encoders were pretrained at; at 128 px the same fine-tune
+    # learns 4 object classes instead of 7 (benchmarks/RESULTS.md). 5 epochs of 48 steps.
     "cpu": Profile(
         name="cpu",
-        description="meaningful results on 2 CPU cores",
-        synth_images=480, synth_size=256, image_size=128, batch_size=8, epochs=4, short_epochs=3,
-        compare_image_size=64, compare_epochs=1, craft_width=0.125,
-        max_steps=None, num_workers=2, width=0.25, seeds=(0, 1, 2), channels_last=False, compile=False,
-        book_budget_min=60,
+        description="models that learn, on 2 CPU cores",
+        synth_images=480, synth_size=256, image_size=192, batch_size=8, epochs=5,
+        max_steps=None, num_workers=2, width=0.25, encoder_weights="course", seeds=(0, 1, 2), channels_last=False,
+        compile=False, book_budget_min=90,
     ),
     "gpu": Profile(
         name="gpu",
         description="full 512x512 resolution on one datacentre GPU",
-        synth_images=1600, synth_size=512, image_size=512, batch_size=16, epochs=20, short_epochs=8,
-        compare_image_size=256, compare_epochs=4, craft_width=0.5,
-        max_steps=None, num_workers=8, width=1.0, seeds=(0, 1, 2), channels_last=True, compile=False,
-        book_budget_min=20,
+        synth_images=1600, synth_size=512, image_size=512, batch_size=16, epochs=8,
+        max_steps=None, num_workers=8, width=1.0, encoder_weights="imagenet", seeds=(0, 1, 2), channels_last=True,
+        compile=False, book_budget_min=20,
     ),
 }
 

@@ -14,7 +14,7 @@ integers without such a unit (counts, sizes, "3×3", "64×64", "2×"), years, re
 ("Sec. 3.1", "chapter 06", "Fig. 2", "exercise 19.1", "Table 3", "Python 3.11", "1.2.3"), numbers
 glued to a name ("ResNet-101", "VOC2011", "bf16", "v3.1"), scientific notation (``1e-6``), and
 everything inside inline code, fenced code, LaTeX math, link targets, URLs and HTML tags: a
-parameter is written as code (``craft_width=0.125``) or math (``$q = 0.7$``).
+parameter is written as code (``width=0.125``) or math (``$q = 0.7$``).
 
 **Backed** (:meth:`Printed.backs`): the number, as written, rounds from a number printed by a code
 cell of the chapter (stream text and ``text/plain``, ``text/markdown``, ``text/html`` outputs), that

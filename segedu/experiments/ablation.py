@@ -8,9 +8,8 @@ interval, a paired t-test over the shared seeds (Holm-adjusted across the table,
 :mod:`segedu.significance`) and the extra cost in time, and says in words whether the trick helped.
 
 The baseline is the verdict of the architecture comparison (DeepLab v3+ with a ResNet-50 encoder)
-at the profile's comparison budget (:attr:`~segedu.profiles.Profile.compare_image_size`,
-:attr:`~segedu.profiles.Profile.compare_epochs`) and its craft width
-(:attr:`~segedu.profiles.Profile.craft_width`): small enough that a CPU trains dozens of runs.
+at the book's one budget: the profile's crop size, epochs and width, from the profile's pretrained
+encoder.
 """
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ from ..errors import SegeduError
 from ..inference import crf
 from ..inference.pipeline import InferenceOptions
 from ..inference.tta import TTA
+from .encoders import encoder_weights
 
 BASELINE_MODEL = "deeplabv3plus_resnet50"
 
@@ -96,9 +96,11 @@ def tricks_for(profile: profiles.Profile, family: str | None = None) -> list[str
 
 
 def baseline(profile: profiles.Profile) -> dict:
-    """The baseline's TrainConfig fields for ``profile`` (train_plan adds data, device and seed)."""
-    return {"model": BASELINE_MODEL, "image_size": profile.compare_image_size, "epochs": profile.compare_epochs,
-            "model_options": {"width": profile.craft_width}}
+    """The baseline's TrainConfig fields for ``profile`` (train_plan adds data, device and seed): the
+    book's one budget (the profile's crop size, epochs and width), from the profile's pretrained
+    encoder (:func:`segedu.experiments.encoders.encoder_weights`)."""
+    return {"model": BASELINE_MODEL, "image_size": profile.image_size, "epochs": profile.epochs,
+            "model_options": {"width": profile.width, **encoder_weights(BASELINE_MODEL, profile)}}
 
 
 def optimiser_steps(profile: profiles.Profile, train_images: int) -> int:

@@ -25,6 +25,7 @@ from ..engine.config import TrainConfig
 from ..engine.runs import RunRecord
 from ..engine.trainer import train
 from . import ablation
+from .encoders import encoder_weights
 
 
 #: The architectures the book trains, with the options it builds each with: batch norm for the VGG
@@ -84,7 +85,10 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
     """Train each entry of ``plan`` (TrainConfig fields; ``label`` names the run) with ``common`` fields.
 
     Data, profile, device and run directory come from the chapter's ``session``; the run lands in
-    ``runs/<profile>/<chapter>/<label>``. Returns the results in plan order, keyed by label.
+    ``runs/<profile>/<chapter>/<label>``. Returns the results in plan order, keyed by label. A model
+    starts from the profile's pretrained encoder where its paper starts from ImageNet
+    (:func:`segedu.experiments.encoders.encoder_weights`); an entry's own ``model_options``
+    (e.g. ``{"pretrained_backbone": False}`` for a from-scratch control) override that.
 
     With ``reuse=True`` a run directory that already holds a finished run of exactly the same
     configuration (:func:`segedu.engine.runs.finished`) is read back instead of trained again: the
@@ -97,7 +101,7 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
     for entry in plan:
         entry = {**common, **entry}
         label = entry.pop("label", None) or f"{entry['model']}-seed{entry.get('seed', session.seed)}"
-        options = entry.pop("model_options", {})
+        options = {**encoder_weights(entry["model"], session.profile), **entry.pop("model_options", {})}
         if "width" in models.options_of(entry["model"]):  # smp models have no width
             options = {"width": session.profile.width, **options}
         fields = {"data_dir": str(session.data_dir), "profile": session.profile.name, "seed": session.seed,
@@ -128,7 +132,7 @@ def craft_setup(session) -> dict:
     size = base["image_size"]
     return {"base": base, "seeds": seeds, "train_images": train_images, "steps": steps,
             "test_labels": str(data_dir / "test_labels.json"), "scores": session.run_dir("craft", "scores"),
-            "describe": f"baseline: {base['model']} at width {prof.craft_width}, {size}x{size} crops, "
+            "describe": f"baseline: {base['model']} at width {prof.width}, {size}x{size} crops, "
                         f"{base['epochs']} epoch(s) of {train_images} images = {steps} optimiser steps of batch "
                         f"{prof.batch_size}; seeds {seeds}"}
 

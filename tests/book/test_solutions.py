@@ -6,6 +6,7 @@ states it, so the page fails here when the code or the chapter changes under it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -493,8 +494,9 @@ def test_14_warmup_steps_and_rates():
     from segedu.engine import TrainConfig, schedule
     from segedu.experiments import ablation
 
-    steps = 48
-    warmup = ablation.plan(profiles.PROFILES["cpu"], ["warmup"], [0], 384)[-1]["warmup_steps"]
+    steps = 48  # the exercise's run: one epoch of the cpu profile
+    one_epoch = dataclasses.replace(profiles.PROFILES["cpu"], epochs=1)
+    warmup = ablation.plan(one_epoch, ["warmup"], [0], 384)[-1]["warmup_steps"]
     assert steps == 384 // profiles.PROFILES["cpu"].batch_size and warmup == 5
     rates = schedule.learning_rates(TrainConfig(scheduler="cosine", warmup_steps=warmup, lr=1e-3), steps)
     assert rates[0] == pytest.approx(1e-5) and rates[5] == pytest.approx(1e-3) and max(rates[:5]) < 1e-3

@@ -133,11 +133,11 @@ def test_a_bad_step_cap_is_one_line_naming_the_variable(step_cap, value):
 def test_a_capped_plan_fits_the_swa_phase_inside_the_cap(step_cap):
     """ablation.plan sizes SWA by the profile's cap; under SEGEDU_MAX_STEPS the profile carries it, so
     the SWA run keeps the trainer's minimum of 4 snapshots instead of failing."""
-    def swa(prof):  # cpu: compare_epochs 1, batch 8: 384 images give 48 optimiser steps
+    def swa(prof):  # cpu: 5 epochs, batch 8: 384 images give 240 optimiser steps
         entry = ablation.plan(prof, ["swa"], [0], train_images=384)[1]
         return entry["swa_start_step"], entry["swa_every"]
 
-    assert swa(profiles.get("cpu")) == (36, 1)  # phase = round(48 / 4) = 12 steps, every 12 // 8 = 1
+    assert swa(profiles.get("cpu")) == (184, 7)  # phase = round(240 / 4) = 60 steps, every 60 // 8 = 7
     step_cap("10")
     start, every = swa(profiles.get("cpu"))  # phase = max(4, round(10 / 4)) = 4 steps, every 1
     assert (start, every) == (6, 1) and (10 - start) // every == 4  # the trainer's count of snapshots

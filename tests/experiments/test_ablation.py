@@ -1,5 +1,4 @@
 """segedu.experiments.ablation: the one-change plan and the ablation table's arithmetic (hand-computed)."""
-import dataclasses
 import math
 
 import pytest
@@ -20,7 +19,7 @@ def test_every_trick_is_a_valid_config_that_differs_from_the_baseline_in_its_own
     configs = {e["label"].removesuffix("-seed0"): TrainConfig(profile="cpu", **{k: v for k, v in e.items() if k != "label"})
                for e in entries}
     base = configs.pop("baseline").resolved()
-    assert base.model == "deeplabv3plus_resnet50" and base.image_size == CPU.compare_image_size
+    assert base.model == "deeplabv3plus_resnet50" and base.image_size == CPU.image_size
     for trick, config in configs.items():
         changed = set(config_diff(config.resolved(), base)) - {"seed"}
         expected = set(ablation.TRICKS[trick]) - set(PLACE_FIELDS)  # save_epochs: kept files, not a change
@@ -29,17 +28,18 @@ def test_every_trick_is_a_valid_config_that_differs_from_the_baseline_in_its_own
 
 def test_relative_values_are_made_concrete():
     entries = {e["label"]: e for e in ablation.plan(CPU, ["warmup", "accumulate2", "swa"], seeds=[3], train_images=8 * 48)}
-    assert entries["warmup-seed3"]["warmup_steps"] == round(0.1 * 48 * CPU.compare_epochs)
+    assert CPU.epochs == 5 and entries["warmup-seed3"]["warmup_steps"] == 24  # 10% of 5 epochs of 48 steps
     assert entries["accumulate2-seed3"]["batch_size"] * entries["accumulate2-seed3"]["accumulate"] == CPU.batch_size
-    swa = entries["swa-seed3"]  # 48 steps: the last 12, every step (12 snapshots), no extra epoch
-    assert (swa["swa_start_step"], swa["swa_every"], swa["epochs"], swa["seed"]) == (36, 1, CPU.compare_epochs, 3)
+    swa = entries["swa-seed3"]  # 240 steps: a quarter is 60 = 8 * 7 + 4, so 8 snapshots 7 apart, no extra epoch
+    assert (swa["swa_start_step"], swa["swa_every"], swa["epochs"], swa["seed"]) == (184, 7, CPU.epochs, 3)
     with pytest.raises(KeyError, match="unknown trick 'nope'"):
         ablation.plan(CPU, ["nope"], seeds=[0], train_images=8)
 
 
 @pytest.mark.parametrize("profile, train_images, start, every", [
-    ("cpu", 8 * 48, 36, 1),      # 48 steps: a quarter is 12 steps, fewer than 16, so every step
-    ("gpu", 16 * 62, 192, 7),    # 4 epochs of 62 = 248 steps: a quarter is 62 = 8 * 7 + 6, so 8 snapshots from 192
+    ("cpu", 8 * 48, 184, 7),     # 5 epochs of 48 = 240 steps: a quarter is 60 = 8 * 7 + 4, so 8 snapshots from 184
+    ("cpu", 8 * 12, 45, 1),      # 5 epochs of 12 = 60 steps: a quarter is 15, fewer than 16, so every step
+    ("gpu", 16 * 62, 376, 15),   # 8 epochs of 62 = 496 steps: a quarter is 124 = 8 * 15 + 4, so 8 snapshots from 376
     ("smoke", 40, 0, 1),         # 10 steps capped at the profile's max_steps=4: 4 snapshots, the minimum
 ])
 def test_swa_averages_the_last_quarter_of_the_steps(profile, train_images, start, every):
@@ -139,7 +139,11 @@ def test_cpu_measures_a_subset_and_the_other_profiles_everything():
     assert ablation.tricks_for(profiles.PROFILES["smoke"]) == list(ablation.TRICKS) == ablation.tricks_for(profiles.PROFILES["gpu"])
 
 
-def test_craft_width_is_what_the_baseline_uses():
+def test_the_baseline_is_the_books_one_budget_from_the_profiles_encoder():
     for prof in profiles.PROFILES.values():
-        assert ablation.baseline(prof)["model_options"] == {"width": prof.craft_width}
-        assert dataclasses.asdict(prof)["craft_width"] > 0
+        base = ablation.baseline(prof)
+        assert (base["image_size"], base["epochs"], base["model_options"]["width"]) == (prof.image_size, prof.epochs,
+                                                                                        prof.width)
+    weights = {name: ablation.baseline(prof)["model_options"].get("pretrained_backbone")
+               for name, prof in profiles.PROFILES.items()}
+    assert weights == {"smoke": None, "cpu": "course", "gpu": "imagenet"}
