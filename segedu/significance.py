@@ -219,3 +219,13 @@ def verdict(p_adjusted: float, mean_delta: float, alpha: float = 0.05) -> str:
     if mean_delta > 0:
         return "helps"
     return "hurts" if mean_delta < 0 else "no evidence"
+
+
+def describe(test: Paired, alpha: float = 0.05) -> str:
+    """One line for a single paired comparison (no other test in its family, so no Holm step):
+    ``+0.0123 (95% CI +0.0040 to +0.0206), t(2) = 6.39, p = 0.024 over 3 seeds: helps``."""
+    if test.n < 2:
+        return f"{test.mean_delta:+.4f} over {test.n} seed: no test possible"
+    low, high = test.ci95
+    return (f"{test.mean_delta:+.4f} (95% CI {low:+.4f} to {high:+.4f}), t({test.df}) = {test.t:.2f}, "
+            f"p = {test.p:.3f} over {test.n} seeds: {verdict(test.p, test.mean_delta, alpha)}")

@@ -147,3 +147,15 @@ def test_the_lowest_layer_imports_only_errors_numpy_and_scipy():
     assert {m for m in imported if m.startswith(".")} == {".errors"}
     assert not {m.split(".")[0] for m in imported} - {"", "__future__", "dataclasses", "math", "warnings",
                                                       "collections", "numpy", "scipy"}
+
+
+def test_describe_one_comparison_by_hand():
+    # differences 0.02, 0.03, 0.04: mean 0.03, sd 0.01, se 0.01 / sqrt(3), t = 3 sqrt(3) = 5.196 on 2 df
+    test = significance.paired_test([0.52, 0.53, 0.54], [0.50, 0.50, 0.50])
+    half = stats.t.ppf(0.975, 2) * 0.01 / math.sqrt(3)
+    p = 2 * stats.t.sf(3 * math.sqrt(3), 2)
+    assert significance.describe(test) == (f"+0.0300 (95% CI {0.03 - half:+.4f} to {0.03 + half:+.4f}), "
+                                           f"t(2) = 5.20, p = {p:.3f} over 3 seeds: helps")
+    assert significance.describe(significance.paired_test([0.5], [0.4])) == "+0.1000 over 1 seed: no test possible"
+    worse = significance.paired_test([0.49, 0.51, 0.48], [0.50, 0.50, 0.50])
+    assert significance.describe(worse).endswith("over 3 seeds: no evidence")

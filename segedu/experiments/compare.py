@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import metrics, models
+from .. import metrics, models, significance
 from ..data import dataset, masks
 from ..inference import ensemble, pipeline, pseudo
 from ..inference.predictor import Predictor
@@ -300,6 +300,16 @@ def seed_summary(scores: dict[str, dict], groups: dict[str, list[str]], key: str
         values = [float(scores[label][key]["miou"]) for label in labels]
         out[group] = (*ablation.summarise(values), len(values))
     return out
+
+
+def paired_seeds(scores: dict[str, dict], treatment: list[RunResult], baseline: list[RunResult],
+                 key: str = "overall") -> significance.Paired:
+    """Paired t-test over seeds of the ``key`` mIoU ("overall" or "boundary", :func:`score_runs`) of the
+    ``treatment`` runs against the ``baseline`` runs, matched by their training seed
+    (:func:`segedu.significance.paired`, on the seeds both arms ran)."""
+    def by_seed(group):
+        return {run.seed: float(scores[run.label][key]["miou"]) for run in group}
+    return significance.paired(by_seed(treatment), by_seed(baseline))
 
 
 @torch.no_grad()

@@ -166,3 +166,23 @@ def test_the_books_architectures_build_with_their_options():
         assert set(options) <= set(models.options_of(name)), name
         with torch.device("meta"):
             models.create(name, width=0.25, **options)
+
+
+def test_paired_seeds_matches_runs_by_their_seed():
+    """The per-seed differences pair seed with seed, whatever the order of the runs."""
+    import types
+
+    from segedu import significance
+
+    def run(label, seed):
+        return types.SimpleNamespace(label=label, seed=seed)
+
+    scores = {f"{m}-seed{s}": {"overall": {"miou": value}, "boundary": {"miou": value / 2}}
+              for m, s, value in [("a", 0, 0.50), ("a", 1, 0.60), ("a", 2, 0.55),
+                                  ("b", 0, 0.40), ("b", 1, 0.52), ("b", 2, 0.50)]}
+    a = [run("a-seed2", 2), run("a-seed0", 0), run("a-seed1", 1)]
+    b = [run("b-seed0", 0), run("b-seed1", 1), run("b-seed2", 2)]
+    test = compare.paired_seeds(scores, a, b)
+    expected = significance.paired_test([0.50, 0.60, 0.55], [0.40, 0.52, 0.50])
+    assert test == expected
+    assert compare.paired_seeds(scores, a, b, key="boundary").mean_delta == pytest.approx(expected.mean_delta / 2)
