@@ -183,13 +183,11 @@ if card:
           f"{card['machine']}")
 floor = background_floor(session.data_dir, "val")["miou"]
 print(f"floor: predicting Background everywhere scores val mIoU {float(floor):.4f}")
-start_plan = [{"model": "fcn8s", "seed": s, "label": f"fcn8s-scratch-seed{s}",
-               "model_options": {"batch_norm": True, "pretrained_backbone": False}} for s in prof.seeds]
-variant_plan = [{"model": name, "seed": s, "model_options": {"batch_norm": True}}
-                for name in ("fcn32s", "fcn16s", "fcn8s") for s in prof.seeds]
-runs = compare.train_plan(session, "06_fcn", variant_plan + start_plan)
-scratch = [runs[f"fcn8s-scratch-seed{s}"] for s in prof.seeds]
-pretrained = [runs[f"fcn8s-seed{s}"] for s in prof.seeds]
+variants = compare.train_architectures(session, ("fcn32s", "fcn16s", "fcn8s"), seeds=prof.seeds)
+scratch_plan = [{"model": "fcn8s", "seed": s, "label": f"fcn8s-scratch-seed{s}",
+                 "model_options": {"batch_norm": True, "pretrained_backbone": False}} for s in prof.seeds]
+scratch = list(compare.train_plan(session, "06_fcn", scratch_plan).values())
+pretrained = variants["fcn8s"]
 for label, group in ((f"fcn8s from {prof.encoder_weights or 'no'} weights", pretrained), ("fcn8s from scratch", scratch)):
     print(f"{label:<32} best val mIoU " + "  ".join(f"{r.trainer.best_miou:.4f}" for r in group))
 test = significance.paired({r.seed: r.trainer.best_miou for r in pretrained},
@@ -213,11 +211,11 @@ plt.show()
 # differences are compared seed by seed.
 
 # %%
-for name in ("fcn32s", "fcn16s", "fcn8s"):
-    values = [runs[f"{name}-seed{s}"].trainer.best_miou for s in prof.seeds]
-    print(f"{name}: best val mIoU " + "  ".join(f"{v:.4f}" for v in values) + f"   (floor {float(floor):.4f})")
-viz.plot_learning_curves({f"{name}, seed {prof.seeds[0]}": runs[f"{name}-seed{prof.seeds[0]}"].trainer.history
-                          for name in ("fcn32s", "fcn16s", "fcn8s")}, title="FCN variants, same budget")
+for name, group in variants.items():
+    print(f"{name}: best val mIoU " + "  ".join(f"{r.trainer.best_miou:.4f}" for r in group)
+          + f"   (floor {float(floor):.4f})")
+viz.plot_learning_curves({f"{name}, seed {group[0].seed}": group[0].trainer.history for name, group in variants.items()},
+                         title="FCN variants, same budget")
 plt.show()
 
 # %% [markdown]
@@ -230,17 +228,16 @@ plt.show()
 # and in the band.
 
 # %%
-variants = {label: run for label, run in runs.items() if "scratch" not in label}
-scores = compare.score_runs({label: run.run_dir for label, run in variants.items()}, session.data_dir,
+every_run = {run.label: run for group in variants.values() for run in group}
+scores = compare.score_runs({label: run.run_dir for label, run in every_run.items()}, session.data_dir,
                             device=session.device, batch_size=prof.batch_size)
 print(f"floor (all Background): val mIoU {float(floor):.4f}\n")
-print(compare.per_class_table({label: scores[label] for label in variants if label.endswith(f"seed{prof.seeds[0]}")}))
+print(compare.per_class_table({group[0].label: scores[group[0].label] for group in variants.values()}))
 
 # %%
-by_model = {name: [runs[f"{name}-seed{s}"] for s in prof.seeds] for name in ("fcn32s", "fcn16s", "fcn8s")}
 for key, what in (("overall", "mIoU"), ("boundary", "boundary mIoU")):
     for name in ("fcn16s", "fcn8s"):
-        test = compare.paired_seeds(scores, by_model[name], by_model["fcn32s"], key=key)
+        test = compare.paired_seeds(scores, variants[name], variants["fcn32s"], key=key)
         print(f"{what:<14} {name} - fcn32s: {significance.describe(test)}")
 
 # %% [markdown]
@@ -249,7 +246,7 @@ for key, what in (("overall", "mIoU"), ("boundary", "boundary mIoU")):
 # %%
 val = dataset.CocoSegmentation(session.data_dir, "val")
 image, mask = val[0]
-first_seed = {name: runs[f"{name}-seed{prof.seeds[0]}"].run_dir for name in ("fcn32s", "fcn16s", "fcn8s")}
+first_seed = {name: group[0].run_dir for name, group in variants.items()}
 viz.show_predictions(image, mask, compare.predictions(first_seed, image, session.device), names=val.class_names)
 plt.show()
 

@@ -157,9 +157,10 @@ def _hide_injected_parameters(path: Path) -> None:
 
 
 #: run folders not named after one chapter (``compare.train_plan(session, folder, ...)``): the
-#: competition-craft chapters' shared ``craft``, chapter 19's ``libraries`` and chapter 20's ``noise``;
+#: architecture chapters' shared ``architectures``, the competition-craft chapters' shared ``craft``,
+#: chapter 19's ``libraries`` and chapter 20's ``noise``;
 #: a run is credited to the chapter whose execution wrote it
-SHARED_RUN_FOLDERS = ("craft", "libraries", "noise")
+SHARED_RUN_FOLDERS = ("architectures", "craft", "libraries", "noise")
 
 
 def chapter_results(runs_root: Path, profile: str, chapter: str, since: float | None = None) -> list[dict]:

@@ -32,6 +32,8 @@ from .encoders import encoder_weights
 #: nets, DeconvNet's fc6 padded so that small crops keep a map, U-Net with "same" padding and batch
 #: norm, PSPNet with its auxiliary loss (chapters 6-11, the budget benchmark).
 ARCHITECTURES: dict[str, dict] = {
+    "fcn32s": {"batch_norm": True},
+    "fcn16s": {"batch_norm": True},
     "fcn8s": {"batch_norm": True},
     "deconvnet": {"pad_fc6": True},
     "segnet": {},
@@ -118,6 +120,25 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
         # and live trainers (models, optimisers, datasets) would make every later run slower.
         results[label] = RunResult(label, run_dir, runs.load(run_dir), time.perf_counter() - start)
     return results
+
+
+#: The run folder the architecture chapters (6-11) share: a model trained by one chapter is read
+#: back by the next that needs it (same configuration, same seed), not trained again.
+ARCHITECTURE_RUNS = "architectures"
+
+
+def train_architectures(session, names, seeds=None, **common) -> dict[str, list[RunResult]]:
+    """Each architecture of ``names`` trained once per seed (default: the session's seed) at the
+    book's one budget, with its :data:`ARCHITECTURES` options and the profile's pretrained encoder,
+    in the shared :data:`ARCHITECTURE_RUNS` folder: a run an earlier chapter of the same book
+    execution trained is read back (:func:`train_plan`'s ``reuse``). ``common``: TrainConfig fields
+    for every run (they change the configuration, so such runs are not shared). Returns
+    ``{name: [run per seed]}`` in the order given."""
+    seeds = [session.seed] if seeds is None else list(seeds)
+    plan = [{"model": name, "seed": s, "model_options": dict(ARCHITECTURES.get(name, {}))}
+            for name in names for s in seeds]
+    trained = train_plan(session, ARCHITECTURE_RUNS, plan, reuse=True, **common)
+    return {name: [trained[f"{name}-seed{s}"] for s in seeds] for name in names}
 
 
 def craft_setup(session) -> dict:

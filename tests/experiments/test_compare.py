@@ -186,3 +186,19 @@ def test_paired_seeds_matches_runs_by_their_seed():
     expected = significance.paired_test([0.50, 0.60, 0.55], [0.40, 0.52, 0.50])
     assert test == expected
     assert compare.paired_seeds(scores, a, b, key="boundary").mean_delta == pytest.approx(expected.mean_delta / 2)
+
+
+def test_train_architectures_shares_runs_between_chapters(session, monkeypatch):
+    """Two chapters asking for the same architecture and seed get one run: the second reads it back."""
+    from segedu.engine import runs
+
+    monkeypatch.setattr(runs, "reuse_since", lambda: None)
+    small = dict(image_size=32, epochs=1, max_steps=2, batch_size=4, num_workers=0)
+    first = compare.train_architectures(session, ["fcn32s", "deeplabv1"], seeds=[0, 1], **small)
+    assert list(first) == ["fcn32s", "deeplabv1"] and [r.seed for r in first["fcn32s"]] == [0, 1]
+    assert first["deeplabv1"][0].trainer.config.model_options == {"width": session.profile.width,
+                                                                  **compare.ARCHITECTURES.get("deeplabv1", {})}
+    assert not any(r.reused for group in first.values() for r in group)
+    again = compare.train_architectures(session, ["deeplabv1"], **small)  # the session's seed, 0
+    assert again["deeplabv1"][0].reused and again["deeplabv1"][0].run_dir == first["deeplabv1"][0].run_dir
+    assert first["deeplabv1"][0].run_dir == session.run_dir(compare.ARCHITECTURE_RUNS, "deeplabv1-seed0")
