@@ -183,7 +183,8 @@ if card:
           f"{card['machine']}")
 floor = background_floor(session.data_dir, "val")["miou"]
 print(f"floor: predicting Background everywhere scores val mIoU {float(floor):.4f}")
-variants = compare.train_architectures(session, ("fcn32s", "fcn16s", "fcn8s"), seeds=prof.seeds)
+trained = compare.train_architectures(session, ("fcn32s", "fcn16s", "fcn8s"), seeds=prof.seeds)
+variants = {name: [trained[f"{name}-seed{s}"] for s in prof.seeds] for name in ("fcn32s", "fcn16s", "fcn8s")}
 scratch_plan = [{"model": "fcn8s", "seed": s, "label": f"fcn8s-scratch-seed{s}",
                  "model_options": {"batch_norm": True, "pretrained_backbone": False}} for s in prof.seeds]
 scratch = list(compare.train_plan(session, "06_fcn", scratch_plan).values())

@@ -362,10 +362,7 @@ for name, net, sizes in (("fcn8s", models.create("fcn8s", width=1 / 32, batch_no
 # showed how far two seeds of one model can differ, so treat small differences here as noise.
 
 # %%
-plan = [{"model": "fcn8s", "model_options": {"batch_norm": True}, "label": "fcn8s"},
-        {"model": "segnet", "label": "segnet"},
-        {"model": "deconvnet", "model_options": {"pad_fc6": pad_fc6}, "label": "deconvnet"}]
-runs = compare.train_plan(session, "07_decoder_models", plan, seed=seed)
+runs = compare.train_architectures(session, ("fcn8s", "segnet", "deconvnet"))
 for label, run in runs.items():
     print(f"{label:<10} best val mIoU {run.trainer.best_miou:.4f} after {run.trainer.step} steps, {run.seconds:.0f} s")
 

@@ -402,13 +402,7 @@ print("inputs of X^{0,4}:", nested.nodes[0][4][0].in_channels, "channels = 4 ear
 # holds two trainings, so UNet++ is trained in the smoke and gpu profiles only.
 
 # %%
-plan = [
-    {"model": "fcdensenet56"},
-    {"model": "unet", "model_options": {"padding": "same", "batch_norm": True}},
-]
-if prof.name != "cpu":
-    plan.append({"model": "unetpp", "model_options": {"batch_norm": True}})
-runs = compare.train_plan(session, "08_skip_connections", plan, seed=seed)
+runs = compare.train_architectures(session, ("fcdensenet56", "unet"))
 for label, run in runs.items():
     with torch.device("meta"):
         learned = sum(p.numel() for p in models.create(run.model, **run.trainer.config.model_options).parameters())

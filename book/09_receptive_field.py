@@ -338,16 +338,8 @@ for name, options in FAMILY.items():
 # profiles and in the [comparison](11_comparison)).
 
 # %%
-plan = [
-    {"model": "deeplabv1", "model_options": {"batch_norm": True}},
-    {"model": "deeplabv2"},
-    {"model": "pspnet_resnet50", "model_options": {"aux": True}},
-    {"model": "deeplabv3_resnet50"},
-    {"model": "deeplabv3plus_resnet50"},
-]
-if prof.name != "cpu":
-    plan.insert(1, {"model": "dilatednet", "model_options": {"batch_norm": True}})
-runs = compare.train_plan(session, "09_receptive_field", plan, seed=seed)
+runs = compare.train_architectures(session, ("deeplabv1", "dilatednet", "deeplabv2", "pspnet_resnet50",
+                                                 "deeplabv3_resnet50", "deeplabv3plus_resnet50"))
 for label, run in runs.items():
     print(f"{label:<28} best val mIoU {run.trainer.best_miou:.4f} after {run.trainer.step} steps ({run.seconds:.0f} s)")
 

@@ -165,8 +165,7 @@ except ValueError as error:
 # from scratch, at the profile's width.
 
 # %%
-plan = [{"model": "hrnetv2_w18"}, {"model": "deeplabv3_resnet50"}, {"model": "deeplabv3plus_resnet50"}]
-runs = compare.train_plan(session, "10_hrnet", plan, seed=seed)
+runs = compare.train_architectures(session, ("hrnetv2_w18", "deeplabv3_resnet50", "deeplabv3plus_resnet50"))
 for label, run in runs.items():
     print(f"{label:<28} best val mIoU {run.trainer.best_miou:.4f} after {run.trainer.step} steps ({run.seconds:.0f} s)")
 

@@ -127,18 +127,17 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
 ARCHITECTURE_RUNS = "architectures"
 
 
-def train_architectures(session, names, seeds=None, **common) -> dict[str, list[RunResult]]:
+def train_architectures(session, names, seeds=None, **common) -> dict[str, RunResult]:
     """Each architecture of ``names`` trained once per seed (default: the session's seed) at the
     book's one budget, with its :data:`ARCHITECTURES` options and the profile's pretrained encoder,
     in the shared :data:`ARCHITECTURE_RUNS` folder: a run an earlier chapter of the same book
     execution trained is read back (:func:`train_plan`'s ``reuse``). ``common``: TrainConfig fields
-    for every run (they change the configuration, so such runs are not shared). Returns
-    ``{name: [run per seed]}`` in the order given."""
+    for every run (they change the configuration, so such runs are not shared). Returns what
+    :func:`train_plan` does, labelled ``<name>-seed<s>``, names in the order given."""
     seeds = [session.seed] if seeds is None else list(seeds)
     plan = [{"model": name, "seed": s, "model_options": dict(ARCHITECTURES.get(name, {}))}
             for name in names for s in seeds]
-    trained = train_plan(session, ARCHITECTURE_RUNS, plan, reuse=True, **common)
-    return {name: [trained[f"{name}-seed{s}"] for s in seeds] for name in names}
+    return train_plan(session, ARCHITECTURE_RUNS, plan, reuse=True, **common)
 
 
 def craft_setup(session) -> dict:

@@ -195,10 +195,11 @@ def test_train_architectures_shares_runs_between_chapters(session, monkeypatch):
     monkeypatch.setattr(runs, "reuse_since", lambda: None)
     small = dict(image_size=32, epochs=1, max_steps=2, batch_size=4, num_workers=0)
     first = compare.train_architectures(session, ["fcn32s", "deeplabv1"], seeds=[0, 1], **small)
-    assert list(first) == ["fcn32s", "deeplabv1"] and [r.seed for r in first["fcn32s"]] == [0, 1]
-    assert first["deeplabv1"][0].trainer.config.model_options == {"width": session.profile.width,
-                                                                  **compare.ARCHITECTURES.get("deeplabv1", {})}
-    assert not any(r.reused for group in first.values() for r in group)
+    assert list(first) == ["fcn32s-seed0", "fcn32s-seed1", "deeplabv1-seed0", "deeplabv1-seed1"]
+    assert first["deeplabv1-seed0"].trainer.config.model_options == {"width": session.profile.width,
+                                                                     **compare.ARCHITECTURES["deeplabv1"]}
+    assert not any(r.reused for r in first.values())
     again = compare.train_architectures(session, ["deeplabv1"], **small)  # the session's seed, 0
-    assert again["deeplabv1"][0].reused and again["deeplabv1"][0].run_dir == first["deeplabv1"][0].run_dir
-    assert first["deeplabv1"][0].run_dir == session.run_dir(compare.ARCHITECTURE_RUNS, "deeplabv1-seed0")
+    assert list(again) == ["deeplabv1-seed0"] and again["deeplabv1-seed0"].reused
+    assert again["deeplabv1-seed0"].run_dir == first["deeplabv1-seed0"].run_dir == session.run_dir(
+        compare.ARCHITECTURE_RUNS, "deeplabv1-seed0")
