@@ -88,7 +88,7 @@ print(runs.render(runs.compare({t: trained[f"{t}-seed{SEEDS[0]}"].run_dir for t 
 
 # %%
 rows = compare.trick_rows(trained, tricks, SEEDS)
-print(ablation.render(rows))
+print(ablation.render(rows, floor=craft["floor"]["val"]))
 
 # %%
 viz.plot_ablation(rows, f"augmentation, {len(SEEDS)} seeds each ({prof.name} profile)")
@@ -97,9 +97,10 @@ plt.show()
 # %%
 best = max(rows[1:], key=lambda r: r.delta)
 slowest = max(rows[1:], key=lambda r: r.extra_seconds)
-print(f"largest mean change: {best.trick} {best.delta:+.4f} ({best.verdict}; 2 × noise {2 * best.noise:.4f})")
-print(f"helped beyond the noise: {', '.join(r.trick for r in rows if r.verdict == 'helps') or 'none'}")
-print(f"hurt beyond the noise: {', '.join(r.trick for r in rows if r.verdict == 'hurts') or 'none'}")
+print(f"largest mean change: {best.trick} {best.delta:+.4f} (95% CI {best.ci95[0]:+.4f} to {best.ci95[1]:+.4f}, "
+      f"p (Holm) {best.p_holm:.3f}: {best.verdict})")
+print(f"helped (paired test, Holm): {', '.join(r.trick for r in rows if r.verdict == 'helps') or 'none'}")
+print(f"hurt (paired test, Holm): {', '.join(r.trick for r in rows if r.verdict == 'hurts') or 'none'}")
 print(f"largest extra cost: {slowest.trick}, {slowest.extra_seconds:+.1f} s per run "
       f"({100 * slowest.extra_seconds / rows[0].seconds:+.0f}%)")
 

@@ -136,7 +136,7 @@ tricks = ablation.tricks_for(prof, "optimisation")
 trained = compare.train_tricks(session, tricks)
 print(f"trained in the {prof.name} profile: {', '.join(tricks)}; {compare.describe_runs(trained)}")
 rows = compare.trick_rows(trained, tricks, SEEDS)
-print(ablation.render(rows))
+print(ablation.render(rows, floor=craft["floor"]["val"]))
 
 # %%
 viz.plot_ablation(rows, f"optimisation, {len(SEEDS)} seeds each ({prof.name} profile)")

@@ -73,7 +73,7 @@ tricks = ablation.tricks_for(prof, "averaging")
 trained = compare.train_tricks(session, tricks)
 print(compare.describe_runs(trained))
 rows = compare.trick_rows(trained, tricks, SEEDS)
-print(ablation.render(rows))
+print(ablation.render(rows, floor=craft["floor"]["val"]))
 
 # %% [markdown]
 # ## The weights' path
@@ -154,7 +154,7 @@ test_rows = ablation.table({n: by_seed({k: s["overall"]["miou"] for k, s in g.it
                            {n: [1000 / s["images_per_s"] for s in g.values()] for n, g in test.items()},
                            baseline_label="single model")
 print(f"test mIoU ({len(json.loads(open(craft['test_labels']).read())['images'])} images); cost: ms per image")
-print(ablation.render(test_rows, cost_label="ms/img"))
+print(ablation.render(test_rows, cost_label="ms/img", floor=craft["floor"]["test"]))
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.6))

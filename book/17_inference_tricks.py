@@ -84,7 +84,7 @@ infer = {name: compare.score_inference(seeds, session.data_dir, options=options,
          for name, options in OPTIONS.items()}
 rows = ablation.table({n: [s["overall"]["miou"] for s in g.values()] for n, g in infer.items()},
                       {n: [1000 / s["images_per_s"] for s in g.values()] for n, g in infer.items()})
-print(ablation.render(rows, cost_label="ms/img"))
+print(ablation.render(rows, cost_label="ms/img", floor=craft["floor"]["val"]))
 
 # %% [markdown]
 # Where does a trick act? Boundary mIoU scores only the pixels within 3 pixels of a boundary
@@ -128,7 +128,7 @@ if head:
                                 **{n: [s["overall"]["miou"] for s in g.values()] for n, g in head_scores.items()}},
                                {"baseline": [1000 / s["images_per_s"] for s in infer["baseline"].values()],
                                 **{n: [1000 / s["images_per_s"] for s in g.values()] for n, g in head_scores.items()}})
-    print(ablation.render(head_rows, cost_label="ms/img"))
+    print(ablation.render(head_rows, cost_label="ms/img", floor=craft["floor"]["val"]))
     absent = {n: np.mean([int((s["overall"]["confusion"].sum(0) == 0).sum()) for s in g.values()])
               for n, g in head_scores.items()}
     print("classes never predicted on the validation images (mean over seeds): "
@@ -154,7 +154,7 @@ pseudo_rows = ablation.table(
      "pseudo_label": [r.trainer.best_miou for r in pseudo_runs.values()]},
     {"baseline": [r.train_seconds for r in base_runs],
      "pseudo_label": [r.train_seconds for r in pseudo_runs.values()]})
-print(ablation.render(pseudo_rows))
+print(ablation.render(pseudo_rows, floor=craft["floor"]["val"]))
 
 # %% [markdown]
 # ## All inference tricks together

@@ -84,7 +84,7 @@ print(f"pseudo-labels: threshold {pseudo_summary.threshold:.3f}, written to {pse
 
 # %%
 train_rows = compare.trick_rows(trained, [*tricks, "pseudo_label"], SEEDS)
-print(ablation.render(train_rows))
+print(ablation.render(train_rows, floor=craft["floor"]["val"]))
 
 # %%
 viz.plot_ablation(train_rows, f"training tricks, {len(SEEDS)} seeds each ({prof.name} profile)")
@@ -120,7 +120,7 @@ infer_mious = {name: [s["overall"]["miou"] for s in scores.values()] for name, s
 infer_ms = {name: [1000 / s["images_per_s"] for s in scores.values()] for name, scores in infer.items()}
 infer_mious["seed_ensemble"], infer_ms["seed_ensemble"] = [ens["seeds"]["overall"]["miou"]], [1000 / ens["seeds"]["images_per_s"]]
 infer_rows = ablation.table(infer_mious, infer_ms)
-print(ablation.render(infer_rows, cost_label="ms/img"))
+print(ablation.render(infer_rows, cost_label="ms/img", floor=craft["floor"]["val"]))
 
 # %% [markdown]
 # ## The ablation table
@@ -133,14 +133,14 @@ print(ablation.render(infer_rows, cost_label="ms/img"))
 print(f"profile {prof.name}; seeds {SEEDS}; machine {env.machine_description()}; device {session.device_name}")
 print(f"baseline {BASE['model']} width {prof.width}, {size}x{size} crops, {BASE['epochs']} epoch(s)\n")
 print("training tricks (cost: training seconds per run)")
-print(ablation.render(train_rows))
+print(ablation.render(train_rows, floor=craft["floor"]["val"]))
 print("\ninference tricks (cost: milliseconds per image)")
-print(ablation.render(infer_rows, cost_label="ms/img"))
+print(ablation.render(infer_rows, cost_label="ms/img", floor=craft["floor"]["val"]))
 helped = [r.trick for r in train_rows + infer_rows if r.verdict == "helps"]
 hurt = [r.trick for r in train_rows + infer_rows if r.verdict == "hurts"]
-print(f"\nhelped beyond the noise: {', '.join(helped) or 'none'}")
-print(f"hurt beyond the noise: {', '.join(hurt) or 'none'}")
-print(f"within the noise: {', '.join(r.trick for r in train_rows + infer_rows if r.verdict == 'within noise') or 'none'}")
+print(f"\nhelped (paired test, Holm): {', '.join(helped) or 'none'}")
+print(f"hurt (paired test, Holm): {', '.join(hurt) or 'none'}")
+print(f"no evidence either way: {', '.join(r.trick for r in train_rows + infer_rows if r.verdict == 'no evidence') or 'none'}")
 
 # %% [markdown]
 # ## The best combination, trained and submitted

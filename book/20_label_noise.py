@@ -232,7 +232,7 @@ rows = ablation.table({n: [trained[f"{n}-seed{s}"].trainer.best_miou for s in SE
                       {n: [trained[f"{n}-seed{s}"].train_seconds for s in SEEDS] for n in names},
                       baseline_label="noisy_ce")
 print(f"validation mIoU on clean labels; {len(SEEDS)} seed(s); Δ against plain cross-entropy on the noisy labels")
-print(ablation.render(rows))
+print(ablation.render(rows, floor=craft["floor"]["val"]))
 
 # %%
 viz.plot_ablation(rows, title="remedies for noisy labels (Δ against noisy CE)",

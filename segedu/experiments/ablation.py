@@ -226,10 +226,11 @@ def _p_text(p: float) -> str:
     return "-" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def render(rows: list[Row], time_columns: bool = True, cost_label: str = "train s") -> str:
+def render(rows: list[Row], time_columns: bool = True, cost_label: str = "train s", floor: float | None = None) -> str:
     """The table as text: mIoU mean ± sd, n, Δ mIoU, its 95% CI, the Holm-adjusted p-value, the
     verdict and the cost (the seconds given to :func:`table`, whatever their unit: ``cost_label``
-    names it), then a line with the number of comparisons and the baseline's noise floor."""
+    names it), then a line with the number of comparisons and the baseline's noise floor, and
+    ``floor`` (the mIoU of predicting Background everywhere on the same images) when given."""
     width = max(10, *(len(r.trick) for r in rows)) + 2
     head = (f"{'trick':<{width}}{'mIoU (mean ± sd)':>20}{'n':>3}{'Δ mIoU':>9}{'95% CI of Δ':>20}{'p (Holm)':>9}"
             f"  {'verdict':<17}" + (f"{cost_label:>8}{'Δ':>7}" if time_columns else ""))
@@ -245,10 +246,12 @@ def render(rows: list[Row], time_columns: bool = True, cost_label: str = "train 
         lines.append(f"{r.trick:<{width}}{r.mean:>11.4f} ± {std}{r.n:>3}{delta:>9}{ci:>20}{_p_text(r.p_holm):>9}"
                      f"  {verdict:<17}" + (f"{r.seconds:>8.1f}{r.extra_seconds:>+7.1f}" if time_columns else ""))
     tested = sum(not math.isnan(r.p_holm) for r in rows)
-    floor = next((r.noise for r in rows if r.is_baseline or r.trick == "baseline"), rows[0].noise)
-    floor_text = "-" if math.isnan(floor) else f"{floor:.4f}"
+    noise = next((r.noise for r in rows if r.is_baseline or r.trick == "baseline"), rows[0].noise)
+    noise_text = "-" if math.isnan(noise) else f"{noise:.4f}"
     lines.append(f"m = {tested} comparison{'' if tested == 1 else 's'}, Holm-adjusted; "
-                 f"noise floor (2 × baseline sd) = {floor_text}")
+                 f"noise floor (2 × baseline sd) = {noise_text}")
+    if floor is not None:
+        lines.append(f"floor: Background everywhere scores mIoU {float(floor):.4f} on the same images")
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ import torch
 from .. import metrics, models, significance
 from ..data import dataset, masks
 from ..inference import ensemble, pipeline, pseudo
+from ..inference.evaluate import background_floor
 from ..inference.predictor import Predictor
 from ..engine import checkpoint, runs
 from ..engine.config import TrainConfig
@@ -144,14 +145,19 @@ def craft_setup(session) -> dict:
     """What every competition-craft chapter starts from: the baseline's fields
     (:func:`segedu.experiments.ablation.baseline`), the profile's seeds, the number of training images
     (it sets the warm-up length) and optimiser steps, the labelled test file of the generated
-    dataset, the shared folder of inference scores, and ``describe``: the baseline in one line."""
+    dataset, the shared folder of inference scores, ``floor``: the mIoU of predicting Background
+    everywhere on val and on test (:func:`segedu.inference.evaluate.background_floor`), and
+    ``describe``: the baseline in one line."""
     data_dir, prof = Path(session.data_dir), session.profile
     base, seeds = ablation.baseline(prof), list(prof.seeds)
     train_images = len(json.loads((data_dir / "train.json").read_text())["images"])
     steps = ablation.optimiser_steps(prof, train_images)
     size = base["image_size"]
-    return {"base": base, "seeds": seeds, "train_images": train_images, "steps": steps,
-            "test_labels": str(data_dir / "test_labels.json"), "scores": session.run_dir("craft", "scores"),
+    test_labels = str(data_dir / "test_labels.json")
+    floor = {"val": float(background_floor(data_dir, "val")["miou"]),
+             "test": float(background_floor(data_dir, test_labels)["miou"])}
+    return {"base": base, "seeds": seeds, "train_images": train_images, "steps": steps, "floor": floor,
+            "test_labels": test_labels, "scores": session.run_dir("craft", "scores"),
             "describe": f"baseline: {base['model']} at width {prof.width}, {size}x{size} crops, "
                         f"{base['epochs']} epoch(s) of {train_images} images = {steps} optimiser steps of batch "
                         f"{prof.batch_size}; seeds {seeds}"}

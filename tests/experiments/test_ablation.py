@@ -147,3 +147,11 @@ def test_the_baseline_is_the_books_one_budget_from_the_profiles_encoder():
     weights = {name: ablation.baseline(prof)["model_options"].get("pretrained_backbone")
                for name, prof in profiles.PROFILES.items()}
     assert weights == {"smoke": None, "cpu": "course", "gpu": "imagenet"}
+
+
+def test_render_states_the_floor_when_given():
+    rows = ablation.table({"baseline": [0.40, 0.42, 0.41], "trick": [0.45, 0.46, 0.44]}, {"baseline": [1, 1, 1],
+                                                                                        "trick": [1, 1, 1]})
+    text = ablation.render(rows, floor=0.0606)
+    assert text.splitlines()[-1] == "floor: Background everywhere scores mIoU 0.0606 on the same images"
+    assert "floor:" not in ablation.render(rows)
