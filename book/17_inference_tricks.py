@@ -58,20 +58,24 @@ print(f"baseline checkpoints: {len(base_dirs)} seeds, trained on {size}x{size} c
 #
 # * **flip TTA** (`--tta hflip`): the image and its mirror, probabilities averaged;
 # * **multi-scale TTA** (`--tta hflip --tta-scales 0.75,1,1.25`): both flips at three sizes;
-# * **sliding window** (`--sliding-window`): the model was trained on crops covering a quarter to
-#   all of an image's *area* (`RandomResizedCrop` with `scale=(0.25, 1)` samples an area fraction),
-#   that is about half to all of its side, each resized to the crop size. A plain prediction
-#   squeezes the whole image into one crop-sized input, the far end of that range, so objects look
-#   smaller than in most training crops. Instead, the image is brought to half its resolution and
-#   crop-sized windows slide over it (overlap 0.5, Gaussian weights), so every window sees objects
-#   as large as in the tightest training crops (half the image's side), the other end of the range;
+# * **full resolution** (`--tta-scales` at the image's size over the crop's): the model was trained
+#   on crops covering a quarter to all of an image's *area* (`RandomResizedCrop` with
+#   `scale=(0.25, 1)` samples an area fraction), that is about half to all of its side, each
+#   resized to the crop size. A plain prediction squeezes the whole image into one crop-sized
+#   input, the far end of that range, so objects look smaller than in most training crops. This
+#   option runs the whole image once at its own resolution instead;
+# * **sliding window** (`--sliding-window`): crop-sized windows slide over the image at its own
+#   resolution (overlap 0.5, Gaussian weights). It sees objects at the same scale as the
+#   full-resolution pass, so the difference between the two is what the windows themselves buy (each
+#   window has less context than the whole image), and full resolution against the plain
+#   prediction is what the resolution buys;
 # * **DenseCRF** (`--crf`): the fully connected CRF on the probabilities (skipped, and said so,
 #   where `pydensecrf2` could not be installed).
 #
 # The cost column is inference time per validation image on this machine, in milliseconds.
 
 # %% tags=["nbval-check-output"]
-OPTIONS = ablation.inference_options(size)
+OPTIONS = ablation.inference_options(size, prof.synth_size)
 if not crf.is_available():
     print("DenseCRF skipped: " + crf.INSTALL_HINT)
 for name, options in OPTIONS.items():

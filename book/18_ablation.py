@@ -109,7 +109,7 @@ print(runs.render(runs.compare(first), seconds=False))
 
 # %%
 size = BASE["image_size"]
-OPTIONS = ablation.inference_options(size)
+OPTIONS = ablation.inference_options(size, prof.synth_size)
 infer = {name: compare.score_inference({f"seed{s}": [d] for s, d in zip(SEEDS, base_dirs)}, session.data_dir,
                                        options=options, device=session.device, batch_size=prof.batch_size,
                                        cache=SCORES)

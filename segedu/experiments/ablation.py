@@ -277,19 +277,28 @@ def class_table(per_class: dict[str, list], class_names, classes, baseline_label
     return "\n".join(lines)
 
 
-def inference_options(train_size: int) -> dict[str, InferenceOptions]:
+def inference_options(train_size: int, image_size: int) -> dict[str, InferenceOptions]:
     """The inference tricks the competition-craft chapters measure, by name, for a model trained on
-    ``train_size`` x ``train_size`` crops: ``baseline`` (plain), ``flip_tta`` (the image and its mirror),
-    ``multiscale_tta`` (both flips at 0.75, 1 and 1.25 times the training size), ``sliding_window``
-    (crop-sized windows, overlap 0.5, Gaussian weights, over the image brought to half its
-    resolution, so objects appear at the scale of the training crops) and ``densecrf`` (only where
-    pydensecrf2 is installed: :func:`segedu.inference.crf.is_available`)."""
+    ``train_size`` x ``train_size`` crops and images whose short side is ``image_size``:
+
+    * ``baseline``: the plain prediction, the whole image resized to the training size;
+    * ``flip_tta``: the image and its mirror;
+    * ``multiscale_tta``: both flips at 0.75, 1 and 1.25 times the training size;
+    * ``full_resolution``: one pass over the whole image at its own resolution (TTA scale
+      ``image_size / train_size``), the control of the sliding window: the same resolution, no
+      windows;
+    * ``sliding_window``: crop-sized windows (overlap 0.5, Gaussian weights) over the image at its
+      own resolution;
+    * ``densecrf``: only where pydensecrf2 is installed (:func:`segedu.inference.crf.is_available`).
+
+    So full_resolution - baseline measures what the resolution buys, and sliding_window -
+    full_resolution what the windows buy at that resolution."""
     options = {
         "baseline": InferenceOptions(),
         "flip_tta": InferenceOptions(tta=TTA(flips=("none", "hflip"))),
         "multiscale_tta": InferenceOptions(tta=TTA(flips=("none", "hflip"), scales=(0.75, 1.0, 1.25))),
-        "sliding_window": InferenceOptions(tta=TTA(flips=("none",), scales=(0.5,)), sliding_window=train_size,
-                                           overlap=0.5),
+        "full_resolution": InferenceOptions(tta=TTA(flips=("none",), scales=(image_size / train_size,))),
+        "sliding_window": InferenceOptions(sliding_window=train_size, overlap=0.5),
     }
     if crf.is_available():
         options["densecrf"] = InferenceOptions(crf=True)

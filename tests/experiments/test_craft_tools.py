@@ -176,9 +176,38 @@ def test_training_speed_trains_the_model_and_reports_cpu_memory_as_unknown():
 def test_inference_options_are_the_chapters_inference_tricks():
     from segedu.inference import crf
 
-    options = ablation.inference_options(64)
-    assert list(options)[:4] == ["baseline", "flip_tta", "multiscale_tta", "sliding_window"]
+    options = ablation.inference_options(48, 64)
+    assert list(options)[:5] == ["baseline", "flip_tta", "multiscale_tta", "full_resolution", "sliding_window"]
     assert ("densecrf" in options) == crf.is_available()
     assert options["baseline"].plain and not options["flip_tta"].plain
     assert options["multiscale_tta"].tta.scales == (0.75, 1.0, 1.25)
-    assert options["sliding_window"].sliding_window == 64 and options["sliding_window"].tta.scales == (0.5,)
+    # the sliding window and its control both see the image at its own resolution (64 px, not 48)
+    assert options["full_resolution"].tta.scales == (64 / 48,) and options["full_resolution"].sliding_window is None
+    assert options["sliding_window"].sliding_window == 48 and options["sliding_window"].tta is None
+
+
+def test_full_resolution_is_one_pass_at_the_images_size_and_the_window_covers_it():
+    """What the two options compute, on a model that records its input sizes: the control runs the
+    64 px image once at 64 px; the sliding window runs 48 px windows over the 64 px image."""
+    from segedu.inference import pipeline
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+            self.seen = []
+
+        def forward(self, x):
+            self.seen.append(tuple(x.shape[-2:]))
+            self.inputs = getattr(self, "inputs", 0) + x.shape[0]  # images or windows run
+            return self.conv(x)
+
+    options = ablation.inference_options(48, 64)
+    images = torch.rand(1, 3, 64, 64)
+    for name, expected in (("baseline", {(48, 48)}), ("full_resolution", {(64, 64)}), ("sliding_window", {(48, 48)})):
+        model = Recorder().eval()
+        pipeline.member_scores((model, 48), images, options[name])
+        assert set(model.seen) == expected, name
+    windows = Recorder().eval()
+    pipeline.member_scores((windows, 48), images, options["sliding_window"])
+    assert windows.inputs >= 4  # 48 px windows, overlap 0.5, over 64 x 64: a 2 x 2 grid at least
