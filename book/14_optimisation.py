@@ -30,8 +30,10 @@ device = "auto"
 # %%
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 
 from segedu import models, viz
+from segedu.data import IGNORE_INDEX
 from segedu.engine import TrainConfig, schedule
 from segedu.experiments import ablation, compare
 from segedu.engine.trainer import amp_dtype
@@ -80,12 +82,50 @@ plt.show()
 # ## Gradient accumulation
 #
 # `accumulate=k` adds up the gradients of `k` micro-batches, each loss divided by `k`, and then
-# takes one optimiser step. For a model without batch norm this is exactly the step of one batch
-# `k` times larger (the test suite checks it to 1e-6). With batch norm it is not: each micro-batch
-# normalises with its own statistics, so a batch of 4 accumulated twice is *not* a batch of 8. The
-# `accumulate2` trick (half the batch, twice the accumulation) measures that difference on our
-# baseline, whose encoder and decoder are full of batch norm layers; the smoke and gpu profiles
-# train it.
+# takes one optimiser step. For a model without batch norm this is the step of one batch `k` times
+# larger, with one condition that segmentation breaks easily: the loss is a mean over the
+# *labelled* pixels (void pixels, 255, are left out). One batch of 8 averages over all its
+# labelled pixels; two micro-batches of 4 average within each, then average the two means. The
+# two agree only when both micro-batches hold the same number of labelled pixels. Here is a model
+# without batch norm (one 1×1 convolution), first with every pixel labelled, then with the second
+# micro-batch's images three-quarters void:
+
+# %% tags=["nbval-check-output"]
+torch.manual_seed(0)
+tiny = torch.nn.Conv2d(3, 4, 1)
+images, labels = torch.rand(8, 3, 16, 16), torch.randint(0, 4, (8, 16, 16))
+
+
+def gradient(masks, micro_batches):
+    """The weight gradient of one optimiser step made of ``micro_batches`` accumulated parts."""
+    tiny.zero_grad()
+    for part, target in zip(images.chunk(micro_batches), masks.chunk(micro_batches)):
+        loss = F.cross_entropy(tiny(part), target, ignore_index=IGNORE_INDEX)
+        (loss / micro_batches).backward()
+    return tiny.weight.grad.clone()
+
+
+voided = labels.clone()
+voided[4:, :12] = IGNORE_INDEX  # images 5-8: the top 12 of 16 rows void
+for name, masks in (("every pixel labelled", labels), ("second micro-batch 3/4 void", voided)):
+    counts = [int((part != IGNORE_INDEX).sum()) for part in masks.chunk(2)]
+    one, two = gradient(masks, 1), gradient(masks, 2)
+    print(f"{name:<28} labelled pixels per micro-batch {counts}: 2 x 4 accumulated equals one batch of 8: "
+          f"{torch.allclose(one, two, atol=1e-7)}")
+print(f"in the second case a labelled pixel of the sparse micro-batch weighs {counts[0] / counts[1]:.0f} times "
+      "one of the full micro-batch")
+
+# %% [markdown]
+# With unequal counts every labelled pixel of the sparse micro-batch weighs more than one of the
+# full micro-batch, so the accumulated step is a different step, not a noisier copy of the
+# large-batch one. The trainer accumulates as most libraries do, mean per micro-batch;
+# the difference is largest for crops that are mostly void or mostly one image's border.
+#
+# Batch norm breaks the equivalence a second way: each micro-batch normalises with its own
+# statistics, so a batch of 4 accumulated twice is *not* a batch of 8 even with every pixel
+# labelled. The `accumulate2` trick (half the batch, twice the accumulation) measures both effects
+# together on our baseline, whose encoder and decoder are full of batch norm layers; the smoke and
+# gpu profiles train it.
 #
 # ## Mixed precision: what it buys where
 #
