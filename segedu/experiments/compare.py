@@ -31,7 +31,8 @@ from .encoders import encoder_weights
 
 #: The architectures the book trains, with the options it builds each with: batch norm for the VGG
 #: nets, DeconvNet's fc6 padded so that small crops keep a map, U-Net with "same" padding and batch
-#: norm, PSPNet with its auxiliary loss (chapters 6-11, the budget benchmark).
+#: norm, DeepLab v2 on ResNet-50, PSPNet with its auxiliary loss (chapters 6-11, the budget
+#: benchmark).
 ARCHITECTURES: dict[str, dict] = {
     "fcn32s": {"batch_norm": True},
     "fcn16s": {"batch_norm": True},
@@ -42,7 +43,9 @@ ARCHITECTURES: dict[str, dict] = {
     "unet": {"padding": "same", "batch_norm": True},
     "deeplabv1": {"batch_norm": True},
     "dilatednet": {"batch_norm": True},
-    "deeplabv2": {},
+    # the paper's ResNet-101 at depth 50: the course ships a ResNet-50 encoder (the book's DeepLab
+    # v3/v3+ and PSPNet use it too), so the family compares on one encoder
+    "deeplabv2": {"depth": 50},
     "pspnet_resnet50": {"aux": True},
     "deeplabv3_resnet50": {},
     "deeplabv3plus_resnet50": {},
