@@ -181,6 +181,7 @@ test_final = compare.score_inference({"final": final_dirs}, session.data_dir, sp
 val_final = compare.score_inference({"final": final_dirs}, session.data_dir, options=final_options,
                                     device=session.device, batch_size=prof.batch_size, cache=SCORES)
 print(f"{'':<26}{'val mIoU':>10}{'test mIoU':>11}")
+print(f"{'floor (all Background)':<26}{craft['floor']['val']:>10.4f}{craft['floor']['test']:>11.4f}")
 print(f"{'baseline (one seed)':<26}{trained[f'baseline-seed{SEEDS[0]}'].trainer.best_miou:>10.4f}"
       f"{test_plain['baseline (one seed)']['overall']['miou']:>11.4f}")
 print(f"{'baseline seed ensemble':<26}{ens['seeds']['overall']['miou']:>10.4f}"
