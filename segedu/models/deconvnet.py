@@ -15,9 +15,9 @@ Batch normalisation follows every convolution and deconvolution, fc6, fc7 and de
 included (Sec. 4.1: it is what makes the deep network train); there is no dropout. Layer sizes
 are the authors' Caffe model (``DeconvNet_inference_deploy.prototxt``): 252M parameters.
 
-The stages are SegNet's (``segedu.models.segnet``): :class:`~segedu.models.segnet.EncoderStage`,
-:class:`~segedu.models.segnet.Unpooling` and :class:`~segedu.models.segnet.DecoderStage`, here with
-transposed convolutions; the two papers differ in what follows pool5 and in the decoder's layer.
+The stages are SegNet's (``segedu.models.segnet``): :class:`~segedu.models.segnet.Encoder` (segedu's
+one VGG16, its poolings keeping their indices), :class:`~segedu.models.segnet.Unpooling` and
+:class:`~segedu.models.segnet.DecoderStage`, here with transposed convolutions; the two papers differ in what follows pool5 and in the decoder's layer.
 
 Any H x W. The image is zero-padded at the bottom/right to a multiple of 32 (every pooling halves
 exactly, every unpooling restores its size) and the logits are cropped back. fc6 is the paper's
@@ -42,7 +42,7 @@ from torch import nn
 
 from ..data.classes import NUM_CLASSES
 from . import register
-from .backbones.vgg import FC6_KERNEL, FC_CHANNELS, linear_to_conv_weight
+from .backbones.vgg import FC6_KERNEL, FC_CHANNELS, features_state_dict, linear_to_conv_weight
 from .blocks import kaiming_init_, pad_with_crop, scaled
 from .interface import EncoderDecoder, FeatureTap, load_pretrained
 from .segnet import STRIDE, VGG16_STAGES, DecoderStage, Encoder, PoolingIndices, stage_taps
@@ -77,7 +77,7 @@ class ConvolutionNetwork(Encoder):
         super().__init__(width)
         fc_channels = scaled(FC_CHANNELS, width)
         self.fc_channels = fc_channels
-        self.fc6 = nn.Sequential(nn.Conv2d(self.channels[-1], fc_channels, FC6_KERNEL, padding=fc6_padding),
+        self.fc6 = nn.Sequential(nn.Conv2d(self.stage_channels[-1], fc_channels, FC6_KERNEL, padding=fc6_padding),
                                  nn.BatchNorm2d(fc_channels), nn.ReLU(inplace=True))
         self.fc7 = nn.Sequential(nn.Conv2d(fc_channels, fc_channels, 1),
                                  nn.BatchNorm2d(fc_channels), nn.ReLU(inplace=True))
@@ -89,7 +89,7 @@ class ConvolutionNetwork(Encoder):
         return self.fc7(self.fc6(x)), switches
 
     def from_torchvision(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        converted = super().from_torchvision(state_dict)
+        converted = features_state_dict(state_dict)
         for name, source, kernel_size in (("fc6", "classifier.0", FC6_KERNEL), ("fc7", "classifier.3", 1)):
             if f"{source}.weight" not in state_dict:
                 continue  # load_imagenet reports the missing keys
@@ -135,8 +135,8 @@ class DeconvNet(EncoderDecoder):
         self.pad_fc6 = pad_fc6
         fc6_padding = FC6_KERNEL // 2 if pad_fc6 else 0
         self.encoder = ConvolutionNetwork(width, fc6_padding)
-        self.decoder = DeconvolutionNetwork(self.encoder.channels, self.encoder.fc_channels, fc6_padding)
-        self.classifier = nn.Conv2d(self.encoder.channels[0], num_classes, 1)
+        self.decoder = DeconvolutionNetwork(self.encoder.stage_channels, self.encoder.fc_channels, fc6_padding)
+        self.classifier = nn.Conv2d(self.encoder.stage_channels[0], num_classes, 1)
 
     @property
     def feature_taps(self) -> dict[str, FeatureTap]:

@@ -2,9 +2,9 @@
 Architecture for Image Segmentation", IEEE TPAMI 39(12), 2017 (arXiv:1511.00561), Sec. 3 and
 Fig. 2-3.
 
-* :class:`EncoderStage` / :class:`Encoder` -- Sec. 3: "the 13 convolutional layers in the VGG16
-  network", each followed by batch normalisation and ReLU, a 2x2 max pooling of stride 2 ending
-  each of the five stages. The pooling keeps the position of every maximum,
+* :class:`Encoder` -- Sec. 3: "the 13 convolutional layers in the VGG16 network" (segedu's one
+  :class:`~segedu.models.backbones.VGG16`), each followed by batch normalisation and ReLU, a 2x2
+  max pooling of stride 2 ending each of the five stages. The pooling keeps the position of every maximum,
   :class:`PoolingIndices` ("storing only the max-pooling indices", Sec. 3). No fully connected
   layers: dropping them takes the encoder from 134M to 14.7M parameters.
 * :class:`Unpooling` / :class:`DecoderStage` -- Fig. 3: a decoder upsamples its input by putting
@@ -33,11 +33,11 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_BN_Weights, WeightsEnum
 
 from ..data.classes import NUM_CLASSES
 from . import register
-from .blocks import ConvBNReLU, kaiming_init_, pad_with_crop, scaled
+from .backbones import VGG16
+from .blocks import ConvBNReLU, pad_with_crop
 from .interface import EncoderDecoder, FeatureTap, load_pretrained
 
 #: VGG16's five stages (Simonyan & Zisserman, Table 1 column D): (output channels, 3x3 convolutions).
@@ -53,29 +53,6 @@ class PoolingIndices(NamedTuple):
 
     indices: torch.Tensor
     size: torch.Size
-
-
-class EncoderStage(nn.Module):
-    """``num_layers`` times 3x3 conv -> batch norm -> ReLU, then 2x2 max pooling of stride 2 that
-    returns its :class:`PoolingIndices`.
-
-    The convolutions keep their bias (redundant before batch norm) so that torchvision's
-    ``vgg16_bn`` ImageNet weights load; the authors' Caffe encoder has them too.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, num_layers: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        for index in range(num_layers):
-            layers += [nn.Conv2d(in_channels if index == 0 else out_channels, out_channels, 3, padding=1),
-                       nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
-        self.convs = nn.Sequential(*layers)
-        self.pool = nn.MaxPool2d(2, stride=2, return_indices=True)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, PoolingIndices]:
-        x = self.convs(x)
-        pooled, indices = self.pool(x)
-        return pooled, PoolingIndices(indices, x.shape[-2:])
 
 
 class Unpooling(nn.MaxUnpool2d):
@@ -108,53 +85,33 @@ class DecoderStage(nn.Module):
         return self.convs(self.unpool(x, pooling))
 
 
-class Encoder(nn.Module):
-    """VGG16's 13 convolutions with batch norm in five :class:`EncoderStage`\\ s; ``forward``
-    returns the pool5 map and the five stages' :class:`PoolingIndices`, first stage first.
+class Encoder(VGG16):
+    """VGG16's 13 convolutions with batch norm and its five max poolings, each of which keeps its
+    :class:`PoolingIndices`; ``forward`` returns the pool5 map and the five stages' indices, first
+    stage first.
 
-    A backbone for :func:`~segedu.models.backbones.load_imagenet`: ``width``, ``imagenet_weights``
-    (torchvision's ``vgg16_bn``) and ``from_torchvision``. ``channels`` lists each stage's output
-    channels.
+    It is segedu's one VGG16 (:class:`~segedu.models.backbones.VGG16`, torchvision's ``vgg16_bn``
+    layout, so the course's and ImageNet's weights load by ``from_torchvision`` unchanged) with
+    ``pooling_indices``. The convolutions keep their bias (redundant before batch norm) as
+    torchvision's and the authors' Caffe encoder have them. ``stage_channels`` lists each stage's
+    output channels.
     """
 
     def __init__(self, width: float = 1.0) -> None:
-        super().__init__()
-        self.width = width
-        self.channels = [scaled(channels, width) for channels, _ in VGG16_STAGES]
-        in_channels = [3, *self.channels[:-1]]
-        self.stages = nn.ModuleList(EncoderStage(i, o, n)
-                                    for i, o, (_, n) in zip(in_channels, self.channels, VGG16_STAGES))
-        # torchvision's VGG initialisation, for training from scratch
-        kaiming_init_(self, zero_bias=True)
+        super().__init__(width, batch_norm=True, pooling_indices=True)
+        self.stage_channels = [self.channels[f"pool{index + 1}"] for index in range(len(VGG16_STAGES))]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[PoolingIndices]]:
         indices = []
-        for stage in self.stages:
-            x, pooling = stage(x)
-            indices.append(pooling)
+        pools = set(self.pool_indices)  # by position: a probe may swap the poolings for look-alikes
+        for position, layer in enumerate(self.features):
+            if position in pools:
+                size = x.shape[-2:]
+                x, where = layer(x)
+                indices.append(PoolingIndices(where, size))
+            else:
+                x = layer(x)
         return x, indices
-
-    @property
-    def imagenet_weights(self) -> WeightsEnum:
-        return VGG16_BN_Weights.IMAGENET1K_V1
-
-    def from_torchvision(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """torchvision's ``vgg16_bn`` state dict in this encoder's keys (its classifier dropped).
-
-        torchvision's ``features`` is flat: per convolution three entries (conv, BN, ReLU), per
-        stage one more (the pooling); here conv k of stage s is ``stages.s.convs.3k``, its BN 3k+1.
-        """
-        converted = {}
-        position = 0  # index in torchvision's features
-        for stage, (_, num_layers) in enumerate(VGG16_STAGES):
-            for layer in range(num_layers):
-                for offset in (0, 1):  # conv, BN
-                    source, target = f"features.{position + offset}.", f"stages.{stage}.convs.{3 * layer + offset}."
-                    converted.update({target + key[len(source):]: value for key, value in state_dict.items()
-                                      if key.startswith(source)})
-                position += 3
-            position += 1
-        return converted
 
 
 class SegNet(EncoderDecoder):
@@ -172,7 +129,7 @@ class SegNet(EncoderDecoder):
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> None:
         super().__init__()
         self.encoder = Encoder(width)
-        channels = self.encoder.channels
+        channels = self.encoder.stage_channels
         stages = []
         for stage in reversed(range(len(VGG16_STAGES))):
             num_layers = VGG16_STAGES[stage][1]
@@ -196,9 +153,9 @@ class SegNet(EncoderDecoder):
 
 
 def stage_taps(encoder: Encoder, path: str = "encoder") -> dict[str, FeatureTap]:
-    """``{"pool1": ..., "pool5": ...}``: each stage's pooled map, element 0 of its output."""
-    return {f"pool{index + 1}": FeatureTap(f"{path}.stages.{index}", channels, 0)
-            for index, channels in enumerate(encoder.channels)}
+    """``{"pool1": ..., "pool5": ...}``: each stage's pooled map, element 0 of its pooling's output."""
+    return {f"pool{index + 1}": FeatureTap(f"{path}.features.{position}", channels, 0)
+            for index, (position, channels) in enumerate(zip(encoder.pool_indices, encoder.stage_channels))}
 
 
 @register("segnet")

@@ -309,7 +309,7 @@ def test_the_shipped_weights_load_by_their_sha256_into_every_model_of_their_enco
                           ("pspnet_resnet50", {}, "backbone.layer4.2.conv3.weight", "layer4.2.conv3.weight")],
              "resnet101": [("deeplabv3_resnet101", {}, "backbone.conv1.weight", "conv1.weight")],
              "vgg16_bn": [("fcn8s", {"batch_norm": True}, "backbone.features.0.weight", "features.0.weight"),
-                          ("segnet", {}, "encoder.stages.0.convs.0.weight", "features.0.weight"),
+                          ("segnet", {}, "encoder.features.0.weight", "features.0.weight"),
                           ("deeplabv1", {"batch_norm": True}, "backbone.features.40.weight", "features.40.weight")],
              "hrnetv2_w18": [("hrnetv2_w18", {}, "conv1.weight", "conv1.weight")]}
     for name, card in shipped.items():

@@ -126,11 +126,13 @@ def test_the_encoder_records_the_indices_of_its_own_pooling():
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         _, indices = encoder(x)
-        for stage, pooling in zip(encoder.stages, indices):
-            features = stage.convs(x)
+        start = 0
+        for position, pooling in zip(encoder.pool_indices, indices):  # each stage: its convolutions, then its pooling
+            features = encoder.features[start:position](x)
             x, expected = F.max_pool2d(features, 2, stride=2, return_indices=True)
             assert pooling.size == features.shape[-2:]
             assert torch.equal(pooling.indices, expected)
+            start = position + 1
     assert [tuple(p.size) for p in indices] == [(64, 96), (32, 48), (16, 24), (8, 12), (4, 6)]
 
 
@@ -175,7 +177,7 @@ def test_one_sgd_step_reaches_the_first_convolution_and_lowers_the_loss(name):
     images, masks = torch.randn(2, 3, 40, 52), torch.randint(0, 4, (2, 40, 52))
     masks[:, :4] = 255  # ignored pixels, as the loss in training
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    first = model.encoder.stages[0].convs[0]
+    first = model.encoder.features[0]  # conv1_1
     before = first.weight.detach().clone()
 
     loss = F.cross_entropy(model(images), masks, ignore_index=255)
@@ -200,7 +202,8 @@ def tiny_vgg16_bn_features(generator):
 
 
 def test_the_encoder_takes_torchvisions_vgg16_bn_layers():
-    """Mapped into the five stages, torchvision's layers compute the same pool5."""
+    """torchvision's layers load key for key (the encoder is segedu's VGG16 in torchvision's layout)
+    and compute the same pool5."""
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     features = tiny_vgg16_bn_features(generator).eval()
@@ -217,7 +220,7 @@ def test_deconvnets_fc6_and_fc7_take_the_classifier_and_keep_their_norms():
     adds after fc6 and fc7 are not in vgg16_bn and keep their initial values."""
     generator = torch.Generator().manual_seed(0)
     network = ConvolutionNetwork(TINY)
-    c5, fc = network.channels[-1], network.fc_channels
+    c5, fc = network.stage_channels[-1], network.fc_channels
     state_dict = {f"features.{key}": value
                   for key, value in tiny_vgg16_bn_features(generator).state_dict().items()}
     classifier = {"classifier.0": nn.Linear(c5 * 49, fc), "classifier.3": nn.Linear(fc, fc)}

@@ -56,7 +56,7 @@ def test_feature_taps_by_hand():
     fcn = models.create("fcn8s", width=0.125)
     assert list(fcn.feature_taps) == ["pool1", "pool2", "pool3", "pool4", "pool5", "fc7"]
     assert fcn.feature_taps["fc7"] == interface.FeatureTap("backbone", 512, "fc7")  # 4096 / 8
-    assert models.create("segnet", width=0.125).feature_taps["pool5"] == interface.FeatureTap("encoder.stages.4", 64, 0)
+    assert models.create("segnet", width=0.125).feature_taps["pool5"] == interface.FeatureTap("encoder.features.43", 64, 0)  # vgg16_bn: pool5 is features[43]
     assert models.create("unet", width=0.125).feature_taps["level5"] == interface.FeatureTap("downs.3", 128)
     hrnet = models.create("hrnetv2_w18", width=0.5)
     assert [tap.channels for tap in hrnet.feature_taps.values()] == [9, 18, 36, 72]

@@ -63,10 +63,12 @@ TIMM_VERSION = "1.0.31"
 
 #: case id -> (sha256 of the keys, sha256 of the values; (sum, abs sum, weighted sum) of the initial
 #: model's output; the same of the randomised model's output; the same at ODD_SIZE), recorded from
-#: the code before the refactor of segedu.models.
+#: the code before the refactor of segedu.models. SegNet's and DeconvNet's key hashes were recorded
+#: again when their encoder became segedu's one VGG16 (torchvision's ``features.N`` keys instead of
+#: ``stages.S.convs.N``): their initial weights, in order, and every output stayed the same.
 Summary = tuple[float, float, float]
 GOLDEN: dict[str, tuple[str, str, Summary, Summary, Summary]] = {
-    "deconvnet": ("378fd3ef3e5335adc1accaa7", "36b4583240a2eaf5c101b119",
+    "deconvnet": ("ea613defab8ad0f0d1b330eb", "36b4583240a2eaf5c101b119",
                   (3519.541428925004, 7585.061041248497, 1776.285952068721),
                   (14846.453376599471, 21234.57962362503, 7380.657253036596),
                   (13030.553250368335, 18978.11477619561, 6442.5306057094)),
@@ -154,7 +156,7 @@ GOLDEN: dict[str, tuple[str, str, Summary, Summary, Summary]] = {
                         (-31612.950962680683, 226735.70505733992, -16199.694658478476),
                         (18416881.018861324, 35068369.2687982, 9190921.557218742),
                         (15814225.608360015, 30928606.052570753, 7917585.685172429)),
-    "segnet": ("8df060d441f6126a2045f492", "953c20fffa8aaa7b427a252c",
+    "segnet": ("16f2ac12944e6899057314ed", "953c20fffa8aaa7b427a252c",
                (-632.5897929351777, 2453.801912283525, -314.2770874227055),
                (-1757.3206420730567, 18541.663917527185, -865.8063014539644),
                (-1708.4881823816104, 17203.343002303154, -898.760973762644)),
@@ -182,7 +184,7 @@ GOLDEN: dict[str, tuple[str, str, Summary, Summary, Summary]] = {
                                   (-20.895796675878955, 789.95321546794, -8.53662214121532),
                                   (2470.5225042654783, 10652.276656836999, 1238.638974904174),
                                   (1627.3816613506497, 8809.354435125439, 785.283363907282)),
-    "deconvnet-pad_fc6": ("378fd3ef3e5335adc1accaa7", "36b4583240a2eaf5c101b119",
+    "deconvnet-pad_fc6": ("ea613defab8ad0f0d1b330eb", "36b4583240a2eaf5c101b119",
                           (3519.541429680772, 7585.0610409723595, 1776.2859526711409),
                           (15424.194816211937, 22292.5881438714, 7670.236698465641),
                           (18660.883558138623, 29123.763689582585, 9249.580723275578)),

@@ -45,12 +45,15 @@ class VGG16(nn.Module):
         conv1_padding: padding of conv1_1; FCN's Caffe nets use 100 (see ``segedu.models.fcn``).
         fc6_padding: 0 is the classifier's geometry (a 7x7 map becomes 1x1); 3 keeps the size.
         ceil_mode: round pooled sizes up, as Caffe does (needed with ``conv1_padding=100``).
+        pooling_indices: the max poolings also return where each maximum was (``return_indices``),
+            what SegNet's and DeconvNet's unpooling needs (``segedu.models.segnet.Encoder``).
 
     ``channels`` maps each returned feature name to its channel count.
     """
 
     def __init__(self, width: float = 1.0, *, batch_norm: bool = False, fully_convolutional: bool = False,
-                 conv1_padding: int = 1, fc6_padding: int = 3, ceil_mode: bool = False) -> None:
+                 conv1_padding: int = 1, fc6_padding: int = 3, ceil_mode: bool = False,
+                 pooling_indices: bool = False) -> None:
         super().__init__()
         self.width = width
         self.batch_norm = batch_norm
@@ -60,7 +63,7 @@ class VGG16(nn.Module):
         in_channels = 3
         for entry in CONFIG_D:
             if entry == "M":
-                layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=ceil_mode))
+                layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=ceil_mode, return_indices=pooling_indices))
                 name = f"pool{len(self._pool_names) + 1}"
                 self._pool_names[len(layers) - 1] = name
                 self.channels[name] = in_channels
@@ -89,11 +92,18 @@ class VGG16(nn.Module):
         features = {}
         for index, layer in enumerate(self.features):
             x = layer(x)
+            if isinstance(x, tuple):  # a pooling that returns its indices too
+                x = x[0]
             if index in self._pool_names:
                 features[self._pool_names[index]] = x
         if self.fc6 is not None:
             features["fc7"] = self.fc7(self.fc6(x))
         return features
+
+    @property
+    def pool_indices(self) -> list[int]:
+        """Positions of the five max poolings in ``features``, pool1 first."""
+        return list(self._pool_names)
 
     @property
     def imagenet_weights(self) -> WeightsEnum:
@@ -104,7 +114,12 @@ class VGG16(nn.Module):
         """torchvision's ``vgg16``/``vgg16_bn`` state dict in this module's keys."""
         if self.fc6 is not None:
             return fully_convolutional_state_dict(state_dict)
-        return {key: value for key, value in state_dict.items() if key.startswith("features.")}
+        return features_state_dict(state_dict)
+
+
+def features_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The convolutional part (``features.*``) of torchvision's ``vgg16``/``vgg16_bn`` state dict."""
+    return {key: value for key, value in state_dict.items() if key.startswith("features.")}
 
 
 def linear_to_conv_weight(weight: torch.Tensor, in_channels: int, kernel_size: int) -> torch.Tensor:
@@ -124,7 +139,7 @@ def fully_convolutional_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[
     (4096 x 512 x 7 x 7), ``classifier.3`` (fc7, 4096 x 4096) the 1x1 convolution ``fc7.0``; the
     ImageNet scores ``classifier.6`` (fc8) are dropped, as FCN "decapitates" the net (Sec. 4.1).
     """
-    converted = {key: value for key, value in state_dict.items() if key.startswith("features.")}
+    converted = features_state_dict(state_dict)
     fc6 = state_dict["classifier.0.weight"]
     converted["fc6.0.weight"] = linear_to_conv_weight(fc6, fc6.shape[1] // FC6_KERNEL**2, FC6_KERNEL)
     converted["fc6.0.bias"] = state_dict["classifier.0.bias"]
