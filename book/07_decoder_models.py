@@ -148,13 +148,14 @@ def trace_shapes(model, x, layers):
 
 x = torch.rand(1, 3, 100, 75)
 segnet_net = models.create("segnet", width=0.125).eval()
-segnet_layers = [(f"pool{i + 1}", stage) for i, stage in enumerate(segnet_net.encoder.stages)]
+segnet_layers = [(f"pool{i + 1}", segnet_net.encoder.features[p])  # each max pooling of VGG16
+                 for i, p in enumerate(segnet_net.encoder.pool_indices)]
 segnet_layers += [(f"unpool{5 - i} + conv{5 - i}_D", stage) for i, stage in enumerate(segnet_net.decoder)]
 segnet_layers += [("conv1_1_D (classifier)", segnet_net.classifier)]
 traces = {"segnet": trace_shapes(segnet_net, x, segnet_layers)}
 for pad_fc6 in (False, True):
     net = models.create("deconvnet", width=0.125, pad_fc6=pad_fc6).eval()
-    layers = [(f"pool{i + 1}", stage) for i, stage in enumerate(net.encoder.stages)]
+    layers = [(f"pool{i + 1}", net.encoder.features[p]) for i, p in enumerate(net.encoder.pool_indices)]
     layers += [("fc6", net.encoder.fc6), ("fc7", net.encoder.fc7), ("deconv-fc6", net.decoder.fc6_deconv)]
     layers += [(f"unpool{5 - i} + deconv{5 - i}_x", stage) for i, stage in enumerate(net.decoder.stages)]
     layers += [("seg-score (classifier)", net.classifier)]
@@ -186,7 +187,7 @@ for name in paper:
     print(f"{name:<10} {paper_scale[name] / 1e6:7.2f}M parameters (paper: {paper[name] / 1e6:.1f}M)")
 with torch.device("meta"):
     net = models.create("deconvnet", num_classes=21)
-parts = {"13 VGG16 convolutions": net.encoder.stages, "fc6 (7x7, 512 -> 4096)": net.encoder.fc6,
+parts = {"13 VGG16 convolutions": net.encoder.features, "fc6 (7x7, 512 -> 4096)": net.encoder.fc6,
          "fc7 (1x1, 4096 -> 4096)": net.encoder.fc7, "deconv-fc6 (7x7, 4096 -> 512)": net.decoder.fc6_deconv,
          "13 deconvolutions (3x3)": net.decoder.stages, "seg-score (1x1)": net.classifier}
 total = measure.parameter_count(net)

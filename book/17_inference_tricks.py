@@ -167,8 +167,9 @@ print(ablation.render(pseudo_rows, floor=craft["floor"]["val"]))
 all_rows = rows + (head_rows[1:] if head else []) + pseudo_rows[1:]
 viz.plot_ablation(all_rows, f"inference tricks on the baseline's {len(SEEDS)} seeds ({prof.name} profile)")
 plt.show()
-print(f"helped (paired test, Holm within each table): {', '.join(r.trick for r in all_rows if r.verdict == 'helps') or 'none'}")
-print(f"hurt (paired test, Holm within each table): {', '.join(r.trick for r in all_rows if r.verdict == 'hurts') or 'none'}")
+for verdict in ("helps", "hurts"):
+    tricks = ", ".join(r.trick for r in all_rows if r.verdict == verdict) or "none"
+    print(f"{verdict} (paired test, Holm within each table): {tricks}")
 kept = {name: pixels for name, pixels in summary.class_pixels.items() if name != "Background" and pixels > 0}
 print(f"object classes among the pseudo-labels: {len(kept)} of 10")
 
