@@ -52,7 +52,9 @@ from segedu.errors import SegeduError
 from segedu.inference import crf
 from segedu.models import aspp, deeplabv1, dilatednet, measure, pspnet
 from segedu.models.backbones.xception import SeparableConv2d
-from segedu.models.receptive_field import empirical_receptive_field, receptive_fields
+from segedu.engine import load_model
+from segedu.inference.predict import normalize
+from segedu.models.receptive_field import effective_receptive_field, empirical_receptive_field, receptive_fields
 from segedu.notebook import setup, shape_text
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
@@ -390,6 +392,40 @@ for key, what in (("overall", "mIoU"), ("boundary", "boundary mIoU")):
     print(f"{what}: v3+ {a:.4f} vs v1 {b:.4f} (difference {a - b:+.4f}, one seed each)")
 
 # %% [markdown]
+# ## The field a trained network uses
+#
+# The fields computed above are *theoretical*: every input pixel a path of layers connects to an
+# output pixel. Luo et al. (NeurIPS 2016) showed that a network does not use its field evenly. The
+# gradient of a centre output pixel with respect to the input, the *effective* receptive field,
+# is concentrated near the centre and covers a small part of the theoretical one. Measured here on
+# the trained checkpoints, averaged over real validation images: the radius holding half and 95%
+# of the gradient's mass, and the share of the theoretical field's area that holds 95% of it.
+
+# %%
+probe = torch.stack([val[k][0] for k in range(min(8, len(val)))])
+side = probe.shape[-1]
+print(f"{'model':<28}{'theoretical field':>18}{'r50 (px)':>10}{'r95 (px)':>10}{'95% in':>14}")
+erfs = {}
+for label, run in runs.items():
+    model, _, _ = load_model(run.run_dir, session.device)
+    erf = effective_receptive_field(model, side, images=normalize(probe))
+    erfs[label] = erf
+    field = "beyond the image" if erf.field is None else f"{erf.field[0]} px"
+    share = "-" if erf.field_share() is None else f"{100 * erf.field_share():.1f}% of it"
+    print(f"{label:<28}{field:>18}{erf.radius_50:>10.1f}{erf.radius(0.95):>10.1f}{share:>14}")
+    del model
+
+# %%
+fig, axes = plt.subplots(1, len(erfs), figsize=(2.2 * len(erfs), 2.6))
+for ax, (label, erf) in zip(np.atleast_1d(axes), erfs.items()):
+    ax.imshow(erf.weights.sqrt(), cmap="magma")
+    ax.set_title(label.removesuffix(f"-seed{seed}"), fontsize=7)
+    ax.axis("off")
+fig.suptitle(f"effective receptive field of the centre pixel on {side}x{side} images (sqrt of |gradient|)", fontsize=9)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
 # ## DenseCRF on DeepLab v1 (and on v3+)
 #
 # The CRF runs on the CPU after the network, image by image, on the softmax of the logits at the
@@ -430,7 +466,6 @@ else:
 image, mask = val[0]
 predicted = compare.predictions({label: run.run_dir for label, run in runs.items()}, image, session.device)
 if crf.is_available():
-    from segedu.engine import load_model
     from segedu.inference.predict import predict_logits
 
     model, config, _ = load_model(runs[v1_label].run_dir, session.device)
