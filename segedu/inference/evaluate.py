@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import dataset
+from ..data import dataset, stats
 from ..data.location import resolve_data_dir
 from ..errors import SegeduError
 from ..fileio import jsonable, write_json_atomic
@@ -96,12 +96,9 @@ def background_floor(data_dir: str | Path, split: str = "val") -> dict:
     if data.is_test:
         raise SegeduError(f"{data.coco.ann_file} has no annotations; the floor needs a labelled split (val, train).")
     classes = data.coco.num_classes
-    counts = torch.zeros(classes, dtype=torch.int64)
-    for index in range(len(data)):
-        mask = dataset.mask_to_tensor(data.masks.get(index)).flatten()  # no image decoded
-        counts += torch.bincount(mask[mask < classes], minlength=classes)
+    counts = stats.pixel_table(data.coco, data.masks).sum(axis=0)  # labelled pixels per class, no image decoded
     confusion = torch.zeros(classes, classes, dtype=torch.int64)
-    confusion[:, 0] = counts  # every true class predicted as Background
+    confusion[:, 0] = torch.from_numpy(counts)  # every true class predicted as Background
     return {**scores_from_confusion(confusion), "confusion": confusion, "split": split}
 
 
