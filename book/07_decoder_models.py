@@ -363,7 +363,8 @@ for name, net, sizes in (("fcn8s", models.create("fcn8s", width=1 / 32, batch_no
 # showed how far two seeds of one model can differ, so treat small differences here as noise.
 
 # %%
-runs = compare.train_architectures(session, ("fcn8s", "segnet", "deconvnet"))
+trained = compare.train_architectures(session, ("fcn8s", "segnet", "deconvnet"))
+runs = {name: trained[f"{name}-seed{seed}"] for name in ("fcn8s", "segnet", "deconvnet")}
 for label, run in runs.items():
     print(f"{label:<10} best val mIoU {run.trainer.best_miou:.4f} after {run.trainer.step} steps, {run.seconds:.0f} s")
 
