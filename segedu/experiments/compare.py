@@ -107,7 +107,8 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
     for entry in plan:
         entry = {**common, **entry}
         label = entry.pop("label", None) or f"{entry['model']}-seed{entry.get('seed', session.seed)}"
-        options = {**encoder_weights(entry["model"], session.profile), **entry.pop("model_options", {})}
+        own = entry.pop("model_options", {})
+        options = {**encoder_weights(entry["model"], session.profile, own), **own}
         if "width" in models.options_of(entry["model"]):  # smp models have no width
             options = {"width": session.profile.width, **options}
         fields = {"data_dir": str(session.data_dir), "profile": session.profile.name, "seed": session.seed,

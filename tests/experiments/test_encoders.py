@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from segedu import models, profiles
-from segedu.experiments import encoders
+from segedu.experiments import compare, encoders
 from segedu.models import course
 
 CPU = profiles.PROFILES["cpu"]
@@ -12,16 +12,19 @@ GPU = profiles.PROFILES["gpu"]
 SMOKE = profiles.PROFILES["smoke"]
 
 
-@pytest.mark.parametrize("model", ["fcn8s", "segnet", "deconvnet", "deeplabv1", "dilatednet", "deeplabv2",
+@pytest.mark.parametrize("model", ["fcn8s", "segnet", "deconvnet", "deeplabv1", "dilatednet",
                                    "pspnet_resnet50", "deeplabv3_resnet50", "deeplabv3plus_resnet50",
                                    "hrnetv2_w18"])
 def test_encoder_models_start_from_the_profiles_weights(model, monkeypatch):
+    # (DeepLab v2 at its default depth 101 is tested below: the course ships no ResNet-101)
     # as if every course encoder shipped (HRNet's own is tested below, both ways)
-    monkeypatch.setattr(course, "available", lambda folder=None: [("hrnetv2_w18", CPU.width)])
-    assert encoders.encoder_weights(model, CPU) == {"pretrained_backbone": "course"}
-    assert encoders.encoder_weights(model, SMOKE) == {}
+    shipped = course.available()
+    monkeypatch.setattr(course, "available", lambda folder=None: [*shipped, ("hrnetv2_w18", CPU.width)])
+    options = compare.ARCHITECTURES[model]  # the book's options: VGG-16 with batch norm, as the course's
+    assert encoders.encoder_weights(model, CPU, options) == {"pretrained_backbone": "course"}
+    assert encoders.encoder_weights(model, SMOKE, options) == {}
     expected = {} if model.startswith("hrnet") else {"pretrained_backbone": "imagenet"}  # none in torchvision
-    assert encoders.encoder_weights(model, GPU) == expected
+    assert encoders.encoder_weights(model, GPU, options) == expected
 
 
 @pytest.mark.parametrize("model", ["unet", "unetpp", "fcdensenet56", "fcdensenet103"])
@@ -51,3 +54,21 @@ def test_hrnet_trains_from_scratch_until_its_course_encoder_ships(monkeypatch):
     assert encoders.encoder_weights("hrnetv2_w18", CPU) == {}  # another width does not count
     monkeypatch.setattr(course, "available", lambda folder=None: [*shipped, ("hrnetv2_w18", CPU.width)])
     assert encoders.encoder_weights("hrnetv2_w18", CPU) == {"pretrained_backbone": "course"}
+
+
+@pytest.mark.parametrize("model, options, encoder", [
+    ("fcn8s", {"batch_norm": True}, "vgg16_bn"), ("deeplabv1", {"batch_norm": True}, "vgg16_bn"),
+    ("dilatednet", {"batch_norm": True}, "vgg16_bn"), ("segnet", {}, "vgg16_bn"),
+    ("fcn8s", {}, None),  # VGG-16 without batch norm: the course pretrains only the batch-norm one ("deeplabv3plus_resnet50", {}, "resnet50"), ("pspnet_resnet50", {}, "resnet50"),
+    ("deeplabv2", {"depth": 50}, "resnet50"), ("deeplabv2", {}, "resnet101"), ("hrnetv2_w18", {}, "hrnetv2_w18"),
+    ("deeplabv3plus_xception", {}, None), ("hrnetv2_w48", {}, None), ("unet", {}, None)])
+def test_the_course_encoder_is_read_from_the_models_own_encoder(model, options, encoder):
+    assert encoders.course_encoder(model, options) == encoder
+
+
+def test_models_the_course_has_no_weights_for_train_from_scratch_under_course():
+    # ResNet-101 and Xception are not shipped, so these fall back instead of failing at build time
+    for model, options in (("deeplabv2", {}), ("deeplabv3plus_xception", {}), ("hrnetv2_w48", {}), ("fcn8s", {})):
+        assert encoders.encoder_weights(model, CPU, options) == {}, model
+    assert encoders.encoder_weights("deeplabv2", CPU, {"depth": 50}) == {"pretrained_backbone": "course"}
+    assert ("resnet101", CPU.width) not in course.available()  # the premise: only ResNet-50 ships
