@@ -149,7 +149,7 @@ for name in ("fcn32s", "fcn16s", "fcn8s"):
 prof = session.profile
 torch.manual_seed(seed)
 net = models.create("fcn32s", width=prof.width, batch_norm=True,
-                    **encoders.encoder_weights("fcn32s", prof)).to(session.device).train()
+                    **encoders.encoder_weights("fcn32s", prof, {"batch_norm": True})).to(session.device).train()
 train_data = dataset.CocoSegmentation(session.data_dir, "train", transform=transforms.train_transform(prof, seed=seed))
 loader = dataset.make_loader(train_data, prof.batch_size, shuffle=True, seed=seed, drop_last=True)
 optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)

@@ -40,6 +40,7 @@ from torch import nn
 from segedu import models, viz
 from segedu.data import dataset
 from segedu.experiments import compare
+from segedu.inference.evaluate import background_floor
 from segedu.models import deconvnet, measure
 from segedu.models.blocks import pad_to_multiple
 from segedu.models.receptive_field import empirical_receptive_field, theoretical_receptive_field
@@ -376,6 +377,8 @@ for name, net, sizes in (("fcn8s", models.create("fcn8s", width=1 / 32, batch_no
 # gaps below against that spread.
 
 # %%
+floor = background_floor(session.data_dir, "val")["miou"]
+print(f"floor: predicting Background everywhere scores val mIoU {float(floor):.4f}")
 trained = compare.train_architectures(session, ("fcn8s", "segnet", "deconvnet"))
 runs = {name: trained[f"{name}-seed{seed}"] for name in ("fcn8s", "segnet", "deconvnet")}
 for label, run in runs.items():

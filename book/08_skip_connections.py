@@ -48,6 +48,7 @@ from scipy import ndimage
 from segedu import models, viz
 from segedu.data import dataset, masks, transforms
 from segedu.experiments import compare
+from segedu.inference.evaluate import background_floor
 from segedu.models import fcdensenet, receptive_field, unet
 from segedu.notebook import setup
 
@@ -405,6 +406,8 @@ print("inputs of X^{0,4}:", nested.nodes[0][4][0].in_channels, "channels = 4 ear
 # counted above, not trained.
 
 # %%
+floor = background_floor(session.data_dir, "val")["miou"]
+print(f"floor: predicting Background everywhere scores val mIoU {float(floor):.4f}")
 runs = compare.train_architectures(session, ("fcdensenet56", "unet"))
 for label, run in runs.items():
     with torch.device("meta"):

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from segedu import models, viz
 from segedu.data import dataset
 from segedu.experiments import compare
+from segedu.inference.evaluate import background_floor
 from segedu.errors import SegeduError
 from segedu.inference import crf
 from segedu.models import aspp, deeplabv1, dilatednet, measure, pspnet
@@ -349,6 +350,8 @@ for name, options in FAMILY.items():
 # classifiers) start from random weights.
 
 # %%
+floor = background_floor(session.data_dir, "val")["miou"]
+print(f"floor: predicting Background everywhere scores val mIoU {float(floor):.4f}")
 runs = compare.train_architectures(session, ("deeplabv1", "dilatednet", "deeplabv2", "pspnet_resnet50",
                                                  "deeplabv3_resnet50", "deeplabv3plus_resnet50"))
 for label, run in runs.items():

@@ -40,6 +40,7 @@ import torch
 from segedu import models, viz
 from segedu.data import dataset
 from segedu.experiments import compare
+from segedu.inference.evaluate import background_floor
 from segedu.models import hrnet, measure
 from segedu.models.receptive_field import empirical_receptive_field, receptive_fields
 from segedu.notebook import setup, shape_text
@@ -181,6 +182,8 @@ except ValueError as error:
 # architecture.
 
 # %%
+floor = background_floor(session.data_dir, "val")["miou"]
+print(f"floor: predicting Background everywhere scores val mIoU {float(floor):.4f}")
 runs = compare.train_architectures(session, ("hrnetv2_w18", "deeplabv3_resnet50", "deeplabv3plus_resnet50"))
 for label, run in runs.items():
     print(f"{label:<28} best val mIoU {run.trainer.best_miou:.4f} after {run.trainer.step} steps ({run.seconds:.0f} s)")
