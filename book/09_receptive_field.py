@@ -388,7 +388,7 @@ for label, s in scores.items():
 # The per-class columns show where the gap comes from. DeepLab v2 learned 8 of the 10 object
 # classes: General trash (0.166), Paper (0.684), Paper pack (0.426), Metal (0.198), Glass (0.204),
 # Plastic (0.482), Styrofoam (0.687) and Plastic bag (0.797). PSPNet learned 6 (not Metal or
-# Glass), v3+ 5 (General trash only just, 0.029), v3 4. DeepLab v1 and DilatedNet learned only 2,
+# Glass), v3+ 4 (General trash at 0.029 does not count), v3 4. DeepLab v1 and DilatedNet learned only 2,
 # Paper (0.511 and 0.405) and Plastic bag (0.754 and 0.757). No model learned Battery or Clothing.
 #
 # What one seed per model can support: no paired test was run, and the seed spread of these

@@ -205,7 +205,7 @@ print(compare.per_class_table(scores))
 # 0.0606 (`book/06_fcn.ipynb`): HRNet is above that floor, but not far. Per class it learned
 # almost nothing yet: Plastic bag 0.346, Paper 0.066, General trash 0.001, every other object
 # class 0.000. Even its Background IoU is 0.722, against 0.940 for both DeepLabs, and its pixel
-# accuracy 0.689. v3 learned 4 of the 10 object classes, v3+ 5.
+# accuracy 0.689. v3 and v3+ each learned 4 of the 10 object classes (IoU >= 0.10).
 #
 # That gap cannot be read as one of architecture. Other networks trained from scratch under
 # this budget land in the same range: FCN-8s reached 0.1438 to 0.1474 over three seeds
