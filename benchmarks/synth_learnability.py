@@ -10,6 +10,7 @@ budget can be chosen from a measurement:
     python benchmarks/synth_learnability.py                        # the cpu profile's defaults
     python benchmarks/synth_learnability.py --image-size 256 --steps 600
     python benchmarks/synth_learnability.py --minutes 20 --model unet --width 0.25
+    python benchmarks/synth_learnability.py --steps 240 --option pretrained_backbone='"course"' --freeze-encoder
 
 It prints, for the validation and the labelled test split, the IoU of every class, the number of
 the 10 object classes at IoU >= 0.10 (the book's bar for "learned"), mIoU, the all-background floor
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from segedu import env, profiles
+from segedu import env, models, profiles
 from segedu.data import dataset, synth
 from segedu.data.classes import CLASSES
 from segedu.engine import TrainConfig, evaluate, train
@@ -50,11 +51,16 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--augment", default="flip", help="comma-separated segedu.data.transforms names")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--freeze-encoder", action="store_true",
+                        help="train the decoder only: the model's encoder keeps its loaded weights and batch-norm "
+                             "statistics (no gradient flows into it, so a step costs less)")
     parser.add_argument("--out", help="run directory (default: a temporary one)")
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
 
     prof = profiles.get(args.profile)
+    if args.freeze_encoder:
+        models.create = _frozen(models.create)
     data_dir = Path(args.data_dir) if args.data_dir else synth.ensure_default_dataset(prof)
     options = {"width": args.width if args.width is not None else prof.width}
     for item in args.option:
@@ -83,6 +89,21 @@ def main(argv=None) -> None:
         Path(args.json).write_text(json.dumps(result, indent=2))
 
 
+def _frozen(create):
+    """``models.create`` that returns the model with its encoder frozen: parameters without gradient
+    (the optimiser skips them) and batch norm kept in eval mode whatever ``model.train()`` asks."""
+    def frozen_create(*args, **kwargs):
+        model = create(*args, **kwargs)
+        encoder = model.encoder
+        if encoder is None:
+            raise SystemExit(f"--freeze-encoder: {type(model).__name__} has no single encoder module")
+        encoder.requires_grad_(False)
+        base_train = type(encoder).train
+        encoder.train = lambda mode=True: base_train(encoder, False)
+        return model.train()
+    return frozen_create
+
+
 def _run(args, prof, data_dir, options, batch, *, max_steps, epochs, out, report=False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(out) if out else Path(tmp) / "run"
@@ -93,7 +114,8 @@ def _run(args, prof, data_dir, options, batch, *, max_steps, epochs, out, report
         started = time.perf_counter()
         trainer = train(config)
         seconds = time.perf_counter() - started
-        result = {"model": args.model, "options": options, "image_size": trainer.config.image_size,
+        result = {"model": args.model, "options": options, "frozen_encoder": args.freeze_encoder,
+                  "batch_size": batch, "image_size": trainer.config.image_size,
                   "steps": trainer.step, "seconds": seconds, "machine": env.machine_description()}
         if report:
             for split, ann in (("val", "val"), ("test", str(data_dir / "test_labels.json"))):

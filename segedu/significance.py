@@ -228,4 +228,9 @@ def describe(test: Paired, alpha: float = 0.05) -> str:
         return f"{test.mean_delta:+.4f} over {test.n} seed: no test possible"
     low, high = test.ci95
     return (f"{test.mean_delta:+.4f} (95% CI {low:+.4f} to {high:+.4f}), t({test.df}) = {test.t:.2f}, "
-            f"p = {test.p:.3f} over {test.n} seeds: {verdict(test.p, test.mean_delta, alpha)}")
+            f"{p_text(test.p)} over {test.n} seeds: {verdict(test.p, test.mean_delta, alpha)}")
+
+
+def p_text(p: float) -> str:
+    """``p = 0.024``, or ``p < 0.001`` where three decimals would print a p-value of zero."""
+    return f"p = {p:.3f}" if p >= 0.001 else "p < 0.001"

@@ -149,6 +149,14 @@ def test_the_lowest_layer_imports_only_errors_numpy_and_scipy():
                                                       "collections", "numpy", "scipy"}
 
 
+def test_a_tiny_p_value_is_not_printed_as_zero():
+    # differences of 0.10, 0.11, 0.12: t(2) = 19.05, p = 0.0027; 1.00, 1.01, 1.02: p = 3e-5
+    assert "p = 0.003 over 3 seeds" in significance.describe(significance.paired_test([0.6, 0.61, 0.62], [0.5] * 3))
+    tiny = significance.paired_test([1.5, 1.51, 1.52], [0.5] * 3)
+    assert tiny.p < 0.001 and "p < 0.001 over 3 seeds: helps" in significance.describe(tiny)
+    assert significance.p_text(0.0009999) == "p < 0.001" and significance.p_text(0.001) == "p = 0.001"
+
+
 def test_describe_one_comparison_by_hand():
     # differences 0.02, 0.03, 0.04: mean 0.03, sd 0.01, se 0.01 / sqrt(3), t = 3 sqrt(3) = 5.196 on 2 df
     test = significance.paired_test([0.52, 0.53, 0.54], [0.50, 0.50, 0.50])
