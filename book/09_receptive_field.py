@@ -51,6 +51,7 @@ from segedu.experiments import compare
 from segedu.inference.evaluate import background_floor
 from segedu.errors import SegeduError
 from segedu.inference import crf
+from segedu.inference.pipeline import InferenceOptions
 from segedu.models import aspp, deeplabv1, dilatednet, measure, pspnet
 from segedu.models.backbones.xception import SeparableConv2d
 from segedu.engine import load_model
@@ -524,7 +525,8 @@ if crf.is_available():
     refined = {}
     for label in (v1_label, v3p_label):
         with_crf = compare.score_runs({f"{label}+CRF": runs[label].run_dir}, session.data_dir,
-                                      device=session.device, batch_size=prof.batch_size, postprocess=crf.refine)
+                                      device=session.device, batch_size=prof.batch_size,
+                                      options=InferenceOptions(crf=True))
         refined[label] = with_crf[f"{label}+CRF"]
     table = {}
     for label in refined:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -223,8 +222,7 @@ def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3) -> tuple:
 
 
 def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str = "val", device="cpu",
-               boundary_px: int = 3, batch_size: int = 4,
-               postprocess: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, dict]:
+               boundary_px: int = 3, batch_size: int = 4, options: pipeline.InferenceOptions | None = None) -> dict[str, dict]:
     """Per run label: ``{"overall": scores, "boundary": scores, "images_per_s": ...}`` on ``split``
     (each scores dict as :meth:`SegMetrics.compute` gives it, plus its ``confusion`` matrix).
 
@@ -232,16 +230,16 @@ def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str
     scores. ``boundary`` counts only the pixels within ``boundary_px`` of a boundary between two
     classes (:func:`segedu.metrics.boundary_band`). ``images_per_s`` is inference speed on this split.
 
-    ``postprocess(image, logits)``, given one [0, 1] image (3, H, W) and its logits (C, H, W) on the
-    CPU, returns the class map (H, W) that is scored instead of the logits' argmax (e.g.
-    :func:`segedu.inference.crf.refine`); its time counts in ``images_per_s``.
+    ``options``: how each run predicts (:class:`~segedu.inference.pipeline.InferenceOptions`; e.g.
+    ``InferenceOptions(crf=True)`` scores the DenseCRF's refinement of its softmax); their time
+    counts in ``images_per_s``.
     """
     data = dataset.CocoSegmentation(data_dir, split)
     loader = dataset.make_eval_loader(data, batch_size)  # batches of one size: any image shape
     out = {}
     for label, run_dir in run_dirs.items():
         member = ensemble.load_member(run_dir, device)  # at its training size and autocast setting
-        out[label] = {**_score(Predictor(member, postprocess=postprocess), loader, boundary_px),
+        out[label] = {**_score(Predictor(member, options), loader, boundary_px),
                       "class_names": list(member.class_names or ())}
     return out
 

@@ -20,7 +20,7 @@ softmax is the ensemble of :mod:`.ensemble` (Lakshminarayanan et al., NIPS 2017,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler
@@ -29,7 +29,7 @@ from .. import metrics
 from ..data import IGNORE_INDEX, dataset
 from ..errors import SegeduError
 from .ensemble import Member, as_member, check_members
-from .pipeline import InferenceOptions, class_probabilities, crf_probabilities, member_scores, predict_classes
+from .pipeline import InferenceOptions, class_probabilities, crf_probabilities, predict_classes
 
 __all__ = ["Predictor"]
 
@@ -42,26 +42,17 @@ class Predictor:
     ``amp_dtype``; :func:`~segedu.inference.ensemble.member_from` makes one of a loaded checkpoint),
     ``(model, size)`` pairs or models (a single Member or model may be given bare). ``options``: the
     :class:`~segedu.inference.pipeline.InferenceOptions` (TTA, sliding window, ensemble weighting,
-    ``crf``; None: the plain prediction). ``postprocess(image, scores)``: the class map (H, W) of one
-    image (3, H, W) from its class scores (C, H, W), both on the CPU, used instead of the argmax
-    (:func:`segedu.experiments.compare.score_runs`' hook, e.g. :func:`segedu.inference.crf.refine`);
-    one member only. ``batch_size``: images per batch when a method is given a dataset instead of a
-    loader. ``device``: where images go (default: the first member's parameters' device).
+    ``crf``, the DenseCRF refinement; None: the plain prediction). ``batch_size``: images per batch
+    when a method is given a dataset instead of a loader. ``device``: where images go (default: the first member's parameters' device).
     """
 
-    def __init__(self, members, options: InferenceOptions | None = None, *,
-                 postprocess: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 batch_size: int = 4, device: torch.device | str | None = None):
+    def __init__(self, members, options: InferenceOptions | None = None, *, batch_size: int = 4, device: torch.device | str | None = None):
         members = [members] if isinstance(members, (Member, torch.nn.Module)) else list(members)
         if not members:
             raise SegeduError("a Predictor needs at least one model.")
         self.members = [as_member(m, i) for i, m in enumerate(members)]
         check_members(self.members)
         self.options = options or InferenceOptions()
-        if postprocess is not None and (len(self.members) > 1 or self.options.crf):
-            raise SegeduError("a postprocess hook refines one model's scores; use options.crf (the DenseCRF of the "
-                              "averaged probabilities) with an ensemble, or drop the hook.")
-        self.postprocess = postprocess
         self.batch_size = batch_size
         if device is None:
             first = next(self.members[0].model.parameters(), None)
@@ -80,13 +71,8 @@ class Predictor:
 
     @torch.no_grad()
     def labels(self, images: torch.Tensor) -> torch.Tensor:
-        """Class maps (B, H, W) int64 on the images' device (:func:`~segedu.inference.pipeline.predict_classes`,
-        or ``postprocess`` of each image's scores)."""
-        if self.postprocess is None:
-            return predict_classes(self.members, images, self.options)
-        scores = member_scores(self.members[0], images, self.options)
-        return torch.stack([self.postprocess(image.cpu(), s.float().cpu())
-                            for image, s in zip(images, scores)]).to(images.device)
+        """Class maps (B, H, W) int64 on the images' device (:func:`~segedu.inference.pipeline.predict_classes`)."""
+        return predict_classes(self.members, images, self.options)
 
     # ------------------------------------------------------------------ over a loader
     def _loader(self, loader) -> DataLoader:

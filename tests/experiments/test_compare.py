@@ -9,6 +9,10 @@ from segedu import notebook
 from segedu.data import dataset
 from segedu.engine import evaluate
 from segedu.experiments import compare
+from segedu.inference import ensemble
+from segedu.inference.pipeline import InferenceOptions
+from segedu.inference.predictor import Predictor
+from segedu.inference.tta import TTA
 
 
 @pytest.fixture()
@@ -63,28 +67,25 @@ def test_predictions_are_class_maps_at_the_image_size(results, tiny_data):
     assert 0 <= int(preds["eight"].min()) and int(preds["eight"].max()) < 11
 
 
-def test_postprocess_replaces_the_argmax(results, tiny_data):
-    """A post-processing step that predicts background everywhere must score exactly like the
-    hand-made confusion matrix of that prediction; the identity (argmax) must not change the scores."""
+def test_score_runs_scores_each_run_under_the_options_given(results, tiny_data, monkeypatch):
+    """``options`` reach the Predictor that scores each run, and its scores are what that Predictor
+    scores (the tiny model's flip may change no prediction, so the options are checked where they go)."""
     runs = {"eight": results["eight"].run_dir}
-    seen = []
-
-    def background(image, logits):
-        seen.append((tuple(image.shape), tuple(logits.shape)))
-        return torch.zeros(logits.shape[-2:], dtype=torch.int64)
-
-    scored = compare.score_runs(runs, tiny_data, "val", "cpu", postprocess=background)["eight"]["overall"]
+    tta = InferenceOptions(tta=TTA())  # the image and its left-right flip
     data = dataset.CocoSegmentation(tiny_data, "val")
-    assert len(seen) == len(data)
-    assert all(i[1:] == l[1:] and i[0] == 3 and l[0] == 11 for i, l in seen)
-    labels = torch.cat([m.flatten() for _, m in data])
-    labels = labels[labels != 255]
-    # every labelled pixel predicted as class 0: accuracy is the share of background pixels
-    assert scored["pixel_accuracy"] == pytest.approx(float((labels == 0).float().mean()), abs=1e-6)
-    plain = compare.score_runs(runs, tiny_data, "val", "cpu")["eight"]["overall"]["miou"]
-    identity = compare.score_runs(runs, tiny_data, "val", "cpu",
-                                  postprocess=lambda image, logits: logits.argmax(0))["eight"]["overall"]["miou"]
-    assert identity == pytest.approx(plain, abs=1e-9)
+    member = ensemble.load_member(results["eight"].run_dir, "cpu")
+    given = []
+
+    def spy(member, options=None, **kwargs):
+        given.append(options)
+        return Predictor(member, options, **kwargs)
+
+    monkeypatch.setattr(compare, "Predictor", spy)
+    for options in (None, tta):
+        scored = compare.score_runs(runs, tiny_data, "val", "cpu", options=options)["eight"]["overall"]
+        expected = Predictor(member, options).score(dataset.make_eval_loader(data, 4))
+        assert scored["confusion"].tolist() == expected["confusion"].cpu().tolist()
+    assert given == [None, tta]
 
 
 def test_object_recalls_follow_the_annotations(results, tiny_data):

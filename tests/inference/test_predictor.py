@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from segedu import significance
-from segedu.data import IGNORE_INDEX, dataset
+from segedu.data import IGNORE_INDEX
 from segedu.errors import SegeduError
 from segedu.inference.ensemble import Member
 from segedu.inference.predictor import Predictor
@@ -123,24 +123,24 @@ def test_score_per_image_averages_the_images_scores(data, models):
     assert predictor.score(data, per_image=True)["miou"] == pytest.approx(np.mean(image_miou), abs=1e-12)
 
 
-def test_postprocess_replaces_the_argmax(data, models):
-    seen = []
+def test_the_crf_option_is_crf_refine_of_one_models_scores(data, models):
+    """``options.crf`` on one model gives, image by image, what :func:`segedu.inference.crf.refine`
+    (softmax, DenseCRF, argmax) makes of that model's logits: the hook it replaced."""
+    pytest.importorskip("pydensecrf.densecrf")
+    from segedu.inference import crf
+    from segedu.inference.pipeline import InferenceOptions
 
-    def background(image, scores):
-        seen.append((image.device.type, tuple(image.shape), tuple(scores.shape)))
-        return torch.zeros(scores.shape[-2:], dtype=torch.int64)
-
-    scores = Predictor(members(models)[:1], postprocess=background).score(data)
-    assert len(seen) == len(SIZES) and all(d == "cpu" and i[0] == 3 and s[0] == C for d, i, s in seen)
-    truth = sum(numpy_confusion(np.zeros_like(mask), mask) for _, mask in data)
-    assert scores["confusion"].tolist() == truth.tolist()  # every labelled pixel in column 0
+    member = members(models)[:1]
+    images = torch.stack([data[0][0], data[2][0]])  # two images of one size (SIZES)
+    refined = Predictor(member, InferenceOptions(crf=True)).labels(images)
+    logits = Predictor(member).probabilities(images).log()  # the softmax's log: refine's softmax undoes it
+    expected = torch.stack([crf.refine(image, l) for image, l in zip(images, logits)])
+    assert refined.shape == expected.shape and torch.equal(refined, expected)
 
 
 def test_bad_uses_are_refused_with_one_clear_line(data, models):
     with pytest.raises(SegeduError, match="must not shuffle"):
         Predictor(members(models)).score(torch.utils.data.DataLoader(data, batch_size=1, shuffle=True))
-    with pytest.raises(SegeduError, match="postprocess hook refines one model"):
-        Predictor(members(models), postprocess=lambda image, scores: scores.argmax(0))
     with pytest.raises(SegeduError, match="needs num_classes"):
         Predictor(models[0]).score(data)
     with pytest.raises(SegeduError, match="at least one model"):
