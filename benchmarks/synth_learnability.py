@@ -52,8 +52,10 @@ def main(argv=None) -> None:
     parser.add_argument("--augment", default="flip", help="comma-separated segedu.data.transforms names")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--freeze-encoder", action="store_true",
-                        help="train the decoder only: the model's encoder keeps its loaded weights and batch-norm "
-                             "statistics (no gradient flows into it, so a step costs less)")
+                        help="train the decoder only: every parameter of model.encoder keeps its loaded value and "
+                             "its batch norm its statistics (no gradient flows into it, so a step costs less); "
+                             "meant for a fully pretrained encoder, as the ResNet-50 DeepLabs have (DeepLab v1's "
+                             "fc6/fc7 sit in its encoder but start fresh, and would stay random)")
     parser.add_argument("--out", help="run directory (default: a temporary one)")
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
