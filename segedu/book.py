@@ -193,19 +193,22 @@ def record_run(profile: str, device_text: str, times: dict[str, float], book_roo
     entry = log["profiles"].setdefault(profile, {"notebooks": {}})
     # each chapter keeps the machine it was timed on: a partial run (make book NB=...) on another
     # machine must not relabel the times of the chapters it did not run
-    machines = entry.setdefault("machines", {})
+    # and the execution (the date of its run): times of two executions are not one run's, even on
+    # one machine, since a chapter's code, data or plan may have changed in between
+    machines, dates = entry.setdefault("machines", {}), entry.setdefault("dates", {})
     for chapter in entry["notebooks"]:
         machines.setdefault(chapter, entry.get("machine"))
+        dates.setdefault(chapter, entry.get("date"))
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machines.update({chapter: env.machine_description() for chapter in times})
-    entry.update({
-        "machine": env.machine_description(), "device": device_text,
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "torch": env.package_version("torch"),
-    })
+    dates.update({chapter: now for chapter in times})
+    entry.update({"machine": env.machine_description(), "device": device_text, "date": now,
+                  "torch": env.package_version("torch")})
     entry["notebooks"].update({k: round(v, 1) for k, v in times.items()})
     order = [p.stem for p in notebooks(book_root)]
     entry["notebooks"] = {k: entry["notebooks"][k] for k in order if k in entry["notebooks"]}
     entry["machines"] = {k: machines[k] for k in entry["notebooks"]}
+    entry["dates"] = {k: dates[k] for k in entry["notebooks"]}
     entry["total_seconds"] = round(sum(entry["notebooks"].values()), 1)
     stored = entry.setdefault("results", {})
     stored.update({chapter: rows for chapter, rows in (results or {}).items() if rows})
@@ -229,17 +232,20 @@ def render_run_log(log: dict) -> str:
         if not entry:
             continue
         machines = entry.get("machines") or {nb: entry["machine"] for nb in entry["notebooks"]}
-        mixed = len(set(machines.values())) > 1
+        dates = entry.get("dates") or {nb: entry["date"] for nb in entry["notebooks"]}
+        # one execution = one run on one machine; a chapter timed by another is labelled with both
+        timed = {nb: f"{machines.get(nb)}, run of {dates.get(nb)}" for nb in entry["notebooks"]}
         lines += [f"## Profile `{name}`", "",
                   f"Last run {entry['date']} on {entry['machine']}; device {entry['device']}; torch {entry['torch']}.", ""]
-        if mixed:
-            lines += ["The chapters were last timed on different machines (column *machine*), so their",
-                      "total is a sum over machines, not the time of one run.", "",
-                      "| chapter | seconds | machine |", "|---|---:|---|"]
-            lines += [f"| {nb} | {sec:.1f} | {machines.get(nb)} |" for nb, sec in entry["notebooks"].items()]
-            for machine in dict.fromkeys(machines.values()):
-                part = sum(sec for nb, sec in entry["notebooks"].items() if machines.get(nb) == machine)
-                lines.append(f"| total on {machine} | {part:.1f} | |")
+        if len(set(timed.values())) > 1:
+            lines += ["The chapters were last timed by different executions of the book (column *timed*:",
+                      "the machine and the run), so their total is a sum over executions, not the time of",
+                      "one run.", "",
+                      "| chapter | seconds | timed |", "|---|---:|---|"]
+            lines += [f"| {nb} | {sec:.1f} | {timed[nb]} |" for nb, sec in entry["notebooks"].items()]
+            for execution in dict.fromkeys(timed.values()):
+                part = sum(sec for nb, sec in entry["notebooks"].items() if timed[nb] == execution)
+                lines.append(f"| total of {execution} | {part:.1f} | |")
             lines += [f"| **total** | **{entry['total_seconds']:.1f}** | |", ""]
         else:
             lines += ["| chapter | seconds |", "|---|---:|"]

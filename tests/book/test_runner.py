@@ -93,8 +93,44 @@ def test_a_partial_run_on_another_machine_keeps_each_chapters_machine(tmp_path, 
     log = book.record_run("cpu", "cpu - test", {second: 5.0}, fake)
     assert log["profiles"]["cpu"]["machines"] == {first: "machine A", second: "machine B"}
     md = (fake / book.RUN_LOG_MD).read_text()
-    assert f"| {first} | 10.0 | machine A |" in md and f"| {second} | 5.0 | machine B |" in md
-    assert "| total on machine A | 10.0 | |" in md and "| total on machine B | 5.0 | |" in md
+    dates = log["profiles"]["cpu"]["dates"]
+    assert f"| {first} | 10.0 | machine A, run of {dates[first]} |" in md
+    assert f"| {second} | 5.0 | machine B, run of {dates[second]} |" in md
+    assert f"| total of machine A, run of {dates[first]} | 10.0 | |" in md
+    assert f"| total of machine B, run of {dates[second]} | 5.0 | |" in md
+
+
+def test_two_executions_on_one_machine_are_not_one_runs_total(tmp_path, monkeypatch):
+    """A later partial run on the same machine (make book NB=...) keeps the other chapters' times,
+    but the log must not present their sum as the time of one execution."""
+    root = Path(__file__).resolve().parents[2]
+    fake = tmp_path / "book_root"
+    (fake / "book").mkdir(parents=True)
+    shutil.copy(root / "_toc.yml", fake / "_toc.yml")
+    for py in book.notebooks(root):
+        (fake / "book" / py.name).write_text("")
+    first, second = [p.stem for p in book.notebooks(root)[:2]]
+    monkeypatch.setattr(book.env, "machine_description", lambda: "machine A")
+
+    real = book._dt.datetime
+
+    class Clock:  # two executions, an hour apart
+        hour = 10
+
+        @classmethod
+        def now(cls, tz=None):
+            return real(2026, 12, 6, cls.hour, 0, tzinfo=tz)
+
+    monkeypatch.setattr(book._dt, "datetime", Clock)
+    book.record_run("cpu", "cpu - test", {first: 10.0, second: 20.0}, fake)
+    assert "| timed |" not in (fake / book.RUN_LOG_MD).read_text()  # one execution: no column
+    Clock.hour = 11
+    log = book.record_run("cpu", "cpu - test", {second: 5.0}, fake)
+    assert log["profiles"]["cpu"]["dates"] == {first: "2026-12-06 10:00 UTC", second: "2026-12-06 11:00 UTC"}
+    md = (fake / book.RUN_LOG_MD).read_text()
+    assert "sum over executions" in md
+    assert "| total of machine A, run of 2026-12-06 10:00 UTC | 10.0 | |" in md
+    assert "| total of machine A, run of 2026-12-06 11:00 UTC | 5.0 | |" in md
 
 
 def test_run_log_records_the_chapters_training_results(tmp_path):
