@@ -62,14 +62,22 @@ def test_notebook_without_parameters_cell_is_refused(tmp_path):
         book.execute(py)
 
 
-def test_run_log_records_times_per_profile(tmp_path):
-    root = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fake_book(tmp_path: Path) -> Path:
+    """A book root with the real _toc.yml and an empty .py for each chapter: where record_run writes."""
     fake = tmp_path / "book_root"
     (fake / "book").mkdir(parents=True)
-    shutil.copy(root / "_toc.yml", fake / "_toc.yml")
-    for py in book.notebooks(root):
+    shutil.copy(ROOT / "_toc.yml", fake / "_toc.yml")
+    for py in book.notebooks(ROOT):
         (fake / "book" / py.name).write_text("")
-    first = book.notebooks(root)[0].stem
+    return fake
+
+
+def test_run_log_records_times_per_profile(tmp_path):
+    fake = _fake_book(tmp_path)
+    first = book.notebooks(ROOT)[0].stem
     book.record_run("smoke", "cpu - test", {first: 1.23}, fake)
     log = book.record_run("cpu", "cpu - test", {first: 4.56}, fake)
     assert log["profiles"]["smoke"]["notebooks"][first] == 1.2
@@ -79,13 +87,8 @@ def test_run_log_records_times_per_profile(tmp_path):
 
 
 def test_a_partial_run_on_another_machine_keeps_each_chapters_machine(tmp_path, monkeypatch):
-    root = Path(__file__).resolve().parents[2]
-    fake = tmp_path / "book_root"
-    (fake / "book").mkdir(parents=True)
-    shutil.copy(root / "_toc.yml", fake / "_toc.yml")
-    for py in book.notebooks(root):
-        (fake / "book" / py.name).write_text("")
-    first, second = [p.stem for p in book.notebooks(root)[:2]]
+    fake = _fake_book(tmp_path)
+    first, second = [p.stem for p in book.notebooks(ROOT)[:2]]
     monkeypatch.setattr(book.env, "machine_description", lambda: "machine A")
     book.record_run("cpu", "cpu - test", {first: 10.0, second: 20.0}, fake)
     assert "| machine |" not in (fake / book.RUN_LOG_MD).read_text()  # one machine: no column
@@ -103,13 +106,8 @@ def test_a_partial_run_on_another_machine_keeps_each_chapters_machine(tmp_path, 
 def test_two_executions_on_one_machine_are_not_one_runs_total(tmp_path, monkeypatch):
     """A later partial run on the same machine (make book NB=...) keeps the other chapters' times,
     but the log must not present their sum as the time of one execution."""
-    root = Path(__file__).resolve().parents[2]
-    fake = tmp_path / "book_root"
-    (fake / "book").mkdir(parents=True)
-    shutil.copy(root / "_toc.yml", fake / "_toc.yml")
-    for py in book.notebooks(root):
-        (fake / "book" / py.name).write_text("")
-    first, second = [p.stem for p in book.notebooks(root)[:2]]
+    fake = _fake_book(tmp_path)
+    first, second = [p.stem for p in book.notebooks(ROOT)[:2]]
     monkeypatch.setattr(book.env, "machine_description", lambda: "machine A")
 
     real = book._dt.datetime
@@ -141,13 +139,8 @@ def test_run_log_records_the_chapters_training_results(tmp_path):
     import os
     import time
 
-    root = Path(__file__).resolve().parents[2]
-    fake = tmp_path / "book_root"
-    (fake / "book").mkdir(parents=True)
-    shutil.copy(root / "_toc.yml", fake / "_toc.yml")
-    for py in book.notebooks(root):
-        (fake / "book" / py.name).write_text("")
-    chapter = book.notebooks(root)[-1].stem
+    fake = _fake_book(tmp_path)
+    chapter = book.notebooks(ROOT)[-1].stem
     runs = tmp_path / "runs"
     for label, model, seed, mious in [("a-seed0", "a", 0, [0.1, 0.3]), ("a-seed1", "a", 1, [0.2, 0.1]),
                                       ("b", "b", 0, [0.5]), ("old", "old", 0, [0.9]),
