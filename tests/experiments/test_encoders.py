@@ -59,7 +59,8 @@ def test_hrnet_trains_from_scratch_until_its_course_encoder_ships(monkeypatch):
 @pytest.mark.parametrize("model, options, encoder", [
     ("fcn8s", {"batch_norm": True}, "vgg16_bn"), ("deeplabv1", {"batch_norm": True}, "vgg16_bn"),
     ("dilatednet", {"batch_norm": True}, "vgg16_bn"), ("segnet", {}, "vgg16_bn"),
-    ("fcn8s", {}, None),  # VGG-16 without batch norm: the course pretrains only the batch-norm one ("deeplabv3plus_resnet50", {}, "resnet50"), ("pspnet_resnet50", {}, "resnet50"),
+    ("fcn8s", {}, None),  # VGG-16 without batch norm: the course pretrains only the batch-norm one
+    ("deeplabv3plus_resnet50", {}, "resnet50"), ("pspnet_resnet50", {}, "resnet50"),
     ("deeplabv2", {"depth": 50}, "resnet50"), ("deeplabv2", {}, "resnet101"), ("hrnetv2_w18", {}, "hrnetv2_w18"),
     ("deeplabv3plus_xception", {}, None), ("hrnetv2_w48", {}, None), ("unet", {}, None)])
 def test_the_course_encoder_is_read_from_the_models_own_encoder(model, options, encoder):
