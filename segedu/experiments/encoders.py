@@ -64,6 +64,8 @@ def encoder_weights(model: str, profile: profiles.Profile, options: dict | None 
         return {}
     if weights == "imagenet" and model in NO_TORCHVISION_WEIGHTS:
         return {}
-    if weights == "course" and not has_course_encoder(model, profile.width, {**(options or {}), "width": profile.width}):
+    # the model is built at its own width where the options give one, else at the profile's
+    options = {"width": profile.width, **(options or {})}
+    if weights == "course" and not has_course_encoder(model, options["width"], options):
         return {}
     return {"pretrained_backbone": weights}

@@ -73,3 +73,10 @@ def test_models_the_course_has_no_weights_for_train_from_scratch_under_course():
         assert encoders.encoder_weights(model, CPU, options) == {}, model
     assert encoders.encoder_weights("deeplabv2", CPU, {"depth": 50}) == {"pretrained_backbone": "course"}
     assert ("resnet101", CPU.width) not in course.available()  # the premise: only ResNet-50 ships
+
+
+def test_a_model_at_another_width_than_the_profiles_is_checked_at_its_own():
+    # the course ships ResNet-50 at the profile's width only: at width 0.5 there is nothing to load
+    assert ("resnet50", 0.5) not in course.available()
+    assert encoders.encoder_weights("deeplabv3plus_resnet50", CPU, {"width": 0.5}) == {}
+    assert encoders.encoder_weights("deeplabv3plus_resnet50", CPU, {"width": CPU.width}) == {"pretrained_backbone": "course"}
