@@ -222,7 +222,8 @@ def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3) -> tuple:
 
 
 def score_runs(run_dirs: dict[str, str | Path], data_dir: str | Path, split: str = "val", device="cpu",
-               boundary_px: int = 3, batch_size: int = 4, options: pipeline.InferenceOptions | None = None) -> dict[str, dict]:
+               boundary_px: int = 3, batch_size: int = 4,
+               options: pipeline.InferenceOptions | None = None) -> dict[str, dict]:
     """Per run label: ``{"overall": scores, "boundary": scores, "images_per_s": ...}`` on ``split``
     (each scores dict as :meth:`SegMetrics.compute` gives it, plus its ``confusion`` matrix).
 

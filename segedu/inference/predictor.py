@@ -43,10 +43,12 @@ class Predictor:
     ``(model, size)`` pairs or models (a single Member or model may be given bare). ``options``: the
     :class:`~segedu.inference.pipeline.InferenceOptions` (TTA, sliding window, ensemble weighting,
     ``crf``, the DenseCRF refinement; None: the plain prediction). ``batch_size``: images per batch
-    when a method is given a dataset instead of a loader. ``device``: where images go (default: the first member's parameters' device).
+    when a method is given a dataset instead of a loader. ``device``: where images go (default: the
+    first member's parameters' device).
     """
 
-    def __init__(self, members, options: InferenceOptions | None = None, *, batch_size: int = 4, device: torch.device | str | None = None):
+    def __init__(self, members, options: InferenceOptions | None = None, *, batch_size: int = 4,
+                 device: torch.device | str | None = None):
         members = [members] if isinstance(members, (Member, torch.nn.Module)) else list(members)
         if not members:
             raise SegeduError("a Predictor needs at least one model.")
