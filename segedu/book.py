@@ -185,13 +185,30 @@ def chapter_results(runs_root: Path, profile: str, chapter: str, since: float | 
     return rows
 
 
+def parse_utc(text: str) -> float:
+    """``"YYYY-MM-DD HH:MM"`` (UTC, as the run log writes dates) as a ``time.time()``."""
+    try:
+        moment = _dt.datetime.strptime(text.removesuffix(" UTC").strip(), "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise SegeduError(f"{text!r} is not a UTC time of the form 'YYYY-MM-DD HH:MM' "
+                          "(the run log's dates, e.g. '2026-12-06 22:08')") from None
+    return moment.replace(tzinfo=_dt.timezone.utc).timestamp()
+
+
 def record_run(profile: str, device_text: str, times: dict[str, float], book_root: Path,
-               results: dict[str, list[dict]] | None = None) -> dict:
+               results: dict[str, list[dict]] | None = None, reused_since: str | None = None) -> dict:
     """Merge the measured wall times (and the chapters' training results, see
-    :func:`chapter_results`) into ``book/run_log.json`` and render ``book/run_log.md``."""
+    :func:`chapter_results`) into ``book/run_log.json`` and render ``book/run_log.md``.
+
+    With ``reused_since`` the chapters were re-executed reading back runs an earlier execution
+    trained (:func:`run_book`): their times and runs stay those of the execution that trained
+    them, the runs this one trained again replace theirs by name, and the re-execution is listed
+    under ``reexecuted`` (its date, seconds and the runs it trained)."""
     path = book_root / RUN_LOG_JSON
     log = json.loads(path.read_text()) if path.is_file() else {"profiles": {}}
     entry = log["profiles"].setdefault(profile, {"notebooks": {}})
+    if reused_since is not None:
+        return _record_reexecution(log, entry, profile, times, book_root, results or {}, reused_since)
     # each chapter keeps the machine it was timed on: a partial run (make book NB=...) on another
     # machine must not relabel the times of the chapters it did not run
     # and the execution (the date of its run): times of two executions are not one run's, even on
@@ -215,6 +232,27 @@ def record_run(profile: str, device_text: str, times: dict[str, float], book_roo
     stored.update({chapter: rows for chapter, rows in (results or {}).items() if rows})
     entry["results"] = {k: stored[k] for k in order if k in stored}
     write_text_atomic(path, json.dumps(log, indent=2) + "\n")
+    write_text_atomic(book_root / RUN_LOG_MD, render_run_log(log))
+    return log
+
+
+def _record_reexecution(log: dict, entry: dict, profile: str, times: dict[str, float], book_root: Path,
+                        results: dict[str, list[dict]], reused_since: str) -> dict:
+    """:func:`record_run` for a re-execution that read back the runs written since ``reused_since``."""
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    again = entry.setdefault("reexecuted", {})
+    stored = entry.setdefault("results", {})
+    for chapter, seconds in times.items():
+        fresh = results.get(chapter, [])
+        again[chapter] = {"date": now, "seconds": round(seconds, 1), "machine": env.machine_description(),
+                          "runs_since": reused_since, "runs_trained": len(fresh)}
+        names = {row["run"] for row in fresh}
+        if fresh:
+            stored[chapter] = [row for row in stored.get(chapter, []) if row["run"] not in names] + fresh
+    order = [p.stem for p in notebooks(book_root)]
+    entry["reexecuted"] = {k: again[k] for k in order if k in again}
+    entry["results"] = {k: stored[k] for k in order if k in stored}
+    write_text_atomic(book_root / RUN_LOG_JSON, json.dumps(log, indent=2) + "\n")
     write_text_atomic(book_root / RUN_LOG_MD, render_run_log(log))
     return log
 
@@ -252,6 +290,16 @@ def render_run_log(log: dict) -> str:
             lines += ["| chapter | seconds |", "|---|---:|"]
             lines += [f"| {nb} | {sec:.1f} |" for nb, sec in entry["notebooks"].items()]
             lines += [f"| **total** | **{entry['total_seconds']:.1f}** |", ""]
+        if entry.get("reexecuted"):
+            lines += ["Re-executed without retraining: these chapters ran again later, reading back the",
+                      "training runs of the same configuration written since the time given (their times",
+                      "above and their runs below are those of the execution that trained them, except",
+                      "the runs trained again).", "",
+                      "| chapter | re-executed | seconds | runs read back since | runs trained again |",
+                      "|---|---|---:|---|---:|"]
+            lines += [f"| {nb} | {r['date']} on {r['machine']} | {r['seconds']:.1f} | {r['runs_since']} UTC "
+                      f"| {r['runs_trained']} |" for nb, r in entry["reexecuted"].items()]
+            lines.append("")
         if entry.get("results"):
             lines += [f"### Training runs, profile `{name}`", "",
                       "Best validation mIoU of each run during training (mean ± sd over its seeds: the runs",
@@ -323,8 +371,14 @@ def sync_markdown(py_path: Path) -> int:
 
 
 def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: str | None = None,
-             seed: int = 0, device: str = "auto", echo=print) -> dict[str, float]:
-    """Execute the chosen chapters (all by default) in ``_toc.yml`` order; return their wall times."""
+             seed: int = 0, device: str = "auto", echo=print, reuse_since: str | None = None) -> dict[str, float]:
+    """Execute the chosen chapters (all by default) in ``_toc.yml`` order; return their wall times.
+
+    Chapters read back only the training runs of this execution. ``reuse_since`` (``"YYYY-MM-DD
+    HH:MM"``, UTC) widens that to every run of the same configuration written since then, for
+    re-executing chapters whose training code did not change (a plot, a table, an inference
+    option): the run log then keeps the times and runs of the execution that trained them and
+    lists this one as a re-execution (:func:`record_run`)."""
     book_root = root()
     name = profiles.resolve_name(profile)
     dev = env.resolve_device(device)
@@ -342,7 +396,10 @@ def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: st
     runs_root = profiles.data_root().parent / "runs"
     from .engine.runs import REUSE_SINCE_ENV
 
-    os.environ[REUSE_SINCE_ENV] = str(time.time())  # chapters share only this execution's runs
+    since = time.time() if reuse_since is None else parse_utc(reuse_since)
+    if reuse_since is not None:
+        echo(f"  reading back the runs of the same configuration written since {reuse_since} UTC")
+    os.environ[REUSE_SINCE_ENV] = str(since)  # by default chapters share only this execution's runs
     try:
         for py in chosen:
             t0, started = time.perf_counter(), time.time()
@@ -352,7 +409,8 @@ def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: st
             echo(f"  {py.stem:<40s} {times[py.stem]:7.1f} s")
     finally:
         if times:
-            record_run(name, f"{dev} - {env.device_name(dev)}", times, book_root, results)
+            record_run(name, f"{dev} - {env.device_name(dev)}", times, book_root, results,
+                       reused_since=reuse_since)
     echo(f"segedu book: done in {sum(times.values()):.1f} s; times in {RUN_LOG_MD}")
     return times
 

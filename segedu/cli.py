@@ -27,7 +27,8 @@ def _info(args) -> int:
 def _book_run(args) -> int:
     from . import book
 
-    book.run_book(args.profile, args.notebooks, args.data_dir, args.seed, args.device)
+    book.run_book(args.profile, args.notebooks, args.data_dir, args.seed, args.device,
+                  reuse_since=args.reuse_runs_since)
     return 0
 
 
@@ -628,6 +629,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", default=None, help="a COCO dataset folder (default: the generated one)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    r.add_argument("--reuse-runs-since", default=None, metavar="'YYYY-MM-DD HH:MM'",
+                   help="read back the training runs of the same configuration written since this UTC time "
+                        "(default: only this execution's); for re-executing chapters whose training code "
+                        "is unchanged")
     r.set_defaults(func=_book_run)
     h = bsub.add_parser("html", help="build the HTML book from the committed outputs (no execution)")
     h.add_argument("--no-strict", action="store_true", help="do not treat Sphinx warnings as errors")

@@ -215,3 +215,31 @@ def test_sync_markdown_copies_prose_only_and_refuses_code_changes(tmp_path):
     with pytest.raises(SegeduError, match="cell 2 \\(code\\) differs from the executed one"):
         book.sync_markdown(py)
     assert py.with_suffix(".ipynb").read_text() == before
+
+
+def test_a_reexecution_keeps_the_times_and_runs_of_the_execution_that_trained_them(tmp_path, monkeypatch):
+    """``run_book(reuse_since=...)``: a chapter executed again, reading back earlier runs, must not
+    replace the times of the execution that trained them by its own few seconds."""
+    fake = _fake_book(tmp_path)
+    first, second = [p.stem for p in book.notebooks(ROOT)[:2]]
+    monkeypatch.setattr(book.env, "machine_description", lambda: "machine A")
+    row = {"model": "fcn8s", "seed": 0, "best_val_miou": 0.3, "epochs": 5, "train_seconds": 80.0}
+    book.record_run("cpu", "cpu - test", {first: 10.0, second: 900.0}, fake,
+                    {second: [{**row, "run": "fcn8s-seed0"}, {**row, "run": "fcn8s-scratch-seed0"}]})
+    again = {**row, "run": "fcn8s-scratch-seed0", "best_val_miou": 0.15}
+    log = book.record_run("cpu", "cpu - test", {second: 60.0}, fake, {second: [again]},
+                          reused_since="2026-12-06 22:05")
+    entry = log["profiles"]["cpu"]
+    assert entry["notebooks"] == {first: 10.0, second: 900.0}
+    assert entry["reexecuted"][second]["seconds"] == 60.0 and entry["reexecuted"][second]["runs_trained"] == 1
+    assert sorted((r["run"], r["best_val_miou"]) for r in entry["results"][second]) == [
+        ("fcn8s-scratch-seed0", 0.15), ("fcn8s-seed0", 0.3)]
+    md = (fake / book.RUN_LOG_MD).read_text()
+    assert f"| {second} | {entry['reexecuted'][second]['date']} on machine A | 60.0 | 2026-12-06 22:05 UTC | 1 |" in md
+
+
+def test_reuse_since_must_be_a_utc_time():
+    assert book.parse_utc("2026-12-06 22:05") == 1796594700.0
+    assert book.parse_utc("2026-12-06 22:05 UTC") == 1796594700.0
+    with pytest.raises(SegeduError, match="'yesterday' is not a UTC time"):
+        book.parse_utc("yesterday")
