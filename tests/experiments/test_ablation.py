@@ -19,7 +19,9 @@ def test_every_trick_is_a_valid_config_that_differs_from_the_baseline_in_its_own
     configs = {e["label"].removesuffix("-seed0"): TrainConfig(profile="cpu", **{k: v for k, v in e.items() if k != "label"})
                for e in entries}
     base = configs.pop("baseline").resolved()
-    assert base.model == "deeplabv3plus_resnet50" and base.image_size == CPU.image_size
+    # chapter 11's finalist, DeepLab v2, on the ResNet-50 the course pretrains
+    assert base.model == "deeplabv2" and base.image_size == CPU.image_size
+    assert base.model_options["depth"] == 50 and base.model_options["pretrained_backbone"] == "course"
     for trick, config in configs.items():
         changed = set(config_diff(config.resolved(), base)) - {"seed"}
         expected = set(ablation.TRICKS[trick]) - set(PLACE_FIELDS)  # save_epochs: kept files, not a change

@@ -145,7 +145,7 @@ def test_craft_setup_counts_the_steps_the_trainer_takes(session, tiny_data):
     assert craft["train_images"] == len(COCO(str(tiny_data / "train.json")).getImgIds())
     assert craft["scores"] == session.run_dir("craft", "scores")
     # the steps a run of the baseline's epochs and batch really takes (a small model, same loader)
-    run = compare.train_plan(session, "steps", [{**craft["base"], "model": "fcn32s", "image_size": 32,
+    run = compare.train_plan(session, "steps", [{**craft["base"], "model": "fcn32s", "model_options": {}, "image_size": 32,
                                                  "num_workers": 0, "label": "count"}])["count"]
     assert run.trainer.step == craft["steps"] > 0
     assert f"{craft['train_images']} images = {craft['steps']} optimiser steps of batch {prof.batch_size}" in craft["describe"]
