@@ -413,8 +413,8 @@ print("best decoder model beats FCN-8s by more than 0.02 mIoU:",
 
 # %% [markdown]
 # **Neither decoder model beats FCN-8s in this run.** FCN-8s reached 0.3269 mIoU, SegNet 0.2014
-# and DeconvNet 0.1609, all well above the floor of predicting Background everywhere, 0.0606
-# (`book/06_fcn.ipynb`). The ranking is fcn8s > segnet > deconvnet: SegNet trails FCN-8s by
+# and DeconvNet 0.1609, all well above the floor of predicting Background everywhere, 0.0606.
+# The ranking is fcn8s > segnet > deconvnet: SegNet trails FCN-8s by
 # 0.1254, DeconvNet by 0.1660. The boundary band keeps the same order (0.1726, 0.1247, 0.0930),
 # with gaps of 0.0479 and 0.0796.
 #

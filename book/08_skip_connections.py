@@ -421,7 +421,7 @@ plt.show()
 
 # %% [markdown]
 # In 240 steps from scratch, U-Net reached a best val mIoU of 0.1356 and FC-DenseNet56 0.0858.
-# Predicting Background everywhere scores 0.0606 (`book/06_fcn.ipynb`) on these validation
+# Predicting Background everywhere scores 0.0606 on these validation
 # images, so FC-DenseNet56 is barely above that floor and U-Net not far above it. For scale,
 # FCN-8s from scratch reached 0.1438 to 0.1474 (`book/06_fcn.ipynb`) over three seeds under the
 # same budget, and 0.3216 to 0.3269 (`book/06_fcn.ipynb`) from the course's pretrained encoder:
@@ -509,7 +509,7 @@ plt.show()
 # * UNet++ has 9.04M parameters (the paper's Table 2) against 7.76M for U-Net at its widths, and
 #   U-Net's depth, hence the same measured receptive field of 188 pixels.
 # * Trained from scratch for 240 steps on 192-pixel crops, U-Net reached a best val mIoU of 0.1356
-#   and FC-DenseNet56 0.0858, against an all-Background floor of 0.0606 (`book/06_fcn.ipynb`); both
+#   and FC-DenseNet56 0.0858, against an all-Background floor of 0.0606; both
 #   found only Paper and Plastic bag among the object classes (FC-DenseNet56's Paper stays below
 #   an IoU of 0.10). One seed each, and FC-DenseNet56
 #   barely above the floor: no verdict between the two. Both papers trained from scratch for far

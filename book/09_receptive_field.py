@@ -380,7 +380,7 @@ for label, s in scores.items():
 # %% [markdown]
 # **The ResNet-50 models are far ahead of the VGG ones in this run.** DeepLab v2 reached 0.4161
 # mIoU, PSPNet 0.3883, v3+ 0.3216 and v3 0.3145; DeepLab v1 reached 0.1965 and DilatedNet 0.1886.
-# All six are above the floor of predicting Background everywhere, 0.0606 (`book/06_fcn.ipynb`).
+# All six are above the floor of predicting Background everywhere, 0.0606.
 # The boundary band keeps the same order: 0.2325, 0.2249, 0.1909 and 0.1863 for the ResNet-50
 # models, 0.1105 and 0.1021 for the VGG ones. Pixel accuracy (0.850 to 0.912) hides most of this,
 # because most pixels are Background and every model gets Background largely right (IoU 0.896 to
@@ -599,7 +599,7 @@ plt.show()
 #   output stride 16 and 482 at output stride 8.
 # * Fine-tuned for 240 steps on 192-pixel crops, one seed each: DeepLab v2 (on ResNet-50) 0.4161
 #   mIoU, PSPNet 0.3883, v3+ 0.3216, v3 0.3145, v1 0.1965, DilatedNet 0.1886, against an
-#   all-Background floor of 0.0606 (`book/06_fcn.ipynb`). The four ResNet-50 models learned 4 to 8
+#   all-Background floor of 0.0606. The four ResNet-50 models learned 4 to 8
 #   of the 10 object classes, the two VGG ones only Paper and Plastic bag; none learned Battery or
 #   Clothing. The split between the two encoder families is the one pattern large enough to take
 #   seriously without a test; the order inside each family cannot be called, and it is the reverse

@@ -202,7 +202,7 @@ print(compare.per_class_table(scores))
 # **HRNet from scratch is far behind the two fine-tuned DeepLabs.** It reached 0.1033 mIoU,
 # against 0.3145 for v3 and 0.3216 for v3+ (the same scores as in
 # [the receptive-field chapter](09_receptive_field)). Predicting Background everywhere scores
-# 0.0606 (`book/06_fcn.ipynb`): HRNet is above that floor, but not far. Per class it learned
+# 0.0606: HRNet is above that floor, but not far. Per class it learned
 # almost nothing yet: Plastic bag 0.346, Paper 0.066, General trash 0.001, every other object
 # class 0.000. Even its Background IoU is 0.722, against 0.940 for both DeepLabs, and its pixel
 # accuracy 0.689. v3 and v3+ each learned 4 of the 10 object classes (IoU >= 0.10).
@@ -303,8 +303,8 @@ plt.show()
 # * In this run HRNetV2-W18 trained from scratch, because its course encoder is not shipped yet,
 #   while DeepLab v3 and v3+ fine-tuned the course's pretrained ResNet-50: 240 steps on 192-pixel
 #   crops at a quarter of the paper's channels, one seed each. HRNet reached 0.1033 mIoU against
-#   0.3145 for v3 and 0.3216 for v3+, with an all-Background floor of 0.0606
-#   (`book/06_fcn.ipynb`); it learned only Plastic bag (0.346) and a little Paper (0.066). That is
+#   0.3145 for v3 and 0.3216 for v3+, with an all-Background floor of 0.0606;
+#   it learned only Plastic bag (0.346) and a little Paper (0.066). That is
 #   the range of the other from-scratch models, not a verdict on the architecture.
 # * Its small-object recall (0.051 against 0.286 and 0.280) and boundary mIoU (0.0591 against
 #   0.1863 and 0.1909) trail as far as everything else, so the paper's claim, that the
