@@ -299,11 +299,11 @@ print("SegNet faster than FCN-8s:", seg["images_per_s"] > cost["fcn8s"]["images_
 # Which of its two geometries costs more depends on the image size: `pad_fc6=True` runs them at
 # every cell of pool5's map, the paper's geometry runs them once but pads every image to
 # 224×224 first. On these 192-pixel crops the padding costs more: the paper's geometry ran at
-# 29.8 images/s and kept 59.9 MB per image for the backward pass, `pad_fc6=True` 38.9 images/s
+# 31.8 images/s and kept 59.9 MB per image for the backward pass, `pad_fc6=True` 48.3 images/s
 # and 44.6 MB. SegNet, with 1.85M parameters (8.5x fewer than DeconvNet's 15.75M), ran at
-# 44.0 images/s, 1.13x the speed of the trained DeconvNet, with 1.13x less activation memory.
+# 51.9 images/s, 1.07x the speed of the trained DeconvNet, with 1.13x less activation memory.
 #
-# FCN-8s was the fastest of the three, at 72.6 images/s, and kept the least, 23.5 MB per image,
+# FCN-8s was the fastest of the three, at 71.6 images/s, and kept the least, 23.5 MB per image,
 # although it has 8.44M parameters. SegNet and DeconvNet run 3×3 convolutions on wide feature
 # maps at every resolution up to the full image, and keep those maps for the backward pass;
 # FCN-8s has no decoder convolutions, only upsamplings of 11-channel score maps. So in this run
@@ -424,7 +424,7 @@ print("best decoder model beats FCN-8s by more than 0.02 mIoU:",
 # three seeds spanned 0.1074 to 0.1634 (`book/06_fcn.ipynb`). No paired test was run here, so
 # the ranking is what one run shows, not a verdict that the decoders are worse.
 #
-# Per class, FCN-8s learned 4 of the 10 object classes to an IoU of 0.10 or more: Paper (0.668),
+# Per class, FCN-8s learned 4 of the 10 object classes to an IoU of at least a tenth: Paper (0.668),
 # Plastic (0.427), Styrofoam (0.670) and Plastic bag (0.815), with a little General trash (0.087). SegNet and DeconvNet learned only
 # 2, the two most common: Paper (0.579 and 0.308) and Plastic bag (0.709 and 0.637). Neither found
 # any Plastic or Styrofoam, and no model learned Paper pack, Metal, Glass, Battery or Clothing.
@@ -443,7 +443,7 @@ print("best decoder model beats FCN-8s by more than 0.02 mIoU:",
 # 1×1 score layers and upsamplings, few new weights between pretrained features and the classes.
 # SegNet and DeconvNet put a whole mirrored decoder of randomly initialised layers between the
 # encoder and the classifier, and 240 steps are not enough to train it; DeconvNet adds the 7×7
-# deconv-fc6 and took the longest (211 s, against 137 s for SegNet and 100 s for FCN-8s). This
+# deconv-fc6 and took the longest (182 s, against 123 s for SegNet and 100 s for FCN-8s). This
 # disagrees with the paper, where on VOC2012 test, without ensemble or CRF, FCN-8s reached 62.2
 # and DeconvNet 69.6 (Noh et al. 2015); but the paper trained far longer, at full width, on object
 # proposals rather than whole images.
@@ -474,9 +474,9 @@ plt.show()
 # * The paper segments object proposals one at a time and reports its best result for an
 #   ensemble with FCN-8s plus a CRF; here all three networks run on whole images, so this
 #   chapter's DeconvNet is the paper's architecture, not its pipeline.
-# * At a quarter width on 192-pixel crops, on a 2-core CPU, SegNet ran at 44.0 images/s against
-#   38.9 for DeconvNet with `pad_fc6=True` (1.13x), with 8.5x fewer parameters and 1.13x less
-#   activation memory; FCN-8s was faster than both, at 72.6 images/s and 23.5 MB per image.
+# * At a quarter width on 192-pixel crops, on a 2-core CPU, SegNet ran at 51.9 images/s against
+#   48.3 for DeconvNet with `pad_fc6=True` (1.07x), with 8.5x fewer parameters and 1.13x less
+#   activation memory; FCN-8s was faster than both, at 71.6 images/s and 23.5 MB per image.
 #   Remembering switches instead of feature maps is what SegNet's design saves: at 360×480,
 #   1.3 MiB of 2-bit switches against 85.8 MiB of float32 encoder maps (PyTorch's int64 indices
 #   take 42.9 MiB).

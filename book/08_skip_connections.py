@@ -430,8 +430,8 @@ plt.show()
 # scratch: U-Net for about 10 hours on a GPU (Ronneberger et al. 2015), FC-DenseNet with early
 # stopping at a patience of 100 epochs, hence hundreds of epochs (Jégou et al. 2017). At width
 # 0.25 FC-DenseNet56 is also very thin: 0.091M parameters, each dense layer adding a quarter of
-# the paper's 12 maps, and dropout in every layer. Training took 527 s for FC-DenseNet56 against
-# 168 s for U-Net, which has 1.943M parameters: the concatenations cost time, not weights.
+# the paper's 12 maps, and dropout in every layer. Training took 486 s for FC-DenseNet56 against
+# 149 s for U-Net, which has 1.943M parameters: the concatenations cost time, not weights.
 #
 # ## Per class, at the boundaries, and speed
 #
@@ -473,7 +473,7 @@ print(f"FC-DenseNet56 has {sizes[second] / sizes[first]:.1f}x fewer parameters t
 # FC-DenseNet56 so close to the floor the comparison says which network starts learning sooner
 # under this budget, not which architecture segments better: no verdict between the two can be
 # drawn here. The speed is a measurement: FC-DenseNet56 has 21.3x fewer parameters than U-Net at
-# this width, yet runs at 0.34x its images per second (15.6 against 45.9 images/s on this CPU),
+# this width, yet runs at 0.36x its images per second (15.0 against 42.0 images/s on this CPU),
 # because every dense layer reads a fresh concatenation at full resolution.
 #
 # Predictions on the validation image of the weight map:
@@ -501,7 +501,7 @@ plt.show()
 # * U-Net's valid convolutions turn a 572 tile into a 388 output, 92 pixels lost per side; mirroring
 #   the image into the next valid tile gives logits for every pixel, but a 128-pixel image needs a
 #   tile of 6.09 times its pixels (3.01 for 256 pixels); on one batch of two 192-pixel crops the
-#   valid network took 45 ms against 21 ms with same padding, which is why the training used
+#   valid network took 41 ms against 16 ms with same padding, which is why the training used
 #   same padding.
 # * The U-Net weight map lifts the background between two objects 2 pixels apart to 9.5, against
 #   0.9 on the objects; on the real image it needs instance labels, which COCO's annotations give
@@ -514,8 +514,8 @@ plt.show()
 #   an IoU of 0.10). One seed each, and FC-DenseNet56
 #   barely above the floor: no verdict between the two. Both papers trained from scratch for far
 #   longer, and these architectures need it.
-# * FC-DenseNet56 has 21.3x fewer parameters than U-Net at width 0.25 but runs at 0.34x its
-#   images per second (15.6 against 45.9 images/s) and took 527 s to train against 168 s.
+# * FC-DenseNet56 has 21.3x fewer parameters than U-Net at width 0.25 but runs at 0.36x its
+#   images per second (15.0 against 42.0 images/s) and took 486 s to train against 149 s.
 #
 # ## Exercises
 #

@@ -271,7 +271,7 @@ for stride in (16, 8):
           f"{memory / 2**20:6.1f} MiB saved for backward per 2 images")
 
 # %% [markdown]
-# On these crops, output stride 8 ran at 72.8 images/s against 166.7 at stride 16, and kept
+# On these crops, output stride 8 ran at 64.3 images/s against 155.1 at stride 16, and kept
 # 72.7 MiB for the backward pass per 2 images against 36.2: the last stage runs on a map with four
 # times the cells. Single timings on a shared machine move from run to run, but a factor of this
 # size is the geometry, not noise.
@@ -459,7 +459,7 @@ for key, what in (("overall", "mIoU"), ("boundary", "boundary mIoU")):
 #
 # The last cell sets the first DeepLab against the last: v3+ 0.3216 against v1 0.1965 over all
 # pixels, 0.1909 against 0.1105 in the boundary band, one seed each. v3+ was also the fastest at
-# inference, 104.2 images/s, and DilatedNet, with its 7×7 fc6 at stride 8, the slowest at 36.9.
+# inference, 108.3 images/s, and DilatedNet, with its 7×7 fc6 at stride 8, the slowest at 34.8.
 #
 # ## The field a trained network uses
 #
@@ -557,8 +557,8 @@ else:
 # no class: every 0.000 stays 0.000, because the CRF can only reshape regions the network already
 # predicts. Contrary to the expectation that a model with a decoder needs it less, v3+ gained more
 # than v1, in both columns. Both are single checkpoints of one seed: whether the gain holds for
-# other seeds was not tested. Its price is speed: on this machine v1 fell from 70.7 to 7.0
-# images/s and v3+ from 104.2 to 7.2, since the CRF runs image by image on the CPU.
+# other seeds was not tested. Its price is speed: on this machine v1 fell from 70.4 to 7.1
+# images/s and v3+ from 108.3 to 7.4, since the CRF runs image by image on the CPU.
 #
 # On one validation image: the network's prediction, the CRF's, and the ground truth.
 
@@ -593,7 +593,7 @@ plt.show()
 # * On a 65×65 map, a 3×3 filter at rate 64 has only its centre tap inside at 93.9% of the
 #   positions, which is why v3 adds image pooling. Output stride 8 costs 3.6 times
 #   the FLOPs of 16 with the same 58.6M parameters; at a quarter of the channels on 192-pixel
-#   crops it ran at 72.8 against 166.7 images/s and kept 72.7 against 36.2 MiB per 2 images.
+#   crops it ran at 64.3 against 155.1 images/s and kept 72.7 against 36.2 MiB per 2 images.
 # * A separable 3×3 convolution (256 → 256) has 8.6 times fewer parameters than a plain one; at the
 #   papers' scale v3+ on Xception costs 103 GFLOPs at 512×512, against 136 for v3 on ResNet-101 at
 #   output stride 16 and 482 at output stride 8.
@@ -607,7 +607,7 @@ plt.show()
 #   over three seeds.
 # * The most confused pairs (Clothing as Paper among the top two of every model, 50.7% to 90.7% of
 #   its pixels) are mostly classes a model never learned falling onto one it did, not PSPNet's
-#   confusion categories; PSPNet does not stand out on them. v3+ was the fastest at inference (104.2 images/s on 2 CPU cores).
+#   confusion categories; PSPNet does not stand out on them. v3+ was the fastest at inference (108.3 images/s on 2 CPU cores).
 # * The effective field is much smaller than the theoretical one, which passes the 256-pixel image
 #   for every model: half the gradient lies within 32.2 to 48.6 pixels of the centre, 95% within
 #   119.3 to 137.4. Global pooling did not widen it.
@@ -615,7 +615,7 @@ plt.show()
 #   v3+'s from 0.3216 to 0.3436 and from 0.1909 to 0.2534, with parameters tuned for another
 #   dataset: it raised the classes each model had learned (all but v3+'s General trash) and added
 #   none. One checkpoint each.
-#   It cut the inference speed on this machine from 70.7 and 104.2 images/s to 7.0 and 7.2.
+#   It cut the inference speed on this machine from 70.4 and 108.3 images/s to 7.1 and 7.4.
 #
 # ## Exercises
 #

@@ -140,7 +140,7 @@ for name in ("hrnetv2_w18", "deeplabv3_resnet50", "deeplabv3plus_resnet50"):
 # %% [markdown]
 # At this width HRNetV2-W18 has 0.49M parameters, against 2.49M for v3 and 2.53M for v3+. It kept
 # 39.9 MiB per 2 images for the backward pass, a little over half of v3's 72.7 at output stride 8
-# and just below v3+'s 42.2, and ran at 101.8 images/s, between v3 (69.0) and v3+ (127.6). The
+# and just below v3+'s 42.2, and ran at 105.5 images/s, between v3 (62.4) and v3+ (129.7). The
 # thin 1/4 stream costs less than a wide stride-8 stage; v3+, with its backbone at stride 16 and
 # only a light decoder at 1/4, costs less still. These are single timings on a shared machine.
 #
@@ -311,7 +311,7 @@ plt.show()
 #   high-resolution stream helps boundaries and small objects, is not tested by this run. v3+'s
 #   decoder showed no clear small-object gain over v3 either (0.280 against 0.286, one seed).
 # * At this width HRNet kept 39.9 MiB per 2 images for the backward pass against 72.7 for v3 at
-#   stride 8 and 42.2 for v3+, and ran at 101.8 images/s, between v3 (69.0) and v3+ (127.6) on
+#   stride 8 and 42.2 for v3+, and ran at 105.5 images/s, between v3 (62.4) and v3+ (129.7) on
 #   this machine. The [comparison](11_comparison) trains its finalists over three seeds.
 #
 # ## Exercises
