@@ -523,29 +523,24 @@ def test_15_weighted_loss_ratio_is_the_square_root_of_the_count_ratio():
     says("15", "the ratio becomes the square root of the pixel-count ratio")
 
 
-def test_16_resize_ensemble_cost_and_ema_memory():
+def test_16_and_17_multi_scale_cost_and_the_ema_warmup():
     from segedu import profiles
+    from segedu.engine.trainer import effective_ema_decay
+    from segedu.experiments import ablation
     from segedu.models import measure
 
-    assert 0.75 ** 2 + 1 + 1.25 ** 2 == pytest.approx(3.125)
     model = models.create("deeplabv3plus_resnet50", width=0.125)
     flops = {s: measure.flop_count(model, s) for s in (48, 64, 80)}
     assert sum(flops.values()) / flops[64] == pytest.approx(3.125, rel=0.03)  # cost follows the pixels
-    says("16", "3.125 single passes")
     says("17", "6.25 single passes")
-    # EMA: the first update copies, every later one keeps 0.99 of the average
-    steps = 384 // profiles.PROFILES["cpu"].batch_size
-    param = torch.nn.Parameter(torch.zeros(1))
-    net = torch.nn.Module()
-    net.p = param
-    ema = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.99))
-    for step in range(steps):
-        with torch.no_grad():
-            param.fill_(1.0 if step == 0 else 0.0)  # the weights after step 1 are 1, later ones 0
-        ema.update_parameters(net)
-    assert steps == 48 and ema.module.p.item() == pytest.approx(0.99 ** 47)
-    assert round(100 * 0.99 ** 47) == 62
-    says("16", "epoch of the cpu profile is 48 optimiser steps")
+    # the trainer's warm-up: the decay first reaches 0.99 after 890 updates
+    reached = next(t for t in range(5000) if effective_ema_decay(0.99, t) >= 0.99)
+    assert reached == 890 and effective_ema_decay(0.99, 889) < 0.99
+    cpu = profiles.PROFILES["cpu"]
+    steps = ablation.optimiser_steps(cpu, 384)
+    assert steps == 240 and round(100 * 0.99 ** (steps - 1)) == 9
+    says("16", "After 890 updates", "The baseline takes 240 optimiser steps in the cpu profile",
+         "$0.99^{239} \\approx 9\\%$")
 
 
 def test_19_library_parameter_counts_padding_and_efficientnet_levels():
