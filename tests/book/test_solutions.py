@@ -6,7 +6,6 @@ states it, so the page fails here when the code or the chapter changes under it.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -494,13 +493,14 @@ def test_14_warmup_steps_and_rates():
     from segedu.engine import TrainConfig, schedule
     from segedu.experiments import ablation
 
-    steps = 48  # the exercise's run: one epoch of the cpu profile
-    one_epoch = dataclasses.replace(profiles.PROFILES["cpu"], epochs=1)
-    warmup = ablation.plan(one_epoch, ["warmup"], [0], 384)[-1]["warmup_steps"]
-    assert steps == 384 // profiles.PROFILES["cpu"].batch_size and warmup == 5
+    cpu = profiles.PROFILES["cpu"]
+    steps = ablation.optimiser_steps(cpu, 384)  # the exercise's run: the baseline's 240 steps
+    warmup = ablation.plan(cpu, ["warmup"], [0], 384)[-1]["warmup_steps"]
+    assert steps == 240 and warmup == 24
     rates = schedule.learning_rates(TrainConfig(scheduler="cosine", warmup_steps=warmup, lr=1e-3), steps)
-    assert rates[0] == pytest.approx(1e-5) and rates[5] == pytest.approx(1e-3) and max(rates[:5]) < 1e-3
-    says("14", "the rate at step 0 is 0.00001, and it first reaches the peak, 0.001, at step 5")
+    assert rates[0] == pytest.approx(1e-5) and rates[24] == pytest.approx(1e-3) and max(rates[:24]) < 1e-3
+    says("14", "10% of 240 steps is 24 warm-up steps",
+         "the rate at step 0 is 0.00001, and it first reaches the peak, 0.001, at step 24")
 
 
 def test_14_smallest_cross_entropy_with_label_smoothing():
