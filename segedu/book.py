@@ -179,6 +179,8 @@ def chapter_results(runs_root: Path, profile: str, chapter: str, since: float | 
         scored = [r["val_miou"] for r in records if r.get("val_miou") is not None]
         config_file = metrics_file.with_name("config.json")
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        if config.get("debug"):  # a two-step check of the code paths, not a training run
+            continue
         rows.append({"run": metrics_file.parent.name, "model": config.get("model", metrics_file.parent.name),
                      "seed": config.get("seed"), "best_val_miou": round(max(scored), 4) if scored else None,
                      "epochs": len(records), "train_seconds": round(sum(r.get("seconds", 0) for r in records), 1)})
@@ -229,7 +231,11 @@ def record_run(profile: str, device_text: str, times: dict[str, float], book_roo
     entry["dates"] = {k: dates[k] for k in entry["notebooks"]}
     entry["total_seconds"] = round(sum(entry["notebooks"].values()), 1)
     stored = entry.setdefault("results", {})
-    stored.update({chapter: rows for chapter, rows in (results or {}).items() if rows})
+    for chapter, rows in (results or {}).items():
+        if rows:
+            stored[chapter] = rows
+        else:  # executed now and trained nothing: runs an earlier execution listed are not this one's
+            stored.pop(chapter, None)
     entry["results"] = {k: stored[k] for k in order if k in stored}
     write_text_atomic(path, json.dumps(log, indent=2) + "\n")
     write_text_atomic(book_root / RUN_LOG_MD, render_run_log(log))

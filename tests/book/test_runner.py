@@ -144,10 +144,11 @@ def test_run_log_records_the_chapters_training_results(tmp_path):
     runs = tmp_path / "runs"
     for label, model, seed, mious in [("a-seed0", "a", 0, [0.1, 0.3]), ("a-seed1", "a", 1, [0.2, 0.1]),
                                       ("b", "b", 0, [0.5]), ("old", "old", 0, [0.9]),
-                                      ("cutmix-seed0", "a", 0, [0.4]), ("cutmix-seed1", "a", 1, [0.6])]:
+                                      ("cutmix-seed0", "a", 0, [0.4]), ("cutmix-seed1", "a", 1, [0.6]),
+                                      ("debug", "a", 0, [0.01])]:
         run = runs / "cpu" / chapter / label
         run.mkdir(parents=True)
-        (run / "config.json").write_text(json.dumps({"model": model, "seed": seed}))
+        (run / "config.json").write_text(json.dumps({"model": model, "seed": seed, "debug": label == "debug"}))
         (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "seconds": 2.0, "val_miou": m}) + "\n"
                                                    for i, m in enumerate(mious)))
     long_ago = time.time() - 3600
@@ -162,7 +163,10 @@ def test_run_log_records_the_chapters_training_results(tmp_path):
     assert f"| {chapter} | a | a | 2 | 0.2500 ± 0.0707 | 2 | 4 |" in md
     assert f"| {chapter} | cutmix | a | 2 | 0.5000 ± 0.1414 | 1 | 2 |" in md
     assert f"| {chapter} | b | b | 1 | 0.5000 | 1 | 2 |" in md
-    assert "| old |" not in md
+    assert "| old |" not in md and "| debug |" not in md  # a debug run checks code paths, it is no result
+    # executed again and training nothing (every run read back): the older rows are not this run's
+    log = book.record_run("cpu", "cpu - test", {chapter: 3.0}, fake, {chapter: []})
+    assert chapter not in log["profiles"]["cpu"]["results"]
 
 
 @pytest.mark.parametrize("folder", ["craft", "libraries", "noise"])
