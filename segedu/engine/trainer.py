@@ -238,6 +238,11 @@ class Trainer:
         self.history: list[dict] = []
         if resume:
             self._restore()
+        elif distributed.is_main():
+            # a fresh run in a folder an older run used: its SWA snapshots would otherwise be read
+            # as this run's (the averaging plane and the snapshot ensemble read every file there)
+            for stale in sorted((self.run_dir / "snapshots").glob("step*.pt")):
+                stale.unlink()
         self.log = (RunLog(self.run_dir, c, self.device, resume_epoch=self.epoch if resume else None,
                            world_size=self.world_size) if distributed.is_main() else _NoLog())
 

@@ -71,6 +71,21 @@ def test_each_snapshot_is_saved_at_its_step_as_the_weights_swa_averaged(swa_run)
     assert not list((trainer.run_dir / "snapshots").glob(".*"))  # no temporary file left behind
 
 
+def test_a_fresh_run_in_an_old_runs_folder_keeps_only_its_own_snapshots(tiny_data, tmp_path):
+    """A run trained again into a folder an older run used must not inherit that run's snapshots:
+    the averaging plane and the snapshot ensemble read every file of ``snapshots/``."""
+    out = tmp_path / "run"
+    stale = out / "snapshots" / "step3.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an older run's snapshot")
+    base = TrainConfig(data_dir=str(tiny_data), profile="smoke", image_size=32, max_steps=0, num_workers=0,
+                       device="cpu", out=str(out))
+    trainer = Trainer(_snap_config(base))
+    assert not stale.exists()
+    trainer.fit()
+    assert [p.name for p in averaging.snapshot_paths(out)] == [f"step{s}.pt" for s in SNAPSHOT_STEPS]
+
+
 def test_snapshots_sort_by_step_not_by_name(tmp_path):
     for step in (100, 9, 12):
         (tmp_path / "snapshots").mkdir(exist_ok=True)
