@@ -74,7 +74,7 @@ print(f"baseline checkpoints: {len(base_dirs)} seeds, trained on {size}x{size} c
 #
 # The cost column is inference time per validation image on this machine, in milliseconds.
 
-# %% tags=["nbval-check-output"]
+# %%
 OPTIONS = ablation.inference_options(size, prof.synth_size)
 if not crf.is_available():
     print("DenseCRF skipped: " + crf.INSTALL_HINT)
