@@ -187,10 +187,26 @@ def chapter_results(runs_root: Path, profile: str, chapter: str, since: float | 
     return rows
 
 
+#: the run log's dates: minutes, UTC (written with a " UTC" suffix)
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M"
+
+
+def _utc_now() -> str:
+    """Now, as the run log writes dates."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime(LOG_DATE_FORMAT) + " UTC"
+
+
+def _write_log(log: dict, book_root: Path) -> dict:
+    """``book/run_log.json`` and its rendering ``book/run_log.md``, each written atomically."""
+    write_text_atomic(book_root / RUN_LOG_JSON, json.dumps(log, indent=2) + "\n")
+    write_text_atomic(book_root / RUN_LOG_MD, render_run_log(log))
+    return log
+
+
 def parse_utc(text: str) -> float:
     """``"YYYY-MM-DD HH:MM"`` (UTC, as the run log writes dates) as a ``time.time()``."""
     try:
-        moment = _dt.datetime.strptime(text.removesuffix(" UTC").strip(), "%Y-%m-%d %H:%M")
+        moment = _dt.datetime.strptime(text.removesuffix(" UTC").strip(), LOG_DATE_FORMAT)
     except ValueError:
         raise SegeduError(f"{text!r} is not a UTC time of the form 'YYYY-MM-DD HH:MM' "
                           "(the run log's dates, e.g. '2026-12-06 22:08')") from None
@@ -219,7 +235,7 @@ def record_run(profile: str, device_text: str, times: dict[str, float], book_roo
     for chapter in entry["notebooks"]:
         machines.setdefault(chapter, entry.get("machine"))
         dates.setdefault(chapter, entry.get("date"))
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = _utc_now()
     machines.update({chapter: env.machine_description() for chapter in times})
     dates.update({chapter: now for chapter in times})
     entry.update({"machine": env.machine_description(), "device": device_text, "date": now,
@@ -237,15 +253,13 @@ def record_run(profile: str, device_text: str, times: dict[str, float], book_roo
         else:  # executed now and trained nothing: runs an earlier execution listed are not this one's
             stored.pop(chapter, None)
     entry["results"] = {k: stored[k] for k in order if k in stored}
-    write_text_atomic(path, json.dumps(log, indent=2) + "\n")
-    write_text_atomic(book_root / RUN_LOG_MD, render_run_log(log))
-    return log
+    return _write_log(log, book_root)
 
 
 def _record_reexecution(log: dict, entry: dict, profile: str, times: dict[str, float], book_root: Path,
                         results: dict[str, list[dict]], reused_since: str) -> dict:
     """:func:`record_run` for a re-execution that read back the runs written since ``reused_since``."""
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = _utc_now()
     again = entry.setdefault("reexecuted", {})
     stored = entry.setdefault("results", {})
     for chapter, seconds in times.items():
@@ -258,9 +272,7 @@ def _record_reexecution(log: dict, entry: dict, profile: str, times: dict[str, f
     order = [p.stem for p in notebooks(book_root)]
     entry["reexecuted"] = {k: again[k] for k in order if k in again}
     entry["results"] = {k: stored[k] for k in order if k in stored}
-    write_text_atomic(book_root / RUN_LOG_JSON, json.dumps(log, indent=2) + "\n")
-    write_text_atomic(book_root / RUN_LOG_MD, render_run_log(log))
-    return log
+    return _write_log(log, book_root)
 
 
 def render_run_log(log: dict) -> str:
