@@ -31,9 +31,13 @@ seed = 0
 device = "auto"
 
 # %%
+import tempfile
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+import torchvision
 
 from segedu import models
 from segedu.experiments import compare
@@ -239,7 +243,39 @@ for folder, (chapter, what, example) in MMSEG_ZOO.items():
 # %% [markdown]
 # Several more of its methods are outside this course: UPerNet, OCRNet, and other transformer
 # models besides SegFormer. In the zoo these, too, are configurations with a checkpoint and a log.
+
+# %% [markdown]
+# ## Swapping in ImageNet weights, on the competition's photos
 #
+# Every model of this book that starts from an encoder starts from the course's own, trained on
+# synthetic images, because this machine downloads nothing. On the competition's real photos, on
+# a machine that is online, ImageNet's weights take their place, and each library has one switch
+# for it:
+#
+# * segedu's models: `models.create("deeplabv3plus_resnet50", pretrained="imagenet")` (at width 1.0:
+#   ImageNet weights exist only at the paper's channel counts) downloads torchvision's
+#   `ResNet50_Weights.IMAGENET1K_V1` once into the torch hub cache; offline it stops with one line
+#   saying which file to put where. From a shell: `segedu train --data-dir /data/trash --model
+#   deeplabv3plus_resnet50 --option pretrained_backbone=imagenet`.
+# * smp: `models.create("smp:Unet", encoder="resnet34", encoder_weights="imagenet")`.
+# * timm: `models.create("deeplabv3plus_timm", encoder="convnext_tiny", pretrained_backbone=True)`.
+#
+# An offline machine loads the same weights from a file, `pretrained_backbone=PATH`, a state dict
+# saved from torchvision. Here is that path, with a stand-in file of random weights saved the same
+# way (the real one is torchvision's download):
+
+# %% tags=["nbval-check-output"]
+with tempfile.TemporaryDirectory() as folder:
+    path = Path(folder) / "resnet50-imagenet.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    model = models.create("deeplabv3plus_resnet50", pretrained_backbone=str(path))
+    saved = torch.load(path, weights_only=True)
+checked = ("conv1.weight", "layer4.2.bn3.running_var")
+print("the encoder holds the file's weights:", all(torch.equal(model.backbone.state_dict()[k], saved[k]) for k in checked))
+del model, saved
+
+# %% [markdown]
 # ## When should a team use which
 #
 # The measured part: under this budget, from scratch, the table above puts each library model next

@@ -29,7 +29,8 @@ from ..errors import SegeduError
 from ..metrics import class_map
 from . import crf as crf_module
 from .ensemble import Member, as_member, ensemble_probabilities, load_member, load_members
-from .predict import predict_logits
+from ..env import autocast
+from .predict import model_input_size, normalize, predict_logits, resized_input
 from .sliding import check_options, sliding_window_logits
 from .tta import TTA, tta_logits
 
@@ -143,6 +144,24 @@ def member_scores(member, images: torch.Tensor, options: InferenceOptions | None
     if sliding is not None:
         return sliding(images, 1.0)
     return predict_logits(member.model, images, member.size, member.amp_dtype, options.channels_last)
+
+
+@torch.no_grad()
+def member_presence(member, images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """Presence probabilities (B, C) of a member whose model has a class-presence head
+    (:class:`~segedu.models.class_head.ClassPresenceModel`), for [0, 1] ``images``: the images
+    normalised and resized to the member's input size, and run in its autocast dtype, as
+    :func:`predict_logits` runs them for the class scores."""
+    member = as_member(member)
+    if not hasattr(member.model, "presence"):
+        raise SegeduError(f"{member.name}: presence probabilities need a model with a class-presence head "
+                          f"(a ClassPresenceModel, trained with class_head > 0); got {type(member.model).__name__}.")
+    size = None if member.size is None else model_input_size(images.shape[-2:], member.size)
+    x = resized_input(normalize(images), size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(x.device, member.amp_dtype):
+        return member.model.presence(x).float()
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from ..errors import SegeduError
 from ..models import main_output
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "amp_dtype", "autocast", "model_input_size", "normalize",
-           "predict_logits", "resized_forward"]
+           "predict_logits", "resized_forward", "resized_input"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -52,8 +52,7 @@ def resized_forward(model, x: torch.Tensor, input_hw: tuple[int, int] | None, am
     model through here, so they agree exactly where they overlap.
     """
     h, w = x.shape[-2:]
-    if input_hw is not None and tuple(input_hw) != (h, w):
-        x = F.interpolate(x, size=tuple(input_hw), mode="bilinear", align_corners=False, antialias=True)
+    x = resized_input(x, input_hw)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast(x.device, amp_dtype):
@@ -61,6 +60,14 @@ def resized_forward(model, x: torch.Tensor, input_hw: tuple[int, int] | None, am
     if logits.shape[-2:] != (h, w):
         logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
     return logits
+
+
+def resized_input(x: torch.Tensor, input_hw: tuple[int, int] | None) -> torch.Tensor:
+    """Images ``x`` (N, 3, h, w) resized to ``input_hw`` as a model sees them (antialiased bilinear);
+    unchanged where ``input_hw`` is None or already their size."""
+    if input_hw is None or tuple(input_hw) == tuple(x.shape[-2:]):
+        return x
+    return F.interpolate(x, size=tuple(input_hw), mode="bilinear", align_corners=False, antialias=True)
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from .. import metrics
 from ..data import IGNORE_INDEX, dataset
 from ..errors import SegeduError
 from .ensemble import Member, as_member, check_members
-from .pipeline import InferenceOptions, class_probabilities, crf_probabilities, predict_classes
+from .pipeline import InferenceOptions, class_probabilities, crf_probabilities, member_presence, predict_classes
 
 __all__ = ["Predictor"]
 
@@ -76,6 +76,12 @@ class Predictor:
         """Class maps (B, H, W) int64 on the images' device (:func:`~segedu.inference.pipeline.predict_classes`)."""
         return predict_classes(self.members, images, self.options)
 
+    @torch.no_grad()
+    def presence(self, images: torch.Tensor) -> torch.Tensor:
+        """Presence probabilities (B, C) of the first member's class-presence head for [0, 1] ``images``
+        (:func:`~segedu.inference.pipeline.member_presence`; one model: a head is not ensembled)."""
+        return member_presence(self.members[0], images, self.options.channels_last)
+
     # ------------------------------------------------------------------ over a loader
     def _loader(self, loader) -> DataLoader:
         if not isinstance(loader, DataLoader):  # a dataset: batches of one image size
@@ -85,14 +91,16 @@ class Predictor:
                               "must not shuffle; use segedu.data.dataset.make_eval_loader.")
         return loader
 
-    def batches(self, loader, probabilities: bool = False) -> Iterator[tuple[list[int], torch.Tensor, object]]:
+    def batches(self, loader, probabilities: bool = False, *,
+                presence: bool = False) -> Iterator[tuple[list[int], torch.Tensor, object]]:
         """Per batch of ``loader`` (or of a dataset, batched by image size): ``(dataset indices, values,
-        targets)``, values the :meth:`probabilities` (B, C, H, W) or :meth:`labels` (B, H, W) on the
-        device, targets the batch's second item (masks moved to the device, or image names).
+        targets)``, values the :meth:`probabilities` (B, C, H, W), :meth:`labels` (B, H, W) or, with
+        ``presence``, the :meth:`presence` probabilities (B, C) on the device, targets the batch's
+        second item (masks moved to the device, or image names).
 
         Times the prediction alone (synchronising a GPU) for :attr:`images_per_s`."""
         loader = self._loader(loader)
-        predict = self.probabilities if probabilities else self.labels
+        predict = self.presence if presence else self.probabilities if probabilities else self.labels
         self.images, self.seconds = 0, 0.0
         for indices, (images, targets) in zip(loader.batch_sampler, loader):
             images = images.to(self.device)

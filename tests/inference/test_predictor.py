@@ -154,7 +154,8 @@ HOME = {"inference/predictor.py", "metrics.py"}
 #: calls that accumulate scores of predictions
 SCORING = {"SegMetrics", "confusion_matrix"}
 #: calls that run models on a batch; inside a ``for`` loop they are a prediction loop of their own
-PREDICTING = {"predict_logits", "predict_classes", "class_probabilities", "ensemble_probabilities", "member_scores"}
+PREDICTING = {"predict_logits", "predict_classes", "class_probabilities", "ensemble_probabilities", "member_scores",
+              "member_presence", "presence"}
 #: (module, called name): prediction calls in a loop that are not a loop over a dataset, and why
 ALLOWED_IN_LOOPS: set[tuple[str, str]] = set()  # none today: TTA's and the ensemble's loops call a logits_fn
 
