@@ -27,8 +27,10 @@ def _info(args) -> int:
 def _book_run(args) -> int:
     from . import book
 
+    if args.timed and args.reuse_runs_since is None:
+        raise SegeduError("--timed records chapters that read back earlier chapters' runs; it needs --reuse-runs-since.")
     book.run_book(args.profile, args.notebooks, args.data_dir, args.seed, args.device,
-                  reuse_since=args.reuse_runs_since)
+                  reuse_since=args.reuse_runs_since, timed=args.timed)
     return 0
 
 
@@ -553,8 +555,16 @@ def _pseudo_label(args) -> int:
     if args.keep_fraction is not None:
         if args.data_dir is None:
             raise SegeduError("--keep-fraction needs --data-dir (the images whose confidence sets the threshold).")
-        threshold = pseudo.confidence_threshold(args.runs, args.data_dir, args.keep_fraction, args.split, args.device)
-        print(f"segedu pseudo-label: threshold {threshold:.4f} keeps the {100 * args.keep_fraction:g}% most confident pixels")
+        threshold = pseudo.confidence_threshold(args.runs, args.data_dir, args.keep_fraction, args.split, args.device,
+                                                class_balanced=args.class_balanced)
+        if args.class_balanced:
+            print(f"segedu pseudo-label: one threshold per class keeps the {100 * args.keep_fraction:g}% most "
+                  "confident of each class's pixels")
+        else:
+            print(f"segedu pseudo-label: threshold {threshold:.4f} keeps the {100 * args.keep_fraction:g}% most "
+                  "confident pixels")
+    elif args.class_balanced:
+        raise SegeduError("--class-balanced sets one threshold per class from --keep-fraction; give --keep-fraction.")
     summary = pseudo.write_pseudo_labels(args.runs, args.data_dir, args.out, split=args.split,
                                          threshold=threshold, mode=args.mode, device=args.device,
                                          train_split=None if args.no_train else args.train_split)
@@ -570,7 +580,7 @@ def _cleanse(args) -> int:
     from .data import noise
     from .inference import cleansing
     from .fileio import write_text_atomic
-    from .engine.trainer import resolve_data_dir
+    from .data.location import resolve_data_dir
 
     data_dir = args.data_dir
     if data_dir is None:
@@ -633,6 +643,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read back the training runs of the same configuration written since this UTC time "
                         "(default: only this execution's); for re-executing chapters whose training code "
                         "is unchanged")
+    r.add_argument("--timed", action="store_true",
+                   help="with --reuse-runs-since: record these chapters' times as their execution, for chapters "
+                        "new or rewritten since the book's execution that train their own runs now and read back "
+                        "only the runs of the chapters before them")
     r.set_defaults(func=_book_run)
     h = bsub.add_parser("html", help="build the HTML book from the committed outputs (no execution)")
     h.add_argument("--no-strict", action="store_true", help="do not treat Sphinx warnings as errors")
@@ -680,6 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="least max-probability of a kept pixel (pixel mode) or image mean (image mode)")
     pl.add_argument("--keep-fraction", type=float, default=None,
                     help="instead of --threshold: keep this share of the pixels, the most confident (pixel mode)")
+    pl.add_argument("--class-balanced", action="store_true",
+                    help="with --keep-fraction: keep that share of each class's pixels (class-balanced self-training)")
     pl.add_argument("--mode", default="pixel", choices=("pixel", "image"))
     pl.add_argument("--split", default="test", help="the images to label: test | an annotation file")
     pl.add_argument("--train-split", default="train", help="labelled images copied in front: train | val | a file")

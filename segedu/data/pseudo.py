@@ -12,7 +12,11 @@ ensemble, or the folds of a cross-validation) makes the labels better than any s
 Two rules decide what is kept (:func:`pseudo_label_masks`):
 
 * ``mode="pixel"``: a pixel keeps its arg-max class when its maximum probability is at least
-  ``threshold``; every other pixel is IGNORE_INDEX.
+  ``threshold``; every other pixel is IGNORE_INDEX. ``threshold`` may be one number per class (the
+  arg-max class's applies): Zou et al.'s class-balanced self-training (CBST, Sec. 3.2) sets each
+  class's threshold so that the same share of the pixels predicted as that class is kept, so a
+  rare class, whose pixels the model is less sure of, is not crowded out by the easy ones
+  (:func:`segedu.inference.pseudo.confidence_threshold` with ``class_balanced=True``).
 * ``mode="image"``: an image keeps the arg-max class on *every* pixel when the mean over its
   pixels of the maximum probability is at least ``threshold``; otherwise the whole image is
   IGNORE_INDEX (and :func:`write_pseudo_coco` leaves it out).
@@ -56,20 +60,27 @@ from .convert import IGNORE_CATEGORY
 MODES = ("pixel", "image")
 
 
-def pseudo_label_masks(probabilities: torch.Tensor, threshold: float = 0.9, mode: str = "pixel",
+def pseudo_label_masks(probabilities: torch.Tensor, threshold: float | Sequence[float] = 0.9, mode: str = "pixel",
                        ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """(B, H, W) int64 pseudo labels from class probabilities (B, C, H, W); see the module docstring.
 
-    ``mode="pixel"``: arg-max class where the maximum probability is >= ``threshold``, else
-    ``ignore_index``. ``mode="image"``: the arg-max class everywhere in images whose mean maximum
-    probability is >= ``threshold``, ``ignore_index`` everywhere in the others.
+    ``mode="pixel"``: arg-max class where the maximum probability is >= ``threshold`` (one number,
+    or one per class: the arg-max class's), else ``ignore_index``. ``mode="image"``: the arg-max
+    class everywhere in images whose mean maximum probability is >= ``threshold`` (one number),
+    ``ignore_index`` everywhere in the others.
     """
     if mode not in MODES:
         raise SegeduError(f"unknown pseudo-label mode {mode!r}; choose one of {', '.join(MODES)}.")
     if probabilities.dim() != 4:
         raise SegeduError(f"probabilities must be (B, C, H, W), got shape {tuple(probabilities.shape)}.")
     confidence, labels = probabilities.max(dim=1)
+    per_class = not isinstance(threshold, (int, float))
+    if per_class and (mode != "pixel" or len(threshold) != probabilities.shape[1]):
+        raise SegeduError(f"per-class thresholds need mode='pixel' and one threshold per class "
+                          f"({probabilities.shape[1]}); got {len(threshold)} in mode {mode!r}.")
     if mode == "pixel":
+        if per_class:
+            threshold = torch.as_tensor(list(threshold), dtype=confidence.dtype, device=confidence.device)[labels]
         keep = confidence >= threshold
     else:
         keep = (confidence.flatten(1).mean(dim=1) >= threshold)[:, None, None].expand_as(labels)
@@ -83,7 +94,8 @@ class PseudoLabelSummary:
     path: Path
     checkpoints: list[str]
     split: str
-    threshold: float
+    #: one threshold, or one per class (class-balanced)
+    threshold: float | list[float]
     mode: str
     #: images copied from the training split
     train_images: int
@@ -96,12 +108,16 @@ class PseudoLabelSummary:
     class_pixels: dict[str, int]
 
     def __str__(self) -> str:
+        per_class = isinstance(self.threshold, list)
+        rule = "a threshold per class" if per_class else f"threshold {self.threshold:g}"
         lines = [f"segedu pseudo-label: wrote {self.path}",
                  f"  {self.images} of {self.predicted_images} {self.split} images pseudo-labelled "
-                 f"({self.mode} mode, threshold {self.threshold:g}, {len(self.checkpoints)} checkpoint(s)), "
+                 f"({self.mode} mode, {rule}, {len(self.checkpoints)} checkpoint(s)), "
                  f"{100 * self.kept_fraction:.1f}% of their pixels kept; {self.train_images} training images copied",
-                 f"  {'class':<14}{'pixels':>10}"]
-        lines += [f"  {name:<14}{count:>10}" for name, count in self.class_pixels.items()]
+                 f"  {'class':<14}{'pixels':>10}" + (f"{'threshold':>11}" if per_class else "")]
+        thresholds = self.threshold if per_class else [None] * len(self.class_pixels)
+        lines += [f"  {name:<14}{count:>10}" + (f"{t:>11.4f}" if per_class else "")
+                  for (name, count), t in zip(self.class_pixels.items(), thresholds)]
         return "\n".join(lines)
 
 
@@ -117,7 +133,8 @@ def _read_json(path: Path) -> dict:
 
 
 def write_pseudo_coco(root: Path, unlabelled, masks: Iterable[tuple[int, np.ndarray]], out_json: str | Path,
-                      class_names: Sequence[str], checkpoints: Sequence, split: str, threshold: float, mode: str,
+                      class_names: Sequence[str], checkpoints: Sequence, split: str,
+                      threshold: float | Sequence[float], mode: str,
                       train_split: str | None = "train") -> PseudoLabelSummary:
     """Write ``train_split``'s images and annotations, then the pseudo-labelled images of ``split``, as the
     COCO file ``out_json`` (atomically); see the module docstring.
@@ -193,13 +210,15 @@ def write_pseudo_coco(root: Path, unlabelled, masks: Iterable[tuple[int, np.ndar
     info = {"description": "pseudo labels written by segedu.data.pseudo",
             "checkpoints": [str(p) for p in checkpoints],
             "split": str(split), "train_split": None if train_split is None else str(train_split),
-            "threshold": threshold, "mode": mode}
+            "threshold": threshold if isinstance(threshold, (int, float)) else [float(t) for t in threshold],
+            "mode": mode}
     result = {"info": info, "licenses": licenses, "images": images, "annotations": annotations,
               "categories": categories}
     write_bytes_atomic(out_json, json.dumps(result, separators=(",", ":")).encode("utf-8"))
     coco.load(out_json, images_dir=root, check_images=False)  # what was written reads back, or a clear error
     return PseudoLabelSummary(
-        path=out_json, checkpoints=[str(p) for p in checkpoints], split=str(split), threshold=threshold, mode=mode,
+        path=out_json, checkpoints=[str(p) for p in checkpoints], split=str(split),
+        threshold=threshold if isinstance(threshold, (int, float)) else [float(t) for t in threshold], mode=mode,
         train_images=train_images, predicted_images=predicted, images=written,
         kept_fraction=float(class_pixels.sum() / total) if total else 0.0,
         class_pixels={name: int(n) for name, n in zip(class_names, class_pixels)})

@@ -190,13 +190,13 @@ def trick_rows(trained: dict[str, RunResult], tricks, seeds) -> list:
                           {t: [r.train_seconds for r in runs_] for t, runs_ in groups.items()})
 
 
-def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3) -> tuple:
+def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3, class_balanced: bool = False) -> tuple:
     """The pseudo-labelling pipeline of the competition-craft chapters, from the baseline's runs
     (``base_runs``: one :class:`RunResult` per seed).
 
     The runs' averaged probabilities label the test images' most confident pixels: the threshold
-    keeps ``keep_fraction`` of them (:func:`segedu.inference.pseudo.confidence_threshold`), the rest are
-    ignored. The baseline then trains again, once per seed, on train + pseudo-labelled images, for
+    keeps ``keep_fraction`` of them (:func:`segedu.inference.pseudo.confidence_threshold`; with
+    ``class_balanced``, that share of each class's pixels), the rest are ignored. The baseline then trains again, once per seed, on train + pseudo-labelled images, for
     as many optimiser steps as the baseline took (the extra images must not buy extra steps).
     Returns ``(summary, runs)``: the :class:`~segedu.data.pseudo.PseudoLabelSummary` and the runs
     labelled ``pseudo_label-seed<s>``. The labels and runs of an earlier chapter of the same book
@@ -204,14 +204,16 @@ def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3) -> tuple:
     """
     setup = craft_setup(session)
     base_dirs = [r.run_dir for r in base_runs]
-    out = session.run_dir("craft", "pseudo_labels") / "train+pseudo.json"
+    # one file per rule, so labels written by one rule are never read back for the other
+    name = f"train+pseudo{'-class_balanced' if class_balanced else ''}-keep{keep_fraction:g}.json"
+    out = session.run_dir("craft", "pseudo_labels") / name
     summary_file = out.with_name(out.stem + ".summary.pt")
     newest = max((Path(d) / "best.pt").stat().st_mtime for d in base_dirs)
     if out.is_file() and runs.written_since(summary_file) and runs.written_since(summary_file, newest):
         summary = torch.load(summary_file, weights_only=False)
     else:
         threshold = pseudo.confidence_threshold(base_dirs, session.data_dir, keep_fraction=keep_fraction,
-                                                device=session.device)
+                                                device=session.device, class_balanced=class_balanced)
         summary = pseudo.write_pseudo_labels(base_dirs, session.data_dir, out, threshold=threshold,
                                              device=session.device)
         checkpoint.save(summary_file, summary)

@@ -47,26 +47,46 @@ def _mean_probabilities(paths, loaded, images, batch_size: int):
 
 
 def confidence_threshold(checkpoints: str | Path | Sequence[str | Path], data_dir: str | Path, keep_fraction: float,
-                         split: str = "test", device="auto", batch_size: int = 4) -> float:
+                         split: str = "test", device="auto", batch_size: int = 4,
+                         class_balanced: bool = False) -> float | list[float]:
     """The pixel threshold that keeps the ``keep_fraction`` most confident pixels of ``split``.
 
     A model trained briefly is rarely 90% sure of anything, so a fixed threshold such as 0.9 may keep
     no pixel at all; choosing the threshold as a quantile of the models' own confidence (the mean
     softmax's maximum over ``split``'s pixels) keeps a known share instead, the most confident first.
+
+    ``class_balanced=True``: one threshold per class instead, each keeping the ``keep_fraction`` most
+    confident of the pixels predicted as that class (Zou et al., ECCV 2018, Sec. 3.2, class-balanced
+    self-training): one threshold for all keeps mostly the classes a model is sure of, the common
+    ones, and leaves the rare ones out of the labels. A class no pixel is predicted as gets 1.0.
     """
     if not 0.0 < keep_fraction <= 1.0:
         raise SegeduError(f"keep_fraction is the share of pixels to keep, in (0, 1]; got {keep_fraction}.")
     paths, loaded = _load(checkpoints, device, "confidence_threshold")
     unlabelled = dataset.CocoSegmentation(Path(data_dir), split, cache_images=False)
-    confidence = torch.cat([p.max(dim=1).values.flatten().cpu()
-                            for _, p in _mean_probabilities(paths, loaded, unlabelled, batch_size)])
-    # the largest threshold t with P(confidence >= t) >= keep_fraction: the (1 - keep_fraction) quantile, exactly
+    confidences, labels = [], []
+    for _, probabilities in _mean_probabilities(paths, loaded, unlabelled, batch_size):
+        confidence, label = probabilities.max(dim=1)
+        confidences.append(confidence.flatten().cpu())
+        labels.append(label.flatten().cpu())
+    confidence, label = torch.cat(confidences), torch.cat(labels)
+    if not class_balanced:
+        return _top_share_threshold(confidence, keep_fraction)
+    num_classes = len(loaded[0][2]["class_names"])
+    return [_top_share_threshold(confidence[label == c], keep_fraction) if (label == c).any() else 1.0
+            for c in range(num_classes)]
+
+
+def _top_share_threshold(confidence: torch.Tensor, keep_fraction: float) -> float:
+    """The largest threshold t with P(confidence >= t) >= keep_fraction: the (1 - keep_fraction)
+    quantile of ``confidence``, exactly."""
     ordered = confidence.sort(descending=True).values
     return float(ordered[max(0, math.ceil(keep_fraction * len(ordered)) - 1)])
 
 
 def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir: str | Path | None,
-                        out_json: str | Path, split: str = "test", threshold: float = 0.9, mode: str = "pixel",
+                        out_json: str | Path, split: str = "test", threshold: float | Sequence[float] = 0.9,
+                        mode: str = "pixel",
                         device="auto", train_split: str | None = "train", batch_size: int = 4) -> PseudoLabelSummary:
     """Pseudo-label ``split`` of ``data_dir`` and write it, with ``train_split``, as the COCO file ``out_json``.
 
@@ -77,7 +97,7 @@ def write_pseudo_labels(checkpoints: str | Path | Sequence[str | Path], data_dir
         out_json: the COCO file to write (atomically: a temporary file renamed into place;
             :func:`segedu.data.pseudo.write_pseudo_coco`).
         split: the unlabelled images: ``test`` or an annotation file (its annotations are not used).
-        threshold, mode: see :func:`pseudo_label_masks`.
+        threshold, mode: see :func:`pseudo_label_masks` (one threshold, or one per class in pixel mode).
         device: where the models run (``auto``, ``cpu``, ``cuda``, or a ``torch.device``).
         train_split: the labelled images copied unchanged in front of the pseudo images
             (``train``, ``val``, a file), or None for the pseudo images alone.

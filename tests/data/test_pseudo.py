@@ -72,6 +72,20 @@ def test_pixel_mode_ignores_pixels_below_the_threshold():
     assert pseudo_label_masks(probabilities, threshold=0.81).tolist()[0][1] == [1, IGNORE_INDEX]
 
 
+def test_pixel_mode_with_a_threshold_per_class_uses_the_argmax_classs():
+    # the same 2x2 image: argmax classes 0 (0.95), 0 (0.50), 1 (0.91), 2 (0.80)
+    probabilities = torch.tensor([[0.95, 0.03, 0.02], [0.50, 0.40, 0.10],
+                                  [0.05, 0.91, 0.04], [0.10, 0.10, 0.80]]).T.reshape(1, 3, 2, 2)
+    # class 0 needs 0.96 (both of its pixels lost), class 1 0.9 (kept), class 2 0.5 (kept)
+    assert pseudo_label_masks(probabilities, threshold=[0.96, 0.9, 0.5]).tolist() == \
+        [[[IGNORE_INDEX, IGNORE_INDEX], [1, 2]]]
+    assert pseudo_label_masks(probabilities, threshold=[0.5, 0.95, 0.5]).tolist() == [[[0, 0], [IGNORE_INDEX, 2]]]
+    with pytest.raises(SegeduError, match="one threshold per class"):
+        pseudo_label_masks(probabilities, threshold=[0.5, 0.5])
+    with pytest.raises(SegeduError, match="mode='pixel'"):
+        pseudo_label_masks(probabilities, threshold=[0.5, 0.5, 0.5], mode="image")
+
+
 def test_image_mode_keeps_or_drops_whole_images():
     # image 0: confidences 0.95, 0.85 -> mean 0.90; image 1: 0.95, 0.55 -> mean 0.75 (1x2 images, 2 classes)
     first = torch.tensor([[0.95, 0.15], [0.05, 0.85]])
@@ -221,6 +235,30 @@ def test_confidence_threshold_keeps_the_asked_share_of_pixels(data, checkpoints,
     assert pseudo.confidence_threshold(checkpoints, data, 1.0, device="cpu") == pytest.approx(confidence.min().item())
     with pytest.raises(SegeduError, match=r"keep_fraction is the share of pixels to keep, in \(0, 1\]"):
         pseudo.confidence_threshold(checkpoints, data, 0.0, device="cpu")
+
+
+def test_class_balanced_thresholds_keep_the_share_of_each_predicted_class(data, checkpoints, tmp_path):
+    _, probabilities = predicted_probabilities(checkpoints, data)
+    confidence, label = probabilities.max(dim=1)
+    confidence, label = confidence.flatten(), label.flatten()
+    thresholds = pseudo.confidence_threshold(checkpoints, data, 0.3, device="cpu", class_balanced=True)
+    assert len(thresholds) == probabilities.shape[1]
+    predicted = [c for c in range(probabilities.shape[1]) if (label == c).any()]
+    assert len(predicted) >= 2  # the check below compares classes, so there must be more than one
+    for c in range(probabilities.shape[1]):
+        own = confidence[label == c]
+        if own.numel() == 0:
+            assert thresholds[c] == 1.0
+            continue
+        # numpy's reference: the share of the class's own pixels kept is the asked one, and no higher
+        # threshold keeps it
+        assert (own >= thresholds[c]).float().mean().item() >= 0.3 - 1e-9
+        assert (own > thresholds[c]).float().mean().item() < 0.3
+    # written with them, every predicted class keeps pixels
+    summary = write_pseudo_labels(checkpoints, data, tmp_path / "cb.json", threshold=thresholds, device="cpu")
+    kept = [name for name, n in summary.class_pixels.items() if n > 0]
+    assert len(kept) == len(predicted)
+    assert summary.threshold == [pytest.approx(t) for t in thresholds] and "a threshold per class" in str(summary)
 
 
 def test_cli_keep_fraction_uses_the_confidence_threshold(data, checkpoints, tmp_path, capsys):
