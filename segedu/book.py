@@ -181,9 +181,12 @@ def chapter_results(runs_root: Path, profile: str, chapter: str, since: float | 
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
         if config.get("debug"):  # a two-step check of the code paths, not a training run
             continue
-        rows.append({"run": metrics_file.parent.name, "model": config.get("model", metrics_file.parent.name),
+        # an averaged model's evaluation (SWA) is one more record of the last epoch, not an epoch
+        epochs = max((r["epoch"] for r in records if "epoch" in r), default=len(records))
+        rows.append({"run": metrics_file.parent.name, "folder": metrics_file.parent.parent.name,
+                     "model": config.get("model", metrics_file.parent.name),
                      "seed": config.get("seed"), "best_val_miou": round(max(scored), 4) if scored else None,
-                     "epochs": len(records), "train_seconds": round(sum(r.get("seconds", 0) for r in records), 1)})
+                     "epochs": epochs, "train_seconds": round(sum(r.get("seconds", 0) for r in records), 1)})
     return rows
 
 
@@ -214,19 +217,28 @@ def parse_utc(text: str) -> float:
 
 
 def record_run(profile: str, device_text: str, times: dict[str, float], book_root: Path,
-               results: dict[str, list[dict]] | None = None, reused_since: str | None = None) -> dict:
+               results: dict[str, list[dict]] | None = None, reused_since: str | None = None,
+               timed: bool = False) -> dict:
     """Merge the measured wall times (and the chapters' training results, see
     :func:`chapter_results`) into ``book/run_log.json`` and render ``book/run_log.md``.
 
     With ``reused_since`` the chapters were re-executed reading back runs an earlier execution
     trained (:func:`run_book`): their times and runs stay those of the execution that trained
     them, the runs this one trained again replace theirs by name, and the re-execution is listed
-    under ``reexecuted`` (its date, seconds and the runs it trained)."""
+    under ``reexecuted`` (its date, seconds and the runs it trained). With ``timed`` as well, the
+    chapters are recorded as executed now (times and runs), and ``read_back`` notes the time since
+    which they read back the runs of earlier chapters."""
     path = book_root / RUN_LOG_JSON
     log = json.loads(path.read_text()) if path.is_file() else {"profiles": {}}
     entry = log["profiles"].setdefault(profile, {"notebooks": {}})
-    if reused_since is not None:
+    if reused_since is not None and not timed:
         return _record_reexecution(log, entry, profile, times, book_root, results or {}, reused_since)
+    read_back = entry.setdefault("read_back", {})
+    for chapter in times:  # timed now: not a re-execution, and reading back earlier runs only if said
+        entry.get("reexecuted", {}).pop(chapter, None)
+        read_back.pop(chapter, None)
+        if reused_since is not None:
+            read_back[chapter] = reused_since
     # each chapter keeps the machine it was timed on: a partial run (make book NB=...) on another
     # machine must not relabel the times of the chapters it did not run
     # and the execution (the date of its run): times of two executions are not one run's, even on
@@ -253,6 +265,9 @@ def record_run(profile: str, device_text: str, times: dict[str, float], book_roo
         else:  # executed now and trained nothing: runs an earlier execution listed are not this one's
             stored.pop(chapter, None)
     entry["results"] = {k: stored[k] for k in order if k in stored}
+    entry["read_back"] = {k: read_back[k] for k in order if k in read_back}
+    if not entry["read_back"]:
+        del entry["read_back"]
     return _write_log(log, book_root)
 
 
@@ -308,6 +323,13 @@ def render_run_log(log: dict) -> str:
             lines += ["| chapter | seconds |", "|---|---:|"]
             lines += [f"| {nb} | {sec:.1f} |" for nb, sec in entry["notebooks"].items()]
             lines += [f"| **total** | **{entry['total_seconds']:.1f}** |", ""]
+        if entry.get("read_back"):
+            lines += ["Timed while reading back the runs of earlier chapters, written by the book's execution",
+                      "since the time given, instead of training them again (each chapter's own runs were",
+                      "trained in the time above):", "",
+                      "| chapter | runs of earlier chapters read back since |", "|---|---|"]
+            lines += [f"| {nb} | {since} UTC |" for nb, since in entry["read_back"].items()]
+            lines.append("")
         if entry.get("reexecuted"):
             lines += ["Re-executed without retraining: these chapters ran again later, reading back the",
                       "training runs of the same configuration written since the time given (their times",
@@ -320,36 +342,59 @@ def render_run_log(log: dict) -> str:
             lines.append("")
         if entry.get("results"):
             lines += [f"### Training runs, profile `{name}`", "",
-                      "Best validation mIoU of each run during training (mean ± sd over its seeds: the runs",
-                      "whose label differs only in its `-seed<N>` suffix), its epochs and its mean training",
-                      "seconds per run, from the chapters' run directories.", "",
-                      "| chapter | run | model | seeds | best val mIoU | epochs | training s |",
-                      "|---|---|---|---:|---:|---:|---:|"]
-            for chapter, rows in entry["results"].items():
-                for run, group in _by_run(rows).items():
-                    values = [r["best_val_miou"] for r in group if r["best_val_miou"] is not None]
-                    if not values:
-                        continue
-                    # sample std (ddof=1), as ablation.summarise and segedu.significance
-                    mean = statistics.fmean(values)
-                    score = f"{mean:.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
-                    seconds = sum(r["train_seconds"] for r in group) / len(group)
-                    model = ", ".join(dict.fromkeys(str(r["model"]) for r in group))
-                    lines.append(f"| {chapter} | {run} | {model} | {len(group)} | {score} | {group[0]['epochs']} "
-                                 f"| {seconds:.0f} |")
+                      "Best validation mIoU of each configuration during training (mean ± sd over its seeds:",
+                      "the runs of one run folder whose label differs only in its `-seed<N>` suffix, whichever",
+                      "chapter trained them), its epochs and its mean training seconds per run, from the",
+                      "chapters' run directories. *Trained by* names the chapter whose execution trained",
+                      "each seed; a later chapter reads a run back instead of training it again.", "",
+                      "| run | model | seeds | best val mIoU | epochs | training s | trained by |",
+                      "|---|---|---:|---:|---:|---:|---|"]
+            rows = [{**r, "chapter": chapter} for chapter, chapter_rows in entry["results"].items() for r in chapter_rows]
+            for (folder, run), group in _by_run(rows).items():
+                values = [r["best_val_miou"] for r in group if r["best_val_miou"] is not None]
+                if not values:
+                    continue
+                # sample std (ddof=1), as ablation.summarise and segedu.significance
+                mean = statistics.fmean(values)
+                score = f"{mean:.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
+                seconds = sum(r["train_seconds"] for r in group) / len(group)
+                model = ", ".join(dict.fromkeys(str(r["model"]) for r in group))
+                epochs = ", ".join(dict.fromkeys(str(r["epochs"]) for r in group))
+                label = f"{folder}/{run}" if folder else run
+                lines.append(f"| {label} | {model} | {len(group)} | {score} | {epochs} | {seconds:.0f} "
+                             f"| {_trained_by(group)} |")
             lines.append("")
     return "\n".join(lines)
 
 
-def _by_run(rows: list[dict]) -> dict[str, list[dict]]:
-    """The rows grouped by run label without its ``-seed<N>`` suffix (``cutmix-seed2`` -> ``cutmix``),
-    so each trick or model variant is its own group; a label without the suffix is its own group."""
-    groups: dict[str, list[dict]] = {}
+def _by_run(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """The rows grouped by (run folder, run label without its ``-seed<N>`` suffix): ``cutmix-seed2``
+    -> ``("craft", "cutmix")``, so each configuration is one group whichever chapters trained its
+    seeds, and chapter 20's ``noise/label_smoothing`` is not the craft chapters' one. A label without
+    the suffix is its own group; a row without a folder (written before folders were recorded) has
+    ``""``."""
+    groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         label = str(row.get("run", row["model"]))
         head, sep, tail = label.rpartition("-seed")
-        groups.setdefault(head if sep and head and tail.isdigit() else label, []).append(row)
+        groups.setdefault((row.get("folder", ""), head if sep and head and tail.isdigit() else label), []).append(row)
     return groups
+
+
+def _trained_by(group: list[dict]) -> str:
+    """``12_experiment_discipline (seed 0), 14_optimisation (seeds 1, 2)``; a chapter's name alone
+    where the group's rows carry no seed."""
+    seeds: dict[str, list] = {}
+    for row in group:
+        seeds.setdefault(row.get("chapter", "?"), []).append(row.get("seed"))
+    parts = []
+    for chapter, chapter_seeds in seeds.items():
+        known = sorted(s for s in chapter_seeds if s is not None)
+        if not known:
+            parts.append(chapter)
+        else:
+            parts.append(f"{chapter} (seed{'s' if len(known) > 1 else ''} {', '.join(map(str, known))})")
+    return ", ".join(parts)
 
 
 def sync_markdown(py_path: Path) -> int:
@@ -389,14 +434,17 @@ def sync_markdown(py_path: Path) -> int:
 
 
 def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: str | None = None,
-             seed: int = 0, device: str = "auto", echo=print, reuse_since: str | None = None) -> dict[str, float]:
+             seed: int = 0, device: str = "auto", echo=print, reuse_since: str | None = None,
+             timed: bool = False) -> dict[str, float]:
     """Execute the chosen chapters (all by default) in ``_toc.yml`` order; return their wall times.
 
     Chapters read back only the training runs of this execution. ``reuse_since`` (``"YYYY-MM-DD
     HH:MM"``, UTC) widens that to every run of the same configuration written since then, for
     re-executing chapters whose training code did not change (a plot, a table, an inference
     option): the run log then keeps the times and runs of the execution that trained them and
-    lists this one as a re-execution (:func:`record_run`)."""
+    lists this one as a re-execution (:func:`record_run`). With ``timed`` the chapters are timed by
+    this execution instead: chapters new or rewritten since the book's execution, which train
+    their own runs now and read back only the runs of the chapters before them."""
     book_root = root()
     name = profiles.resolve_name(profile)
     dev = env.resolve_device(device)
@@ -428,7 +476,7 @@ def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: st
     finally:
         if times:
             record_run(name, f"{dev} - {env.device_name(dev)}", times, book_root, results,
-                       reused_since=reuse_since)
+                       reused_since=reuse_since, timed=timed)
     echo(f"segedu book: done in {sum(times.values()):.1f} s; times in {RUN_LOG_MD}")
     return times
 

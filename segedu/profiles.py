@@ -53,7 +53,7 @@ class Profile:
     #: the pretrained weights an encoder-based model starts from, as its paper starts from ImageNet's:
     #: "course" (the course's encoders, shipped with segedu, :mod:`segedu.models.course`), "imagenet"
     #: (torchvision's, downloaded) or None (from scratch). U-Net and FC-DenseNet always train from
-    #: scratch, as in their papers (:func:`segedu.experiments.compare.encoder_weights`).
+    #: scratch, as in their papers (:func:`segedu.experiments.encoders.encoder_weights`).
     encoder_weights: str | None
     #: seeds of multi-seed experiments (mean +- std is taken over these)
     seeds: tuple[int, ...]
@@ -68,13 +68,6 @@ class Profile:
     @property
     def dataset_name(self) -> str:
         return f"synth-{self.synth_images}x{self.synth_size}"
-
-    @property
-    def short_epochs(self) -> int:
-        """The epochs of the noisy-labels chapter's runs as its committed outputs were executed
-        (``max(short_epochs, epochs)``): the one budget, ``epochs``, in every profile now. Kept until
-        that chapter is executed again under the one budget, which reads ``epochs`` directly."""
-        return self.epochs
 
 
 PROFILES: dict[str, Profile] = {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import env
 from ..errors import SegeduError
-from ..fileio import jsonable, write_json_atomic
+from ..fileio import jsonable, write_json_atomic, write_text_atomic
 
 
 def write_json(path: Path, obj) -> None:
@@ -45,7 +45,8 @@ class RunLog:
         info.update({"machine": env.machine_description(), "seed": config.seed, "world_size": world_size})
         write_json(self.dir / "env.json", info)
         kept = [r for r in read_metrics(self.dir) if resume_epoch is not None and r["epoch"] <= resume_epoch]
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        # a resumed run keeps the epochs up to its checkpoint; rewritten whole or not at all
+        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
         self._tb = self._wandb = None
         if config.tensorboard:
             try:

@@ -155,18 +155,51 @@ def test_run_log_records_the_chapters_training_results(tmp_path):
     os.utime(runs / "cpu" / chapter / "old" / "metrics.jsonl", (long_ago, long_ago))
     rows = book.chapter_results(runs, "cpu", chapter, since=time.time() - 60)
     assert [r["run"] for r in rows] == ["a-seed0", "a-seed1", "b", "cutmix-seed0", "cutmix-seed1"]
-    assert rows[0] == {"run": "a-seed0", "model": "a", "seed": 0, "best_val_miou": 0.3, "epochs": 2, "train_seconds": 4.0}
+    assert rows[0] == {"run": "a-seed0", "folder": chapter, "model": "a", "seed": 0, "best_val_miou": 0.3,
+                       "epochs": 2, "train_seconds": 4.0}
     book.record_run("cpu", "cpu - test", {chapter: 9.0}, fake, {chapter: rows})
     md = (fake / book.RUN_LOG_MD).read_text()
     # run a: best 0.3 and 0.2 -> mean 0.25, sample sd 0.05 * sqrt(2) = 0.0707; cutmix (also model a)
     # is its own row: 0.4 and 0.6 -> 0.5 ± 0.1414
-    assert f"| {chapter} | a | a | 2 | 0.2500 ± 0.0707 | 2 | 4 |" in md
-    assert f"| {chapter} | cutmix | a | 2 | 0.5000 ± 0.1414 | 1 | 2 |" in md
-    assert f"| {chapter} | b | b | 1 | 0.5000 | 1 | 2 |" in md
-    assert "| old |" not in md and "| debug |" not in md  # a debug run checks code paths, it is no result
+    assert f"| {chapter}/a | a | 2 | 0.2500 ± 0.0707 | 2 | 4 | {chapter} (seeds 0, 1) |" in md
+    assert f"| {chapter}/cutmix | a | 2 | 0.5000 ± 0.1414 | 1 | 2 | {chapter} (seeds 0, 1) |" in md
+    assert f"| {chapter}/b | b | 1 | 0.5000 | 1 | 2 | {chapter} (seed 0) |" in md
+    assert "/old |" not in md and "/debug |" not in md  # a debug run checks code paths, it is no result
     # executed again and training nothing (every run read back): the older rows are not this run's
     log = book.record_run("cpu", "cpu - test", {chapter: 3.0}, fake, {chapter: []})
     assert chapter not in log["profiles"]["cpu"]["results"]
+
+
+def test_run_log_groups_a_configurations_seeds_across_the_chapters_that_trained_them(tmp_path):
+    """One configuration (run folder and label without -seed<N>) is one row with all its seeds, and
+    names the chapter that trained each; the same label in another folder is another row; an SWA
+    run's extra evaluation record of its last epoch is no extra epoch."""
+    fake = _fake_book(tmp_path)
+    first, second = [p.stem for p in book.notebooks(ROOT)][-2:]
+
+    def row(folder, run, seed, miou, epochs=5):
+        return {"run": run, "folder": folder, "model": "m", "seed": seed, "best_val_miou": miou, "epochs": epochs,
+                "train_seconds": 10.0}
+
+    results = {first: [row("craft", "smooth-seed0", 0, 0.40)],
+               second: [row("craft", "smooth-seed1", 1, 0.42), row("craft", "smooth-seed2", 2, 0.44),
+                        row("noise", "smooth-seed0", 0, 0.30)]}
+    book.record_run("cpu", "cpu - test", {first: 1.0, second: 2.0}, fake, results)
+    md = (fake / book.RUN_LOG_MD).read_text()
+    # 0.40, 0.42, 0.44: mean 0.42, sample sd 0.02
+    assert f"| craft/smooth | m | 3 | 0.4200 ± 0.0200 | 5 | 10 | {first} (seed 0), {second} (seeds 1, 2) |" in md
+    assert f"| noise/smooth | m | 1 | 0.3000 | 5 | 10 | {second} (seed 0) |" in md
+
+    import json
+
+    run = tmp_path / "runs" / "cpu" / "craft" / "swa-seed0"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "m", "seed": 0}))
+    records = [{"epoch": 1, "seconds": 2.0, "val_miou": 0.3}, {"epoch": 2, "seconds": 2.0, "val_miou": 0.4},
+               {"epoch": 2, "swa": True, "snapshots": 4, "val_miou": 0.45}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    [swa] = book.chapter_results(tmp_path / "runs", "cpu", "craft")
+    assert (swa["epochs"], swa["best_val_miou"], swa["folder"]) == (2, 0.45, "craft")
 
 
 @pytest.mark.parametrize("folder", ["craft", "libraries", "noise"])
@@ -242,8 +275,39 @@ def test_a_reexecution_keeps_the_times_and_runs_of_the_execution_that_trained_th
     assert f"| {second} | {entry['reexecuted'][second]['date']} on machine A | 60.0 | 2026-12-06 22:05 UTC | 1 |" in md
 
 
+def test_a_timed_chapter_reading_back_earlier_runs_is_recorded_as_executed_now(tmp_path, monkeypatch):
+    """``run_book(reuse_since=..., timed=True)``: a chapter new since the book's execution trains its
+    own runs now and reads back earlier chapters'; its time and runs are this execution's, and the
+    log says since when it read back the others'."""
+    fake = _fake_book(tmp_path)
+    first, second = [p.stem for p in book.notebooks(ROOT)[:2]]
+    monkeypatch.setattr(book.env, "machine_description", lambda: "machine A")
+    row = {"model": "m", "seed": 0, "best_val_miou": 0.3, "epochs": 5, "train_seconds": 80.0}
+    book.record_run("cpu", "cpu - test", {first: 10.0, second: 20.0}, fake, {second: [{**row, "run": "old-seed0"}]})
+    book.record_run("cpu", "cpu - test", {second: 5.0}, fake, {}, reused_since="2026-12-06 22:05")
+    assert second in book.json.loads((fake / book.RUN_LOG_JSON).read_text())["profiles"]["cpu"]["reexecuted"]
+    log = book.record_run("cpu", "cpu - test", {second: 700.0}, fake, {second: [{**row, "run": "new-seed0"}]},
+                          reused_since="2026-12-06 22:05", timed=True)
+    entry = log["profiles"]["cpu"]
+    assert entry["notebooks"] == {first: 10.0, second: 700.0}
+    assert [r["run"] for r in entry["results"][second]] == ["new-seed0"]
+    assert entry["read_back"] == {second: "2026-12-06 22:05"} and second not in entry.get("reexecuted", {})
+    md = (fake / book.RUN_LOG_MD).read_text()
+    assert f"| {second} | 2026-12-06 22:05 UTC |" in md and "runs of earlier chapters read back since" in md
+    # executed again later without reading back anything: no longer listed as reading back
+    log = book.record_run("cpu", "cpu - test", {second: 650.0}, fake, {second: [{**row, "run": "new-seed0"}]})
+    assert "read_back" not in log["profiles"]["cpu"]
+
+
 def test_reuse_since_must_be_a_utc_time():
     assert book.parse_utc("2026-12-06 22:05") == 1796594700.0
     assert book.parse_utc("2026-12-06 22:05 UTC") == 1796594700.0
     with pytest.raises(SegeduError, match="'yesterday' is not a UTC time"):
         book.parse_utc("yesterday")
+
+
+def test_timed_needs_reuse_runs_since(capsys):
+    from segedu.cli import main
+
+    assert main(["book", "run", "99", "--profile", "smoke", "--timed"]) == 2
+    assert "--timed records chapters that read back earlier chapters' runs" in capsys.readouterr().err

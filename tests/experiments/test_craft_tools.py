@@ -160,6 +160,14 @@ def test_describe_runs_counts_trained_and_read_back(two_seeds, session):
     assert compare.describe_runs(again) == "2 runs: 1 trained now, 1 read back"
 
 
+def test_train_plan_reads_back_only_the_finished_run_of_the_same_config(two_seeds, session):
+    assert [r.reused for r in two_seeds.values()] == [False, False]
+    again = compare.train_plan(session, "cache", [{"model": "fcn32s", "seed": 0}, {"model": "fcn32s", "seed": 2}],
+                               image_size=32, epochs=1, max_steps=2, batch_size=4, num_workers=0, reuse=True)
+    assert [r.reused for r in again.values()] == [True, False]
+    assert again["fcn32s-seed0"].trainer.best_miou == two_seeds["fcn32s-seed0"].trainer.best_miou
+
+
 # ----------------------------------------------------------------------------- training speed
 def test_training_speed_trains_the_model_and_reports_cpu_memory_as_unknown():
     torch.manual_seed(0)
