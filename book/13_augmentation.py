@@ -115,8 +115,8 @@ print(f"largest extra cost: {slowest.trick}, {slowest.extra_seconds:+.1f} s per 
 # AdamW with a cosine schedule, seeds 0, 1 and 2, on 2 CPU cores of an Intel Xeon.
 #
 # * **The baseline** scored 0.4294 ± 0.0115 validation mIoU, far above the 0.0606 that Background
-#   everywhere scores: these models learn. Twice its seed spread is 0.0230, the size a change must
-#   reach before three seeds can separate it from noise.
+#   everywhere scores: these models learn. Twice its seed spread is 0.0230, the scale of the seed's
+#   luck; the verdicts below come from the paired tests.
 # * **Copy-paste: no evidence.** 0.4448 ± 0.0060, +0.0154 on the mean (95% CI −0.0053 to
 #   +0.0361, p (Holm) 0.170). Its mean is the highest and its seeds the tightest, and pasting
 #   whole objects of the rarest classes is a plausible way to raise their IoU. But the interval
