@@ -47,10 +47,8 @@ device = "auto"    # auto | cpu | cuda | cuda:N
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 
-import segedu
 from segedu import env, profiles, viz
 from segedu.data import CLASSES, IGNORE_INDEX, NUM_CLASSES
 from segedu.notebook import setup

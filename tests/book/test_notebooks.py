@@ -71,20 +71,10 @@ def test_figures_are_png(py):
             assert "image/svg+xml" not in data and "application/pdf" not in data
 
 
-#: chapters none of whose outputs is the same in every profile, with the reason; each is to gain a
-#: profile-independent check at its next execution
-NO_PROFILE_INDEPENDENT_OUTPUT = {
-    "17_inference_tricks": "its inference options print scales and window sizes of the training crop (192 px on cpu)",
-}
-
-
 @pytest.mark.parametrize("py", CHAPTERS, ids=IDS)
 def test_nbval_compares_cells(py):
     nb = jupytext.read(py)
     checked = [c for c in nb.cells if "nbval-check-output" in c.metadata.get("tags", [])]
-    if py.stem in NO_PROFILE_INDEPENDENT_OUTPUT:
-        assert not checked, f"{py.name} has a checked cell now: remove it from NO_PROFILE_INDEPENDENT_OUTPUT"
-        return
     assert checked, f"{py.name}: no cell tagged nbval-check-output, so nbval would compare nothing"
 
 
