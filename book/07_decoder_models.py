@@ -39,11 +39,14 @@ from torch import nn
 
 from segedu import models, viz
 from segedu.data import dataset
+from segedu.engine import load_model
 from segedu.experiments import compare
 from segedu.inference.evaluate import background_floor
+from segedu.inference.predict import normalize
 from segedu.models import deconvnet, measure
 from segedu.models.blocks import pad_to_multiple
-from segedu.models.receptive_field import empirical_receptive_field, theoretical_receptive_field
+from segedu.models.receptive_field import (effective_receptive_field, empirical_receptive_field,
+                                          theoretical_receptive_field)
 from segedu.notebook import setup
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
@@ -176,7 +179,9 @@ for label, rows in traces.items():
 #
 # Built on the `meta` device (nothing is allocated) with 21 PASCAL VOC classes, the papers'
 # setting. Noh et al. report 252M parameters for DeconvNet, Badrinarayanan et al. 29.5M for SegNet;
-# FCN-8s (chapter 6) has 134M. Where DeconvNet's parameters are:
+# FCN-8s (chapter 6) has 134M. As in every chapter, the counts are of the trainable parameters
+# (`measure.parameter_count`): a weight kept fixed, such as FCN's bilinear upsampling, is not
+# counted. Where DeconvNet's parameters are:
 
 # %% tags=["nbval-check-output"]
 paper = {"deconvnet": 252e6, "segnet": 29.5e6, "fcn8s": 134e6}
@@ -299,12 +304,12 @@ print("SegNet faster than FCN-8s:", seg["images_per_s"] > cost["fcn8s"]["images_
 # Which of its two geometries costs more depends on the image size: `pad_fc6=True` runs them at
 # every cell of pool5's map, the paper's geometry runs them once but pads every image to
 # 224×224 first. On these 192-pixel crops the padding costs more: the paper's geometry ran at
-# 31.8 images/s and kept 59.9 MB per image for the backward pass, `pad_fc6=True` 48.3 images/s
+# 25.4 images/s and kept 59.9 MB per image for the backward pass, `pad_fc6=True` 38.6 images/s
 # and 44.6 MB. SegNet, with 1.85M parameters (8.5x fewer than DeconvNet's 15.75M), ran at
-# 51.9 images/s, 1.07x the speed of the trained DeconvNet, with 1.13x less activation memory.
+# 51.6 images/s, 1.34x the speed of the trained DeconvNet, with 1.13x less activation memory.
 #
-# FCN-8s was the fastest of the three, at 71.6 images/s, and kept the least, 23.5 MB per image,
-# although it has 8.44M parameters. SegNet and DeconvNet run 3×3 convolutions on wide feature
+# FCN-8s was the fastest of the three, at 79.6 images/s, and kept the least, 23.5 MB per image,
+# although it has 8.41M parameters. SegNet and DeconvNet run 3×3 convolutions on wide feature
 # maps at every resolution up to the full image, and keep those maps for the backward pass;
 # FCN-8s has no decoder convolutions, only upsamplings of 11-channel score maps. So in this run
 # SegNet's efficiency holds against DeconvNet but not against FCN-8s. These are single timings
@@ -458,6 +463,54 @@ viz.show_predictions(image, mask, predicted, names=val.class_names)
 plt.show()
 
 # %% [markdown]
+# ## The field the trained networks use
+#
+# The fields above are theoretical: with dense unpooling, the largest region any setting of the
+# switches can connect to an output pixel. Luo et al. (NeurIPS 2016) showed that a trained network
+# does not use its field evenly: the gradient of a centre output pixel with respect to the input,
+# the *effective* receptive field, is concentrated near the centre. Measured on the trained
+# checkpoints, with the switches each real validation image sets: the radius around the centre
+# holding half and 95% of the gradient's mass ([receptive field](09_receptive_field) measures the
+# DeepLab family the same way).
+
+# %%
+probe = torch.stack([val[k][0] for k in range(min(8, len(val)))])
+print(f"{'model':<12}{'r50 (px)':>10}{'r95 (px)':>10}   on {len(probe)} validation images of "
+      f"{probe.shape[-1]}x{probe.shape[-2]}")
+for label, run in runs.items():
+    model, _, _ = load_model(run.run_dir, session.device)
+    erf = effective_receptive_field(model, tuple(probe.shape[-2:]), images=normalize(probe))
+    print(f"{label:<12}{erf.radius_50:>10.1f}{erf.radius(0.95):>10.1f}")
+    del model
+
+# %% [markdown]
+# Each trained network uses a small part of the field it has, as Luo et al. found. The fields
+# measured through dense unpooling (372–404 px for SegNet, 436–468 for FCN-8s, 756–788 for
+# DeconvNet) are all wider than these 256×256 validation images, so here the architecture does not
+# limit what the centre pixel can see; training decides what it uses. (r50 and r95 are radii: set
+# them against half a field's side.)
+#
+# * **SegNet** (r50 38.5 px, r95 90.9 px): the disc holding 95% of the gradient is narrower than
+#   even the 212-pixel field of its pool5, far from the 372–404 pixels the decoder could connect.
+#   With real switches every unpooling passes the gradient back through one cell of each window
+#   only, which cuts most of the paths dense unpooling counts, and the mass stays near the centre.
+# * **DeconvNet** (r50 97.2 px, r95 145.8 px): fc6 and fc7 do widen the field it uses. Its r50 is
+#   more than twice SegNet's, and its r95 is more than half the image's side, so the centre pixel
+#   draws on most of the scene. That is what its geometry allows: with `pad_fc6=True` a 256-pixel
+#   image gives an 8×8 pool5, and each fc7 cell's theoretical field of 404 pixels covers the whole
+#   image, a summary of the scene rather than of one object as in the paper's proposals.
+# * **FCN-8s** (r50 22.4 px, r95 44.4 px) uses the narrowest field of the three, although the field
+#   dense unpooling measures for it (436–468 px) is larger than SegNet's. Its output adds the scores
+#   of pool3 and pool4 to the upsampled fc7 scores; a field this tight suggests that its predictions
+#   lean on those finer layers.
+#
+# In this run the order of the used fields is the reverse of the order of the scores: FCN-8s, with
+# the narrowest, reached the highest mIoU (0.3269), DeconvNet, with the widest, the lowest (0.1609).
+# With one seed per model and no paired test that is an observation, not evidence that a wide field
+# hurts; it does suggest that a larger used field is not what these decoders were missing on 256-pixel
+# images. [Receptive field](09_receptive_field) measures the same for the DeepLab family, which
+# enlarges its field with dilated convolutions instead of fully connected layers.
+#
 # ## Summary
 #
 # * Max unpooling puts each value back where its pooling window's maximum was (the switches),
@@ -474,15 +527,20 @@ plt.show()
 # * The paper segments object proposals one at a time and reports its best result for an
 #   ensemble with FCN-8s plus a CRF; here all three networks run on whole images, so this
 #   chapter's DeconvNet is the paper's architecture, not its pipeline.
-# * At a quarter width on 192-pixel crops, on a 2-core CPU, SegNet ran at 51.9 images/s against
-#   48.3 for DeconvNet with `pad_fc6=True` (1.07x), with 8.5x fewer parameters and 1.13x less
-#   activation memory; FCN-8s was faster than both, at 71.6 images/s and 23.5 MB per image.
+# * At a quarter width on 192-pixel crops, on a 2-core CPU, SegNet ran at 51.6 images/s against
+#   38.6 for DeconvNet with `pad_fc6=True` (1.34x), with 8.5x fewer parameters and 1.13x less
+#   activation memory; FCN-8s was faster than both, at 79.6 images/s and 23.5 MB per image.
 #   Remembering switches instead of feature maps is what SegNet's design saves: at 360×480,
 #   1.3 MiB of 2-bit switches against 85.8 MiB of float32 encoder maps (PyTorch's int64 indices
 #   take 42.9 MiB).
 # * The receptive field of an output pixel, measured through dense unpooling, is 372–404 pixels
 #   for SegNet and 756–788 for DeconvNet, whose fc6 and deconv-fc6 add 192 each; FCN-8s's is
 #   436–468.
+# * Trained, the networks use far less than these fields: on 8 validation images of 256×256, the
+#   radius holding 95% of the centre pixel's gradient is 44.4 px for FCN-8s, 90.9 for SegNet and
+#   145.8 for DeconvNet (r50 22.4, 38.5 and 97.2). DeconvNet's fc6/fc7 do make its used field wider
+#   than SegNet's; in this one run the widest used field went with the lowest mIoU and the narrowest
+#   (FCN-8s's) with the highest.
 # * Fine-tuned from the course's VGG16 for 240 steps on 192-pixel crops, FCN-8s reached 0.3269
 #   validation mIoU (0.1726 in the boundary band), SegNet 0.2014 (0.1247) and DeconvNet 0.1609
 #   (0.0930). FCN-8s learned 4 of the 10 object classes, the two decoder models 2 each. Neither

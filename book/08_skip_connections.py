@@ -49,7 +49,7 @@ from segedu import models, viz
 from segedu.data import dataset, masks, transforms
 from segedu.experiments import compare
 from segedu.inference.evaluate import background_floor
-from segedu.models import fcdensenet, receptive_field, unet
+from segedu.models import fcdensenet, measure, receptive_field, unet
 from segedu.notebook import setup
 
 session = setup(profile=profile, data_dir=data_dir, seed=seed, device=device, need_data=True)
@@ -146,7 +146,7 @@ print(f"{'model':<14}{'learned':>10}{'+ BN statistics':>17}{'paper':>8}")
 for name, paper in PAPER.items():
     with torch.device("meta"):
         net = models.create(name, num_classes=2 if name == "unet" else 11)
-    learned = sum(p.numel() for p in net.parameters())
+    learned = measure.parameter_count(net)
     statistics = sum(b.numel() for n, b in net.named_buffers() if n.endswith(("running_mean", "running_var")))
     counts[name] = learned
     print(f"{name:<14}{learned / 1e6:>9.2f}M{(learned + statistics) / 1e6:>16.2f}M"
@@ -387,8 +387,8 @@ plt.show()
 with torch.device("meta"):
     nested = models.create("unetpp", num_classes=1)
     plain = models.create("unet", num_classes=1, width=0.5, padding="same")
-print(f"UNet++ {sum(p.numel() for p in nested.parameters()) / 1e6:.2f}M (paper 9.04M); "
-      f"U-Net at the same widths {sum(p.numel() for p in plain.parameters()) / 1e6:.2f}M (paper 7.76M)")
+print(f"UNet++ {measure.parameter_count(nested) / 1e6:.2f}M (paper 9.04M); "
+      f"U-Net at the same widths {measure.parameter_count(plain) / 1e6:.2f}M (paper 7.76M)")
 print("UNet++ nodes per level:", [len(level) for level in nested.nodes])
 print("inputs of X^{0,4}:", nested.nodes[0][4][0].in_channels, "channels = 4 earlier nodes of level 0 + 1 from below")
 
@@ -411,7 +411,7 @@ print(f"floor: predicting Background everywhere scores val mIoU {float(floor):.4
 runs = compare.train_architectures(session, ("fcdensenet56", "unet"))
 for label, run in runs.items():
     with torch.device("meta"):
-        learned = sum(p.numel() for p in models.create(run.model, **run.trainer.config.model_options).parameters())
+        learned = measure.parameter_count(models.create(run.model, **run.trainer.config.model_options))
     print(f"{label:<20} {learned / 1e6:.3f}M parameters at width {prof.width}: best val mIoU "
           f"{run.trainer.best_miou:.4f} after {run.trainer.step} steps ({run.seconds:.0f} s)")
 
@@ -456,7 +456,7 @@ for key, what in (("overall", "mIoU"), ("boundary", "boundary mIoU")):
 faster = max(scores, key=lambda label: scores[label]["images_per_s"])
 print(f"fastest at inference: {faster}")
 with torch.device("meta"):
-    sizes = {label: sum(p.numel() for p in models.create(run.model, **run.trainer.config.model_options).parameters())
+    sizes = {label: measure.parameter_count(models.create(run.model, **run.trainer.config.model_options))
              for label, run in runs.items()}
 print(f"FC-DenseNet56 has {sizes[second] / sizes[first]:.1f}x fewer parameters than U-Net at this width and runs at "
       f"{scores[first]['images_per_s'] / scores[second]['images_per_s']:.2f}x U-Net's images per second")
@@ -473,7 +473,7 @@ print(f"FC-DenseNet56 has {sizes[second] / sizes[first]:.1f}x fewer parameters t
 # FC-DenseNet56 so close to the floor the comparison says which network starts learning sooner
 # under this budget, not which architecture segments better: no verdict between the two can be
 # drawn here. The speed is a measurement: FC-DenseNet56 has 21.3x fewer parameters than U-Net at
-# this width, yet runs at 0.36x its images per second (15.0 against 42.0 images/s on this CPU),
+# this width, yet runs at 0.35x its images per second (13.2 against 37.6 images/s on this CPU),
 # because every dense layer reads a fresh concatenation at full resolution.
 #
 # Predictions on the validation image of the weight map:
@@ -501,7 +501,7 @@ plt.show()
 # * U-Net's valid convolutions turn a 572 tile into a 388 output, 92 pixels lost per side; mirroring
 #   the image into the next valid tile gives logits for every pixel, but a 128-pixel image needs a
 #   tile of 6.09 times its pixels (3.01 for 256 pixels); on one batch of two 192-pixel crops the
-#   valid network took 41 ms against 16 ms with same padding, which is why the training used
+#   valid network took 49 ms against 20 ms with same padding, which is why the training used
 #   same padding.
 # * The U-Net weight map lifts the background between two objects 2 pixels apart to 9.5, against
 #   0.9 on the objects; on the real image it needs instance labels, which COCO's annotations give
@@ -514,8 +514,8 @@ plt.show()
 #   an IoU of 0.10). One seed each, and FC-DenseNet56
 #   barely above the floor: no verdict between the two. Both papers trained from scratch for far
 #   longer, and these architectures need it.
-# * FC-DenseNet56 has 21.3x fewer parameters than U-Net at width 0.25 but runs at 0.36x its
-#   images per second (15.0 against 42.0 images/s) and took 486 s to train against 149 s.
+# * FC-DenseNet56 has 21.3x fewer parameters than U-Net at width 0.25 but runs at 0.35x its
+#   images per second (13.2 against 37.6 images/s) and took 486 s to train against 149 s.
 #
 # ## Exercises
 #

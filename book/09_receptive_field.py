@@ -52,7 +52,7 @@ from segedu.inference.evaluate import background_floor
 from segedu.errors import SegeduError
 from segedu.inference import crf
 from segedu.inference.pipeline import InferenceOptions
-from segedu.models import aspp, deeplabv1, dilatednet, measure, pspnet
+from segedu.models import aspp, dilatednet, measure, pspnet
 from segedu.models.backbones.xception import SeparableConv2d
 from segedu.engine import load_model
 from segedu.inference.predict import normalize
@@ -104,7 +104,8 @@ for label, layers in [("3x3 rates 1, 1, 1", [(3, 1, 1)] * 3),
 # also replaces the huge 7×7×4096 fc6 by a 3×3 convolution with 1024 channels at rate 12, which
 # keeps a large field of view with a fraction of the weights. The 8× smaller score map is
 # upsampled bilinearly. Shapes for a training-sized image (S is the side), and the parameter count
-# at the paper's scale on PASCAL VOC's 21 classes (Table 1: 20.5M):
+# at the paper's scale on PASCAL VOC's 21 classes (Table 1: 20.5M; trainable parameters, as in every
+# chapter, so FCN-32s's fixed bilinear upsampling is not counted):
 
 # %% tags=["nbval-check-output"]
 size = prof.image_size
@@ -186,7 +187,7 @@ for rate in aspp.ASPP_V2_RATES:
     print(f"rate {rate:>2}: taps span {span:>2} cells = {8 * span:>3} pixels of the image")
 with torch.device("meta"):
     v2 = models.create("deeplabv2", num_classes=21)
-head = sum(p.numel() for p in v2.classifier.parameters())
+head = measure.parameter_count(v2.classifier)
 print(f"DeepLab v2: {measure.parameter_count(v2) / 1e6:.1f}M parameters, of which ASPP-L {head / 1e6:.2f}M "
       f"(4 branches x 2048 x 21 x 9 + biases = {(4 * (2048 * 21 * 9 + 21)) / 1e6:.2f}M)")
 
@@ -271,7 +272,7 @@ for stride in (16, 8):
           f"{memory / 2**20:6.1f} MiB saved for backward per 2 images")
 
 # %% [markdown]
-# On these crops, output stride 8 ran at 64.3 images/s against 155.1 at stride 16, and kept
+# On these crops, output stride 8 ran at 64.2 images/s against 140.9 at stride 16, and kept
 # 72.7 MiB for the backward pass per 2 images against 36.2: the last stage runs on a map with four
 # times the cells. Single timings on a shared machine move from run to run, but a factor of this
 # size is the geometry, not noise.
@@ -290,7 +291,7 @@ for stride in (16, 8):
 # %% tags=["nbval-check-output"]
 plain = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False)
 separable = SeparableConv2d(256, 256, 3)
-count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+count = measure.parameter_count
 depthwise = sum(p.numel() for n, p in separable.named_parameters() if p.dim() == 4 and p.shape[1] == 1)
 print(f"3x3 convolution: {count(plain):,} weights = 256 x 256 x 9")
 print(f"separable: {count(separable):,} parameters (depthwise {depthwise:,} = 256 x 9, the rest 1x1 and batch norms)")
@@ -459,7 +460,7 @@ for key, what in (("overall", "mIoU"), ("boundary", "boundary mIoU")):
 #
 # The last cell sets the first DeepLab against the last: v3+ 0.3216 against v1 0.1965 over all
 # pixels, 0.1909 against 0.1105 in the boundary band, one seed each. v3+ was also the fastest at
-# inference, 108.3 images/s, and DilatedNet, with its 7×7 fc6 at stride 8, the slowest at 34.8.
+# inference, 92.1 images/s, and DilatedNet, with its 7×7 fc6 at stride 8, the slowest at 32.6.
 #
 # ## The field a trained network uses
 #
@@ -557,8 +558,8 @@ else:
 # no class: every 0.000 stays 0.000, because the CRF can only reshape regions the network already
 # predicts. Contrary to the expectation that a model with a decoder needs it less, v3+ gained more
 # than v1, in both columns. Both are single checkpoints of one seed: whether the gain holds for
-# other seeds was not tested. Its price is speed: on this machine v1 fell from 70.4 to 7.1
-# images/s and v3+ from 108.3 to 7.4, since the CRF runs image by image on the CPU.
+# other seeds was not tested. Its price is speed: on this machine v1 fell from 70.1 to 6.6
+# images/s and v3+ from 92.1 to 6.9, since the CRF runs image by image on the CPU.
 #
 # On one validation image: the network's prediction, the CRF's, and the ground truth.
 
@@ -581,9 +582,9 @@ plt.show()
 # * A rate-2 filter [1, 2, 3] is the filter [1, 0, 2, 0, 3] without the zeros (`True` above).
 #   Three 3×3 layers at rates 1, 2, 4 see 15 pixels against 7 at rate 1, with the same weights and
 #   without shrinking the map.
-# * DeepLab-LargeFOV has 20.5M parameters (the paper's Table 1) against 136.2M for FCN-32s with the
-#   ImageNet-style 7×7×4096 fc6, and sees 419 pixels along the chain through fc6 (measured with the
-#   bilinear upsampling: 427 × 427).
+# * DeepLab-LargeFOV has 20.5M parameters (the paper's Table 1) against 134.3M trainable ones
+#   (the fixed bilinear upsampling excluded) for FCN-32s with the ImageNet-style 7×7×4096 fc6, and
+#   sees 419 pixels along the chain through fc6 (measured with the bilinear upsampling: 427 × 427).
 # * The context module's field grows 3, 5, 9, 17, 33, 65, 67 with 64 C² weights, and starts as
 #   the identity. DilatedNet's front-end keeps the 7×7×4096 fc6: 134.3M parameters.
 # * ASPP-L's branches span 104 to 392 image pixels; the four score branches are 1.55M of v2's
@@ -593,7 +594,7 @@ plt.show()
 # * On a 65×65 map, a 3×3 filter at rate 64 has only its centre tap inside at 93.9% of the
 #   positions, which is why v3 adds image pooling. Output stride 8 costs 3.6 times
 #   the FLOPs of 16 with the same 58.6M parameters; at a quarter of the channels on 192-pixel
-#   crops it ran at 64.3 against 155.1 images/s and kept 72.7 against 36.2 MiB per 2 images.
+#   crops it ran at 64.2 against 140.9 images/s and kept 72.7 against 36.2 MiB per 2 images.
 # * A separable 3×3 convolution (256 → 256) has 8.6 times fewer parameters than a plain one; at the
 #   papers' scale v3+ on Xception costs 103 GFLOPs at 512×512, against 136 for v3 on ResNet-101 at
 #   output stride 16 and 482 at output stride 8.
@@ -607,7 +608,7 @@ plt.show()
 #   over three seeds.
 # * The most confused pairs (Clothing as Paper among the top two of every model, 50.7% to 90.7% of
 #   its pixels) are mostly classes a model never learned falling onto one it did, not PSPNet's
-#   confusion categories; PSPNet does not stand out on them. v3+ was the fastest at inference (108.3 images/s on 2 CPU cores).
+#   confusion categories; PSPNet does not stand out on them. v3+ was the fastest at inference (92.1 images/s on 2 CPU cores).
 # * The effective field is much smaller than the theoretical one, which passes the 256-pixel image
 #   for every model: half the gradient lies within 32.2 to 48.6 pixels of the centre, 95% within
 #   119.3 to 137.4. Global pooling did not widen it.
@@ -615,7 +616,7 @@ plt.show()
 #   v3+'s from 0.3216 to 0.3436 and from 0.1909 to 0.2534, with parameters tuned for another
 #   dataset: it raised the classes each model had learned (all but v3+'s General trash) and added
 #   none. One checkpoint each.
-#   It cut the inference speed on this machine from 70.4 and 108.3 images/s to 7.1 and 7.4.
+#   It cut the inference speed on this machine from 70.1 and 92.1 images/s to 6.6 and 6.9.
 #
 # ## Exercises
 #

@@ -59,9 +59,10 @@ print(session.describe())
 # ResNet-101 (so that the four ResNet models share one encoder), PSPNet with its auxiliary head,
 # DeepLab v3 at output stride 8 and v3+ at 16 (their defaults). So "DeepLab v2" below is a
 # ResNet-50 at width 0.25 with v2's head, "FCN-8s" a VGG-16 at width 0.25 with FCN's head, and so
-# on: small relatives of the papers' networks. The first listing gives parameters and FLOPs at the
-# papers' scale, for a 512×512 image and 11 classes; the second the models as trained, at width
-# 0.25, their FLOPs at the 192×192 crop.
+# on: small relatives of the papers' networks. The first listing gives parameters (trainable ones,
+# as in every chapter: FCN's fixed bilinear upsampling is not counted) and FLOPs at the papers'
+# scale, for a 512×512 image and 11 classes; the second the models as trained, at width 0.25, their
+# FLOPs at the 192×192 crop.
 
 # %% tags=["nbval-check-output"]
 CONTESTANTS = {name: options for name, options in compare.ARCHITECTURES.items() if name not in ("fcn32s", "fcn16s")}
@@ -101,7 +102,6 @@ print(f"crop {prof.image_size}x{prof.image_size}, {prof.epochs} epochs, batch {p
       f"encoders: {prof.encoder_weights or 'none (from scratch)'}")
 floor = {split: float(background_floor(session.data_dir, split)["miou"]) for split in ("val", test_labels)}
 first = compare.train_architectures(session, CONTESTANTS)
-print(compare.describe_runs(first))
 scores = compare.score_runs({name: first[f"{name}-seed{seed}"].run_dir for name in CONTESTANTS}, session.data_dir,
                             device=session.device, batch_size=prof.batch_size)
 train_speed = {name: first[f"{name}-seed{seed}"].train_images_per_s for name in CONTESTANTS}
@@ -183,13 +183,13 @@ plt.show()
 #
 # **Cost.** Parameters do not predict accuracy: DeepLab v2 has 1.68M, DeconvNet 15.75M, and their
 # order is the reverse. Nor do FLOPs predict speed on a CPU. In the scatter plot DeepLab v3+ is the
-# fastest at inference, 99.3 images/s (1.25 GFLOPs), and DeepLab v2 is both the most accurate and
-# the second fastest, 71.8 images/s (2.02 GFLOPs). HRNet-W18 needs the fewest FLOPs, 0.29 GFLOPs,
-# yet predicts only 19.1 images/s, and FC-DenseNet56 (0.87 GFLOPs) 15.0 images/s and trains at
+# fastest at inference, 90.8 images/s (1.25 GFLOPs), HRNet-W18 the second fastest, 76.1 images/s,
+# and DeepLab v2 is both the most accurate and the third fastest, 67.2 images/s (2.02 GFLOPs).
+# HRNet-W18 needs the fewest FLOPs, 0.29 GFLOPs, about a quarter of v3+'s, yet predicts slower than
+# v3+, and FC-DenseNet56 (0.87 GFLOPs) is the slowest model of all, 13.7 images/s, and trains at
 # 4.0 images/s: many thin layers, parallel branches and concatenations cost memory traffic and
-# per-layer overhead that FLOPs do not count. HRNet even predicts slower than it trains (21.6
-# images/s); we have not traced why. DilatedNet, with 10.44 GFLOPs, largely its 7×7 fc6 at output
-# stride 8, is the slowest encoder model at 34.0 images/s.
+# per-layer overhead that FLOPs do not count. DilatedNet, with 10.44 GFLOPs, largely its 7×7 fc6 at
+# output stride 8, is the slowest encoder model at 31.7 images/s.
 #
 # **v3+ against v3.** DeepLab v3+ costs 1.25 GFLOPs on the crops against 2.91 for v3 (138 against
 # 327 GFLOPs at the papers' scale). Most of that saving is the output stride, not the architecture:
@@ -210,7 +210,6 @@ plt.show()
 # %%
 finalists = order[:3]
 final = compare.train_architectures(session, finalists, seeds=prof.seeds)
-print(compare.describe_runs(final))
 test_scores = compare.score_runs({label: run.run_dir for label, run in final.items()}, session.data_dir,
                                  split=test_labels, device=session.device, batch_size=prof.batch_size)
 groups = {name: [f"{name}-seed{s}" for s in prof.seeds] for name in finalists}
@@ -274,9 +273,9 @@ print(compare.per_class_table({groups[best][0]: test_scores[groups[best][0]]}))
 # * The DeepLab family ranks against its papers (v2 above v3 and v3+), likely because 240 steps
 #   favour v2's simple head, width 0.25 thins v3's ASPP, and round one is one seed; none of this is
 #   tested here.
-# * Speed: v3+ predicts fastest, 99.3 images/s, DeepLab v2 71.8 images/s; FLOPs mislead on a CPU:
-#   HRNet-W18 has 0.29 GFLOPs and predicts 19.1 images/s. v3+'s 1.25 against v3's 2.91 GFLOPs is
-#   mostly output stride 16 against 8, not the decoder.
+# * Speed: v3+ predicts fastest, 90.8 images/s, then HRNet-W18 76.1 and DeepLab v2 67.2 images/s;
+#   FLOPs mislead on a CPU: FC-DenseNet56 has 0.87 GFLOPs and is the slowest, 13.7 images/s. v3+'s
+#   1.25 against v3's 2.91 GFLOPs is mostly output stride 16 against 8, not the decoder.
 # * Finalists on test, three seeds: DeepLab v2 0.3515 ± 0.0036, PSPNet 0.3220 ± 0.0060, FCN-8s
 #   0.3068 ± 0.0021; DeepLab v2 is better than PSPNet (Holm p = 0.027) and FCN-8s (Holm p = 0.011).
 #

@@ -85,11 +85,12 @@ def parameter_counts(model: nn.Module) -> ParameterCount:
     return ParameterCount(trainable, frozen)
 
 
-def parameter_count(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters of ``model`` as an int: all of them (``total``), or the trainable ones,
-    the number the book quotes (see :func:`parameter_counts`, which this reads)."""
+def parameter_count(model: nn.Module, frozen: bool = False) -> int:
+    """Number of parameters of ``model`` as an int: the trainable ones, the number the book quotes in
+    every chapter, or with ``frozen=True`` the frozen ones too (``total``; see :func:`parameter_counts`,
+    which this reads: e.g. FCN-32s's fixed bilinear upsampling)."""
     counts = parameter_counts(model)
-    return counts.trainable if trainable_only else counts.total
+    return counts.total if frozen else counts.trainable
 
 
 def _count_text(count: int) -> str:

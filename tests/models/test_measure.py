@@ -14,10 +14,10 @@ from segedu.models.receptive_field import empirical_receptive_field
 def test_parameter_count_by_hand():
     # conv 3->4, 3x3 with bias: 4*3*9 + 4 = 112; batch norm: weight and bias 4 + 4 (buffers are not parameters)
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-    assert measure.parameter_count(net) == 120
+    assert measure.parameter_count(net) == measure.parameter_count(net, frozen=True) == 120
     net[1].requires_grad_(False)
-    assert measure.parameter_count(net, trainable_only=True) == 112
-    assert measure.parameter_count(net) == 120
+    assert measure.parameter_count(net) == 112  # the number the book quotes: what training changes
+    assert measure.parameter_count(net, frozen=True) == 120
     with torch.device("meta"):
         assert measure.parameter_count(nn.Linear(10, 5)) == 55
 
@@ -29,7 +29,7 @@ def test_parameter_counts_separate_trainable_and_frozen_by_hand():
     counts = measure.parameter_counts(net)
     assert (counts.trainable, counts.frozen, counts.total) == (112, 8, 120)
     assert str(counts) == "112 (+8 frozen)"
-    assert measure.parameter_count(net, trainable_only=True) == 112 and measure.parameter_count(net) == 120
+    assert measure.parameter_count(net) == 112 and measure.parameter_count(net, frozen=True) == 120
     # one weight shared by two layers is one set of parameters: 10*5 + 5
     shared = nn.Linear(10, 5)
     assert measure.parameter_counts(nn.Sequential(shared, nn.ReLU(), shared)) == measure.ParameterCount(55, 0)
@@ -53,7 +53,8 @@ def test_paper_scale_fcn32s_counts_torchvisions_vgg16_plus_the_score_layer():
     counts = measure.parameter_counts(fcn32s)
     assert counts.trainable == convolutionalised + 4096 * 21 + 21 == 134_346_581
     assert counts.frozen == 21 * 21 * 64 * 64
-    assert counts.total == measure.parameter_count(fcn32s) == 136_152_917
+    assert counts.total == measure.parameter_count(fcn32s, frozen=True) == 136_152_917
+    assert measure.parameter_count(fcn32s) == counts.trainable
     assert str(counts) == "134.35M (+1.81M frozen)"
 
 
