@@ -45,6 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from segedu import significance
 from segedu.data import splits
 from segedu.engine import TrainConfig, runs
 from segedu.experiments import ablation, compare
@@ -107,8 +108,11 @@ print(f"same seed twice -> identical weights: {identical}")
 
 # %% [markdown]
 # With different seeds the weights, and so the score, differ. How much they differ is the
-# *noise floor* of this budget. A change whose effect is smaller than about twice this spread
-# cannot be told from luck without more seeds. The figure shows the score of each seed, and the
+# *noise floor* of this budget: twice the seeds' sample standard deviation
+# (`significance.noise_floor`), the distance one run can land from another by luck alone. It
+# describes the noise; it does not decide. Whether a change beats the seeds is decided by a paired
+# test: the change is trained with the same seeds as the baseline, and the per-seed differences are
+# tested against zero (the next chapters' tables). The figure shows the score of each seed, and the
 # IoU of each class across seeds, to see which classes the seed moves.
 
 # %%
@@ -117,8 +121,10 @@ seed_scores = compare.score_runs({label: seed_runs[label].run_dir for label in s
                                  device=session.device, batch_size=prof.batch_size)
 values = [seed_scores[label]["overall"]["miou"] for label in seed_labels]
 noise_mean, noise_std = ablation.summarise(values)
+noise_floor = significance.noise_floor(values)
 print(f"baseline over {len(values)} seeds: mIoU {noise_mean:.4f} ± {noise_std:.4f} "
-      f"(range {min(values):.4f} to {max(values):.4f}); noise floor 2 × std = {2 * noise_std:.4f}")
+      f"(range {min(values):.4f} to {max(values):.4f}); noise floor 2 × sd = {noise_floor:.4f}")
+print(f"floor (Background everywhere): val mIoU {craft['floor']['val']:.4f}")
 
 # %%
 class_names = seed_scores[seed_labels[0]]["class_names"]
@@ -255,7 +261,7 @@ print(f"smallest fold-to-fold spread: {most_stable} (std {summary[most_stable]['
       f"(std {max(s['val_std'] for s in summary.values()):.4f})")
 print(f"closest mean estimate of the test score: {least_biased} (val - test {summary[least_biased]['bias']:+.4f})"
       + (f"; group K-fold: {summary['group']['bias']:+.4f}" if "group" in summary else ""))
-print(f"seed noise floor of one split (2 × std, from above): {2 * noise_std:.4f}")
+print(f"seed noise floor of one split (2 × sd, from above): {noise_floor:.4f}")
 
 # %% [markdown]
 # ## Summary
@@ -264,14 +270,14 @@ print(f"seed noise floor of one split (2 × std, from above): {2 * noise_std:.4f
 # pretrained encoder, 240 optimiser steps of batch 8 on 192×192 crops, on 2 CPU cores of an Intel
 # Xeon.
 #
-# * **Debug mode** trained one optimiser step on 8 images in 2.4 s, and wrote every file a full
+# * **Debug mode** trained one optimiser step on 8 images in 1.7 s, and wrote every file a full
 #   run writes.
 # * **Same seed, same weights.** The baseline trained twice with seed 0 gave bit-identical weights
 #   (validation mIoU 0.4161 both times).
 # * **The noise floor.** Seeds 0, 1 and 2 gave 0.4294 ± 0.0115 validation mIoU (0.4161 to 0.4368),
-#   far above a model that predicts Background everywhere (0.0561 mIoU on the test images). With
-#   three seeds, a change must move the mean by more than about 0.0230 (twice the std) to be told
-#   apart from the seed. The seed moves single classes far more than the mean: Metal's IoU spans
+#   far above a model that predicts Background everywhere (0.0606 on the validation images). Twice
+#   the seeds' standard deviation, 0.0230, is the scale of the seed's luck; whether a change beats
+#   it is decided by a paired test across the same seeds. The seed moves single classes far more than the mean: Metal's IoU spans
 #   0.1871 over the seeds. Battery (a rare class) and Clothing stay below 0.01 IoU with every seed,
 #   so they add nothing to the mIoU; each of the other eight object classes passes 0.01 IoU with
 #   at least one seed.

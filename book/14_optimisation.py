@@ -162,8 +162,8 @@ for label, s in speed.items():
 # On a GPU, 16-bit tensor cores roughly double the arithmetic rate and halve the activation
 # memory (`benchmarks/RESULTS.md` has the H100 numbers: 1.95× to 2.2× with bf16 and channels-last
 # on ResNet-50 models). On a CPU it depends on the processor: only those with bf16 instructions
-# gain anything. This Xeon does: one training step of the baseline ran at 15.9 images/s in fp32
-# and 21.8 with bf16 autocast, 1.37×. The engine still leaves autocast off on CPUs by default
+# gain anything. This Xeon does: one training step of the baseline ran at 18.9 images/s in fp32
+# and 25.8 with bf16 autocast, 1.37×. The engine still leaves autocast off on CPUs by default
 # (`--amp bf16` switches it on; `amp='auto'` printed fp32 above): many CPUs lack the instructions,
 # and bf16 rounds every convolution, so a CPU run in fp32 gives the same numbers on every machine.
 #
@@ -182,7 +182,7 @@ for trick in ablation.FAMILIES["optimisation"]:
 # %%
 tricks = ablation.tricks_for(prof, "optimisation")
 trained = compare.train_tricks(session, tricks)
-print(f"trained in the {prof.name} profile: {', '.join(tricks)}; {compare.describe_runs(trained)}")
+print(f"tricks: {', '.join(tricks)}; seeds {SEEDS} each")
 rows = compare.trick_rows(trained, tricks, SEEDS)
 print(ablation.render(rows, floor=craft["floor"]["val"]))
 
@@ -227,7 +227,7 @@ for t, record in first.items():
 #   peak at step 10. The three seed-0 runs all ended at 1% of the peak, 1.00e-05.
 # * **Gradient accumulation** equals a larger batch only when every micro-batch has the same number
 #   of labelled pixels (1024 and 1024: equal; 1024 and 256: not, a sparse pixel weighs 4 times).
-# * **Mixed precision on this CPU.** bf16 autocast ran at 21.8 images/s against 15.9 in fp32,
+# * **Mixed precision on this CPU.** bf16 autocast ran at 25.8 images/s against 18.9 in fp32,
 #   1.37×: a real gain on this Xeon, smaller than a GPU's 2×, and the engine keeps CPUs in fp32
 #   so that the numbers do not depend on the processor.
 # * **Warm-up: no evidence.** 0.4302 ± 0.0167 against 0.4294 ± 0.0115, +0.0008, p (Holm) 1.000.

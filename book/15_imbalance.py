@@ -93,7 +93,7 @@ for trick in ablation.FAMILIES["imbalance"]:
 # %%
 tricks = ablation.tricks_for(prof, "imbalance") + ["copypaste"]
 trained = compare.train_tricks(session, tricks)
-print(f"trained in the {prof.name} profile: {', '.join(tricks)}; {compare.describe_runs(trained)}")
+print(f"tricks: {', '.join(tricks)}; seeds {SEEDS} each")
 rows = compare.trick_rows(trained, tricks, SEEDS)
 print(ablation.render(rows, floor=craft["floor"]["val"]))
 

@@ -71,7 +71,6 @@ for trick in ablation.FAMILIES["averaging"]:
 # %%
 tricks = ablation.tricks_for(prof, "averaging")
 trained = compare.train_tricks(session, tricks)
-print(compare.describe_runs(trained))
 rows = compare.trick_rows(trained, tricks, SEEDS)
 print(ablation.render(rows, floor=craft["floor"]["val"]))
 
