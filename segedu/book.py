@@ -445,6 +445,9 @@ def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: st
     lists this one as a re-execution (:func:`record_run`). With ``timed`` the chapters are timed by
     this execution instead: chapters new or rewritten since the book's execution, which train
     their own runs now and read back only the runs of the chapters before them."""
+    if timed and reuse_since is None:
+        raise SegeduError("--timed records chapters that read back earlier chapters' runs; it needs "
+                          "--reuse-runs-since.")
     book_root = root()
     name = profiles.resolve_name(profile)
     dev = env.resolve_device(device)

@@ -207,18 +207,19 @@ def write_pseudo_coco(root: Path, unlabelled, masks: Iterable[tuple[int, np.ndar
 
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
+    if not isinstance(threshold, (int, float)):  # one per class: a plain list for the file and the summary
+        threshold = [float(t) for t in threshold]
     info = {"description": "pseudo labels written by segedu.data.pseudo",
             "checkpoints": [str(p) for p in checkpoints],
             "split": str(split), "train_split": None if train_split is None else str(train_split),
-            "threshold": threshold if isinstance(threshold, (int, float)) else [float(t) for t in threshold],
-            "mode": mode}
+            "threshold": threshold, "mode": mode}
     result = {"info": info, "licenses": licenses, "images": images, "annotations": annotations,
               "categories": categories}
     write_bytes_atomic(out_json, json.dumps(result, separators=(",", ":")).encode("utf-8"))
     coco.load(out_json, images_dir=root, check_images=False)  # what was written reads back, or a clear error
     return PseudoLabelSummary(
         path=out_json, checkpoints=[str(p) for p in checkpoints], split=str(split),
-        threshold=threshold if isinstance(threshold, (int, float)) else [float(t) for t in threshold], mode=mode,
+        threshold=threshold, mode=mode,
         train_images=train_images, predicted_images=predicted, images=written,
         kept_fraction=float(class_pixels.sum() / total) if total else 0.0,
         class_pixels={name: int(n) for name, n in zip(class_names, class_pixels)})

@@ -196,8 +196,9 @@ def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3, class_bala
 
     The runs' averaged probabilities label the test images' most confident pixels: the threshold
     keeps ``keep_fraction`` of them (:func:`segedu.inference.pseudo.confidence_threshold`; with
-    ``class_balanced``, that share of each class's pixels), the rest are ignored. The baseline then trains again, once per seed, on train + pseudo-labelled images, for
-    as many optimiser steps as the baseline took (the extra images must not buy extra steps).
+    ``class_balanced``, that share of each class's pixels), the rest are ignored. The baseline then
+    trains again, once per seed, on train + pseudo-labelled images, for as many optimiser steps as
+    the baseline took (the extra images must not buy extra steps).
     Returns ``(summary, runs)``: the :class:`~segedu.data.pseudo.PseudoLabelSummary` and the runs
     labelled ``pseudo_label-seed<s>``. The labels and runs of an earlier chapter of the same book
     execution are read back (labels newer than every baseline checkpoint).

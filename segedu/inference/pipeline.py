@@ -29,8 +29,7 @@ from ..errors import SegeduError
 from ..metrics import class_map
 from . import crf as crf_module
 from .ensemble import Member, as_member, ensemble_probabilities, load_member, load_members
-from ..env import autocast
-from .predict import model_input_size, normalize, predict_logits, resized_input
+from .predict import autocast, model_input_size, normalize, predict_logits, resized_input
 from .sliding import check_options, sliding_window_logits
 from .tta import TTA, tta_logits
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.classes import IGNORE_INDEX
+from ..data.dataset import in_order
 from ..errors import SegeduError
 from ..models.class_head import presence_targets
 from .ensemble import Member
@@ -31,12 +32,13 @@ def presence_scores(member: Member, data, batch_size: int = 4) -> tuple[np.ndarr
     Each image reaches the model as a prediction does (:meth:`Predictor.presence
     <segedu.inference.predictor.Predictor.presence>`): normalised, resized to the member's input
     ``size`` and run in its autocast dtype."""
-    probabilities, present = {}, {}
-    for indices, values, masks in Predictor(member, batch_size=batch_size).batches(data, presence=True):
-        probabilities.update(zip(indices, values.cpu().numpy()))
-        present.update(zip(indices, presence_targets(masks, values.shape[1], IGNORE_INDEX).bool().cpu().numpy()))
-    order = sorted(probabilities)
-    return np.stack([probabilities[i] for i in order]), np.stack([present[i] for i in order])
+    def per_image():
+        for indices, values, masks in Predictor(member, batch_size=batch_size).batches(data, presence=True):
+            truth = presence_targets(masks, values.shape[1], IGNORE_INDEX).bool()
+            yield from zip(indices, zip(values.cpu().numpy(), truth.cpu().numpy()))
+
+    probabilities, present = zip(*(pair for _, pair in in_order(per_image())))
+    return np.stack(probabilities), np.stack(present)
 
 
 @dataclass(frozen=True)
