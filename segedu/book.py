@@ -138,14 +138,15 @@ def execute(py_path: Path, out_path: Path | None = None, *, profile: str = "smok
             )
         except papermill.PapermillExecutionError as exc:
             raise _failure(py_path, nb.cells, exc) from None
-        _hide_injected_parameters(done)
-        os.replace(done, out_path)  # same folder: atomic
+        # the executed notebook replaces the committed one whole, or not at all
+        write_text_atomic(out_path, _hide_injected_parameters(done))
     return out_path
 
 
-def _hide_injected_parameters(path: Path) -> None:
-    """Tag papermill's injected-parameters cell ``remove-cell``: the HTML book shows the chapter's own
-    parameters cell (the defaults a reader edits) and the setup line that prints what ran, not both."""
+def _hide_injected_parameters(path: Path) -> str:
+    """The notebook at ``path`` with papermill's injected-parameters cell tagged ``remove-cell``: the
+    HTML book shows the chapter's own parameters cell (the defaults a reader edits) and the setup line
+    that prints what ran, not both."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -153,7 +154,8 @@ def _hide_injected_parameters(path: Path) -> None:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
-    nbformat.write(nb, path)
+    text = nbformat.writes(nb)
+    return text if text.endswith("\n") else text + "\n"  # as nbformat.write ends a file
 
 
 #: run folders not named after one chapter (``compare.train_plan(session, folder, ...)``): the
@@ -463,7 +465,7 @@ def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: st
     times: dict[str, float] = {}
     results: dict[str, list[dict]] = {}
     runs_root = profiles.data_root().parent / "runs"
-    from .engine.runs import REUSE_SINCE_ENV
+    from .experiments.reuse import REUSE_SINCE_ENV
 
     since = time.time() if reuse_since is None else parse_utc(reuse_since)
     if reuse_since is not None:

@@ -380,6 +380,7 @@ def check_model_options(model: str, options: dict) -> None:
 
 def _declared_options(model: str):
     """(option names, their type hints, whether the model takes others too), or None."""
+    hints = {}
     try:
         accepted = models.options_of(model)
         if model.lower().startswith("smp:"):
@@ -391,9 +392,10 @@ def _declared_options(model: str):
             targets = [target.__init__ if inspect.isclass(target) else target]
         else:
             targets = [models._builder(model)]
+            hints["pretrained_backbone"] = models.PretrainedSource  # the registry's option, for every model
     except SegeduError:
         return None
-    hints, open_ended = {}, False
+    open_ended = False
     for target in targets:
         try:
             parameters = inspect.signature(target).parameters.values()

@@ -5,16 +5,15 @@ its resolved ``config.json`` and one ``metrics.jsonl`` line per epoch (:mod:`seg
 this module reads them back as :class:`RunRecord` objects and lays several side by side: each
 run's differences from a baseline run, its best validation mIoU, its steps and training seconds.
 
-The same records let a chapter skip a training whose run directory already holds a finished run
-of exactly the same configuration (:func:`finished`), so a later chapter can reuse an earlier
-chapter's runs instead of training them again.
+The same records tell whether a run directory already holds a finished run of exactly a given
+configuration (:func:`finished`), so a training need not be repeated; when the book reuses runs
+is its own policy (:mod:`segedu.experiments.reuse`).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 
 from ..errors import SegeduError
@@ -76,25 +75,6 @@ def load(run_dir: str | Path) -> RunRecord:
     return RunRecord(run_dir, TrainConfig.load(config_file), history)
 
 
-#: set by the book's runner to the time its execution started: chapters then reuse only the runs
-#: that this execution trained, never those of an older checkout of the code
-REUSE_SINCE_ENV = "SEGEDU_REUSE_SINCE"
-
-
-def reuse_since() -> float | None:
-    """The book runner's start time (:data:`REUSE_SINCE_ENV`), or None outside the runner."""
-    since = os.environ.get(REUSE_SINCE_ENV)
-    return float(since) if since else None
-
-
-def written_since(path: str | Path, since: float | None = None) -> bool:
-    """Whether ``path`` exists and was written at or after ``since`` (default :func:`reuse_since`;
-    None: any time): the test for "this file belongs to the current book execution"."""
-    path = Path(path)
-    since = reuse_since() if since is None else since
-    return path.is_file() and (since is None or path.stat().st_mtime >= since)
-
-
 def finished(run_dir: str | Path, config: TrainConfig, since: float | None = None) -> RunRecord | None:
     """The run in ``run_dir`` if it finished with exactly ``config`` (after resolving), else None.
 
@@ -104,7 +84,8 @@ def finished(run_dir: str | Path, config: TrainConfig, since: float | None = Non
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file() or not (run_dir / "best.pt").is_file():
         return None
-    if since is not None and not written_since(run_dir / "metrics.jsonl", since):
+    metrics_file = run_dir / "metrics.jsonl"
+    if since is not None and not (metrics_file.is_file() and metrics_file.stat().st_mtime >= since):
         return None
     try:
         record = load(run_dir)

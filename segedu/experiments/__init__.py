@@ -10,4 +10,6 @@ that set runs side by side with their paired statistics.
   overall and at class boundaries, tabulate per class and over seeds.
 * :mod:`~segedu.experiments.ablation`: the craft baseline, the tricks as changes to its
   TrainConfig, the inference tricks the chapters try, and the ablation table.
+* :mod:`~segedu.experiments.encoders`: which pretrained encoder each of the book's models starts from.
+* :mod:`~segedu.experiments.reuse`: which earlier runs and score caches a chapter may read back.
 """

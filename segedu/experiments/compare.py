@@ -26,6 +26,7 @@ from ..engine.runs import RunRecord
 from ..engine.trainer import train
 from . import ablation
 from .encoders import encoder_weights
+from .reuse import reuse_since, written_since
 
 
 #: The architectures the book trains, with the options it builds each with: batch norm for the VGG
@@ -101,7 +102,7 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
     repeated by the next. Same seed, same configuration, same machine: the same numbers. Under the
     book's runner only runs of the current execution are reused (``SEGEDU_REUSE_SINCE``).
     """
-    since = runs.reuse_since()
+    since = reuse_since()
     results = {}
     for entry in plan:
         entry = {**common, **entry}
@@ -210,7 +211,7 @@ def pseudo_label_runs(session, base_runs, keep_fraction: float = 0.3, class_bala
     out = session.run_dir("craft", "pseudo_labels") / name
     summary_file = out.with_name(out.stem + ".summary.pt")
     newest = max((Path(d) / "best.pt").stat().st_mtime for d in base_dirs)
-    if out.is_file() and runs.written_since(summary_file) and runs.written_since(summary_file, newest):
+    if out.is_file() and written_since(summary_file) and written_since(summary_file, newest):
         summary = torch.load(summary_file, weights_only=False)
     else:
         threshold = pseudo.confidence_threshold(base_dirs, session.data_dir, keep_fraction=keep_fraction,
@@ -282,7 +283,7 @@ def score_inference(groups: dict[str, list], data_dir: str | Path, split: str = 
         if cache is not None:
             key = _inference_key(items, split, options, batch_size, boundary_px, device)
             key_file = Path(cache) / f"{key}.pt"
-            if runs.written_since(key_file):
+            if written_since(key_file):
                 out[label] = torch.load(key_file, weights_only=False)
                 continue
         members = ensemble.load_members(items, device)

@@ -2,48 +2,41 @@
 
 Every encoder-based architecture of the course starts, in its paper, from an encoder pretrained on
 ImageNet: FCN, DeconvNet, SegNet, DeepLab v1-v3+, DilatedNet and PSPNet from VGG-16 or ResNet, and
-HRNetV2 from its ImageNet-pretrained backbone. U-Net (Ronneberger et al. 2015) and FC-DenseNet
-(Jegou et al. 2017) train from scratch: their papers have no pretrained encoder to start from. The
-book follows the papers, with the profile's stand-in for ImageNet
+HRNetV2 from its ImageNet-pretrained backbone. U-Net (Ronneberger et al. 2015), UNet++ (Zhou et
+al. 2018) and FC-DenseNet (Jegou et al. 2017) train from scratch: their papers have no pretrained
+encoder to start from. The book follows the papers, with the profile's stand-in for ImageNet
 (:attr:`segedu.profiles.Profile.encoder_weights`): the course's own encoders on a CPU
 (:mod:`segedu.models.course`), torchvision's ImageNet weights with a GPU, where they exist.
+
+Each model says that itself (:class:`segedu.models.interface.EncoderDecoder`: ``from_scratch``,
+``course_encoder``, ``imagenet_weights_available``); this module asks a model built on the meta
+device, so that options which change the encoder count and nothing is allocated.
 """
 from __future__ import annotations
 
 import torch
 
 from .. import models, profiles
-from ..errors import SegeduError
 from ..models import course
+from ..models.interface import EncoderDecoder
 
-#: Architectures whose papers train them from scratch: never given pretrained weights.
-FROM_SCRATCH = frozenset({"unet", "unetpp", "fcdensenet56", "fcdensenet67", "fcdensenet103"})
-#: Architectures torchvision has no ImageNet encoder for (HRNet's comes from its authors, and timm):
-#: under "imagenet" they train from scratch; the course's HRNetV2-W18 stands in on a CPU.
-NO_TORCHVISION_WEIGHTS = frozenset({"hrnetv2_w18", "hrnetv2_w48"})
-#: Architectures whose course encoder is a whole network of their own, pretrained apart from the
-#: VGG-16 and ResNet ones (the key of :data:`segedu.models.course.ENCODERS`): until its file ships
-#: with segedu, the model trains from scratch under "course", and the chapter says so.
-OWN_COURSE_ENCODER = {"hrnetv2_w18": "hrnetv2_w18"}
+
+def _on_meta(model: str, options: dict | None) -> EncoderDecoder:
+    """``model`` with ``options`` (but no weights) built on the meta device, to ask it about its
+    weights: nothing is allocated."""
+    options = {k: v for k, v in (options or {}).items() if k != "pretrained_backbone"}
+    with torch.device("meta"):
+        return models.create(model, **options)
 
 
 def course_encoder(model: str, options: dict | None = None) -> str | None:
     """The course encoder (a key of :data:`segedu.models.course.ENCODERS`) that ``model`` with
     ``options`` starts from under "course", or None where the course pretrains none for it (an
-    Xception, HRNetV2-W48). Read from the model's own encoder, built on the meta device (nothing is
-    allocated), so that options which change the encoder count: DeepLab v2 at ``depth=50`` starts
-    from ResNet-50, at its default depth 101 from ResNet-101."""
-    if model in OWN_COURSE_ENCODER:
-        return OWN_COURSE_ENCODER[model]
-    options = {k: v for k, v in (options or {}).items() if k != "pretrained_backbone"}
-    with torch.device("meta"):
-        encoder = models.create(model, **options).encoder
-    if encoder is None or getattr(encoder, "imagenet_weights", None) is None:
-        return None
-    try:
-        return course.encoder_of(encoder)
-    except SegeduError:  # an encoder the course does not pretrain
-        return None
+    Xception, HRNetV2-W48) or its paper trains it from scratch. Options that change the encoder
+    count: DeepLab v2 at ``depth=50`` starts from ResNet-50, at its default depth 101 from ResNet-101;
+    HRNetV2-W18 from the course's own HRNetV2-W18, a whole network pretrained apart from the VGG-16
+    and ResNet ones."""
+    return _on_meta(model, options).course_encoder
 
 
 def has_course_encoder(model: str, width: float, options: dict | None = None) -> bool:
@@ -55,17 +48,17 @@ def has_course_encoder(model: str, width: float, options: dict | None = None) ->
 
 def encoder_weights(model: str, profile: profiles.Profile, options: dict | None = None) -> dict:
     """``{"pretrained_backbone": weights}`` for ``model`` under ``profile``, or ``{}`` where it trains
-    from scratch: the profile has no weights, the model's paper trains it from scratch
-    (:data:`FROM_SCRATCH`), the model takes no ``pretrained_backbone`` (e.g. an smp model, whose
-    encoder weights are smp's option), or the weights do not exist for it: ImageNet's in torchvision,
-    or the course's in segedu (:func:`has_course_encoder`, which reads the model's ``options``)."""
+    from scratch: the profile has no weights, the model takes no ``pretrained_backbone`` (e.g. an
+    smp model, whose encoder weights are smp's option), or the weights do not exist for it (its
+    paper trains it from scratch, or there are none: ImageNet's in torchvision or timm, the course's
+    in segedu, :func:`has_course_encoder`); the model with its ``options`` says which."""
     weights = profile.encoder_weights
-    if weights is None or model in FROM_SCRATCH or "pretrained_backbone" not in models.options_of(model):
-        return {}
-    if weights == "imagenet" and model in NO_TORCHVISION_WEIGHTS:
+    if weights is None or "pretrained_backbone" not in models.options_of(model):
         return {}
     # the model is built at its own width where the options give one, else at the profile's
     options = {"width": profile.width, **(options or {})}
+    if weights == "imagenet" and not _on_meta(model, options).imagenet_weights_available:
+        return {}
     if weights == "course" and not has_course_encoder(model, options["width"], options):
         return {}
     return {"pretrained_backbone": weights}

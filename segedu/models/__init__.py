@@ -12,9 +12,14 @@ them alike:
   convention; a model without one returns the tensor. :func:`main_output` takes the logits from
   either form; the loss adds the weighted ``"aux"`` term.
 * **Options every model takes.** ``width`` (float channel multiplier, 1.0 = the paper's network,
-  0.125-0.25 trains on a CPU) and ``pretrained_backbone`` (False; True loads torchvision's ImageNet
-  weights through its weights API; or the path of a file saved from it, for offline machines;
-  width 1.0 only). Further options are the builder's keyword arguments, listed in its docstring.
+  0.125-0.25 trains on a CPU) and ``pretrained_backbone``: False (from scratch), ``"course"`` (the
+  course's own encoders, :mod:`segedu.models.course`, at the widths they ship at), True or
+  ``"imagenet"`` (torchvision's ImageNet weights through its weights API, width 1.0 only), or the
+  path of a file saved from that API, for offline machines. The registry takes it, not the
+  builders: it builds the model, then calls ``model.load_pretrained(source)``, which says why it
+  refuses where the paper trains from scratch (U-Net, UNet++, FC-DenseNet) or the weights do not
+  exist (DeepLab v3+ on Xception-65; HRNet, whose only pretrained weights are the course's W18).
+  Further options are the builder's keyword arguments, listed in its docstring.
 * **Outside encoders.** ``deeplabv3plus_timm`` puts the book's DeepLab v3+ on any timm classifier
   (option ``encoder``, e.g. ``"resnet18"``; ``width`` then scales the ASPP and decoder only, and
   ``pretrained_backbone`` means timm's weights); it needs the optional package timm. Whole models
@@ -33,14 +38,18 @@ them alike:
   last (:mod:`segedu.models.class_head` reads the deepest).
 
 Adding an architecture: a module whose builders are decorated with ``@register("name")``, imported
-at the bottom of this file; its model class derives from ``EncoderDecoder``, and a builder that
-takes ``pretrained_backbone`` returns ``load_pretrained(model, pretrained_backbone)``.
+at the bottom of this file; its model class derives from ``EncoderDecoder``, which loads the
+``pretrained_backbone`` weights into its ``encoder``. A model whose paper trains it from scratch
+sets ``from_scratch`` to the paper's reason; one whose weights load otherwise overrides
+``load_pretrained``. A builder declares ``pretrained_backbone`` itself only where its encoder loads
+its own weights as it is built (``deeplabv3plus_timm``: timm's).
 """
 from __future__ import annotations
 
 import difflib
 import importlib
 import inspect
+import os
 from collections.abc import Callable
 
 import torch
@@ -49,14 +58,17 @@ from torch import nn
 from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
 
-__all__ = ["available", "create", "main_output", "options_of", "register"]
+__all__ = ["PretrainedSource", "available", "create", "main_output", "options_of", "register"]
+
+#: What the ``pretrained_backbone`` option takes, the registry's for every model (see the module docstring).
+PretrainedSource = bool | str | os.PathLike
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding a builder ``(num_classes, *, width=1.0, pretrained_backbone=False, ...)``
-    under the lower-case ``name``."""
+    """Decorator adding a builder ``(num_classes, *, width=1.0, ...)`` under the lower-case ``name``;
+    ``pretrained_backbone`` is the registry's (see the module docstring)."""
     if name != name.lower() or name in _BUILDERS:
         raise ValueError(f"model name {name!r} must be lower case and not registered yet")
 
@@ -116,11 +128,20 @@ def create(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
     if not options.get("width", 1.0) > 0:
         raise SegeduError(f"width must be a positive channel multiplier (1.0 = the paper), "
                           f"got {options['width']!r}.")
-    return _builder(name)(num_classes, **options)
+    builder = _builder(name)
+    if "pretrained_backbone" in _keyword_options(builder):  # an encoder that loads its own weights as built
+        return builder(num_classes, **options)
+    source = options.pop("pretrained_backbone", False)
+    model = builder(num_classes, **options)
+    if source:
+        model.load_pretrained(source)
+    return model
 
 
 def options_of(name: str) -> list[str]:
-    """The keyword options of model ``name`` in the builder's order; its docstring explains them."""
+    """The keyword options of model ``name`` in the builder's order; its docstring explains them. A
+    registered model's include ``pretrained_backbone``, which the registry takes for every one (after
+    the builder's own options, unless the builder declares it)."""
     if name.lower().startswith("smp:"):
         from . import smp_adapter
 
@@ -131,8 +152,13 @@ def options_of(name: str) -> list[str]:
         parameters = inspect.signature(_imported(name)).parameters.values()
         return [p.name for p in parameters if p.name != "num_classes"
                 and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    parameters = inspect.signature(_builder(name)).parameters.values()
-    return [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+    own = _keyword_options(_builder(name))
+    return own if "pretrained_backbone" in own else [*own, "pretrained_backbone"]
+
+
+def _keyword_options(builder: Callable[..., nn.Module]) -> list[str]:
+    """A registered builder's keyword-only parameters, in order."""
+    return [p.name for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
 
 def _is_import_path(name: str) -> bool:

@@ -103,24 +103,32 @@ def crop_like(x: torch.Tensor, reference: torch.Tensor, offset: int = 0) -> torc
     return x[..., offset:offset + height, offset:offset + width]
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "constant") -> torch.Tensor:
-    """Pad the bottom and right of (B, C, H, W) so H and W are multiples of ``multiple``.
+def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "constant", min_size: int = 0) -> torch.Tensor:
+    """Pad the bottom and right of (B, C, H, W) so H and W are multiples of ``multiple`` and at
+    least ``min_size`` (a network whose deepest layer needs a minimum input, as DeconvNet's 7x7 fc6).
 
     ``mode`` is ``F.pad``'s: ``"constant"`` pads zeros, what every segedu model does (their outputs,
     and the book's numbers, depend on it); the smp adapter (:class:`~segedu.models.smp_adapter.SmpModel`)
-    reflects instead, with its own padding.
+    reflects. torch reflects at most ``size - 1`` pixels, so an image smaller than its padding is
+    padded by repeating its edge instead.
     """
     height, width = x.shape[-2:]
-    return F.pad(x, (0, -width % multiple, 0, -height % multiple), mode=mode)
+    pad_h, pad_w = (-max(size, min_size) % multiple + max(0, min_size - size) for size in (height, width))
+    if not (pad_h or pad_w):
+        return x
+    if mode == "reflect" and not (pad_h < height and pad_w < width):
+        mode = "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
-def pad_with_crop(x: torch.Tensor, multiple: int,
-                  mode: str = "constant") -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-    """``x`` padded at the bottom and right to multiples of ``multiple`` (:func:`pad_to_multiple`),
-    and the function that crops a map of the padded size back to ``x``'s height and width.
+def pad_with_crop(x: torch.Tensor, multiple: int, mode: str = "constant",
+                  min_size: int = 0) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """``x`` padded at the bottom and right (:func:`pad_to_multiple`, same arguments), and the
+    function that crops a map of the padded size back to ``x``'s height and width.
 
     The padding is all at the bottom/right, so the crop is the top-left window: a model that pads,
-    runs and crops gives logits aligned with the input pixel for pixel::
+    runs and crops gives logits aligned with the input pixel for pixel. Every segedu model that
+    pads, and the smp adapter, do it through this one function::
 
         padded, crop = pad_with_crop(x, 32)
         return crop(self.network(padded))
@@ -130,7 +138,7 @@ def pad_with_crop(x: torch.Tensor, multiple: int,
     def crop(y: torch.Tensor) -> torch.Tensor:
         return y[..., :height, :width]
 
-    return pad_to_multiple(x, multiple, mode), crop
+    return pad_to_multiple(x, multiple, mode, min_size), crop
 
 
 def kaiming_init_(module: nn.Module, *, zero_bias: bool, distribution: str = "normal", mode: str = "fan_out",

@@ -34,17 +34,14 @@ the default geometry an image up to 255 x 255 has a 1x1 fc7, so a batch needs tw
 """
 from __future__ import annotations
 
-import os
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..data.classes import NUM_CLASSES
 from . import register
 from .backbones.vgg import FC6_KERNEL, FC_CHANNELS, features_state_dict, linear_to_conv_weight
 from .blocks import kaiming_init_, pad_with_crop, scaled
-from .interface import EncoderDecoder, FeatureTap, load_pretrained
+from .interface import EncoderDecoder, FeatureTap
 from .segnet import STRIDE, VGG16_STAGES, DecoderStage, Encoder, PoolingIndices, stage_taps
 
 #: Smallest padded input side with the paper's fc6: pool5 must be at least 7 x 7.
@@ -126,7 +123,8 @@ class DeconvolutionNetwork(nn.Module):
 
 class DeconvNet(EncoderDecoder):
     """DeconvNet (Fig. 2): :class:`ConvolutionNetwork`, :class:`DeconvolutionNetwork` and a 1x1
-    classifier (``seg-score``). ``feature_taps``: pool1..pool5 and fc7."""
+    classifier (``seg-score``). ``feature_taps``: pool1..pool5 and fc7. ``pretrained_backbone`` loads
+    ImageNet's VGG16 (with batch norm) into the convolution network, fc6 and fc7 from its classifier."""
 
     encoder_path = "encoder"
 
@@ -144,17 +142,13 @@ class DeconvNet(EncoderDecoder):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # bottom/right zero padding to a multiple of 32 and, for the unpadded fc6, to 224 at least
-        x, crop = pad_with_crop(x, STRIDE)
-        if not self.pad_fc6:
-            height, width = x.shape[-2:]
-            x = F.pad(x, (0, max(0, MIN_SIZE - width), 0, max(0, MIN_SIZE - height)))
+        x, crop = pad_with_crop(x, STRIDE, min_size=0 if self.pad_fc6 else MIN_SIZE)
         x, switches = self.encoder(x)
         return crop(self.classifier(self.decoder(x, switches)))
 
 
 @register("deconvnet")
-def deconvnet(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad_fc6: bool = False,
-              pretrained_backbone: bool | str | os.PathLike = False) -> DeconvNet:
+def deconvnet(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad_fc6: bool = False) -> DeconvNet:
     """DeconvNet on VGG16 with batch norm (Noh et al., ICCV 2015).
 
     Args:
@@ -162,7 +156,5 @@ def deconvnet(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad_fc6: bo
         width: channel multiplier (1.0 = the paper).
         pad_fc6: pad fc6 and deconv-fc6 by 3 so that pool5 keeps its size, instead of padding small
             images up to 224 x 224 for the paper's unpadded 7x7 fc6 (see the module docstring).
-        pretrained_backbone: True or a path: torchvision's ImageNet ``vgg16_bn`` (``VGG16_BN_Weights``)
-            in the convolution network, fc6 and fc7 taken from its classifier.
     """
-    return load_pretrained(DeconvNet(num_classes, width=width, pad_fc6=pad_fc6), pretrained_backbone)
+    return DeconvNet(num_classes, width=width, pad_fc6=pad_fc6)

@@ -22,8 +22,6 @@ fc6/fc7 start fresh (the authors instead subsampled the ImageNet fc6/fc7 weights
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
@@ -31,7 +29,7 @@ from ..data.classes import NUM_CLASSES
 from . import register
 from .backbones import VGG16
 from .blocks import bilinear_upsample, kaiming_init_, scaled
-from .interface import EncoderDecoder, load_pretrained
+from .interface import EncoderDecoder
 
 #: Strides of pool1..pool5 (Sec. 3.1: "we skip subsampling after the last two max-pooling layers").
 POOL_STRIDES = (2, 2, 2, 1, 1)
@@ -59,7 +57,8 @@ def largefov_vgg16(width: float = 1.0, batch_norm: bool = False) -> VGG16:
 class DeepLabLargeFOV(EncoderDecoder):
     """DeepLab-LargeFOV: atrous VGG16 (``backbone``, output stride 8), ``fc6`` (3x3, rate 12,
     1024), ``fc7`` (1x1, 1024), each with ReLU and dropout 0.5, and ``fc8`` (class scores).
-    ``encoder`` is ``backbone``; ``feature_taps`` its pool1..pool5."""
+    ``encoder`` is ``backbone``; ``feature_taps`` its pool1..pool5. ``pretrained_backbone`` loads
+    ImageNet's VGG16 convolutions (vgg16_bn's with ``batch_norm``); fc6 and fc7 start fresh."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__()
@@ -81,8 +80,7 @@ class DeepLabLargeFOV(EncoderDecoder):
 
 
 @register("deeplabv1")
-def deeplabv1(num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm: bool = False,
-              pretrained_backbone: bool | str | os.PathLike = False) -> DeepLabLargeFOV:
+def deeplabv1(num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm: bool = False) -> DeepLabLargeFOV:
     """DeepLab v1, LargeFOV (VGG16, output stride 8).
 
     Args:
@@ -90,7 +88,5 @@ def deeplabv1(num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm:
         width: channel multiplier (1.0 = the paper).
         batch_norm: batch norm after every VGG convolution (torchvision's vgg16_bn layout; not in the
             paper, which starts from ImageNet weights; it lets the net train from scratch).
-        pretrained_backbone: True or a path: torchvision's ImageNet VGG16 convolutions (fc6/fc7 start
-            fresh), vgg16_bn's with ``batch_norm=True``.
     """
-    return load_pretrained(DeepLabLargeFOV(num_classes, width=width, batch_norm=batch_norm), pretrained_backbone)
+    return DeepLabLargeFOV(num_classes, width=width, batch_norm=batch_norm)

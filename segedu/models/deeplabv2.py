@@ -13,8 +13,6 @@ convolution), not the Caffe model's (stride in the first 1x1); the parameter cou
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
 from ..data.classes import NUM_CLASSES
@@ -22,7 +20,7 @@ from . import register
 from .aspp import ASPP_V2_RATES, ASPPv2
 from .backbones import ResNet
 from .blocks import bilinear_upsample
-from .interface import EncoderDecoder, load_pretrained
+from .interface import EncoderDecoder
 
 #: "we employ ... output_stride = 8" (Sec. 3.1): res4 and res5 atrous with rates 2 and 4.
 OUTPUT_STRIDE = 8
@@ -42,14 +40,12 @@ class DeepLabV2(EncoderDecoder):
 
 
 @register("deeplabv2")
-def deeplabv2(num_classes: int = NUM_CLASSES, *, width: float = 1.0, depth: int = 101,
-              pretrained_backbone: bool | str | os.PathLike = False) -> DeepLabV2:
+def deeplabv2(num_classes: int = NUM_CLASSES, *, width: float = 1.0, depth: int = 101) -> DeepLabV2:
     """DeepLab v2: dilated ResNet + ASPP-L (four summed atrous score branches).
 
     Args:
         num_classes: output channels.
         width: channel multiplier (1.0 = the paper).
         depth: ResNet depth, 101 (the paper) or 50.
-        pretrained_backbone: True or a path: torchvision's ImageNet ResNet of that depth.
     """
-    return load_pretrained(DeepLabV2(num_classes, depth, width=width), pretrained_backbone)
+    return DeepLabV2(num_classes, depth, width=width)

@@ -16,7 +16,6 @@ the stage's rate: (2, 4, 8) at output stride 16, (4, 8, 16) at 8.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import torch
@@ -28,7 +27,7 @@ from .aspp import ASPP, atrous_rates
 from .backbones import ResNet
 from .blocks import ConvBNReLU, main_and_aux, scaled
 from .fcn import FCNHead
-from .interface import EncoderDecoder, load_pretrained
+from .interface import EncoderDecoder
 
 #: Channels of every ASPP branch and of the projection (Sec. 3.3).
 ASPP_CHANNELS = 256
@@ -73,16 +72,9 @@ class DeepLabV3(EncoderDecoder):
         return main_and_aux(self.backbone(x), self.classifier, self.aux_classifier, x.shape[-2:], self.training)
 
 
-def _build(depth: int, num_classes: int, width: float, output_stride: int, multi_grid: bool, aux: bool,
-           pretrained_backbone: bool | str | os.PathLike) -> DeepLabV3:
-    model = DeepLabV3(num_classes, depth, width=width, output_stride=output_stride, multi_grid=multi_grid, aux=aux)
-    return load_pretrained(model, pretrained_backbone)
-
-
 @register("deeplabv3_resnet50")
 def deeplabv3_resnet50(num_classes: int = NUM_CLASSES, *, width: float = 1.0, output_stride: int = 8,
-                       multi_grid: bool = False, aux: bool = False,
-                       pretrained_backbone: bool | str | os.PathLike = False) -> DeepLabV3:
+                       multi_grid: bool = False, aux: bool = False) -> DeepLabV3:
     """DeepLab v3 on ResNet-50, torchvision's ``deeplabv3_resnet50`` (its state dict loads as is).
 
     Args:
@@ -92,15 +84,13 @@ def deeplabv3_resnet50(num_classes: int = NUM_CLASSES, *, width: float = 1.0, ou
             rates 6/12/18).
         multi_grid: block4 unit rates (1, 2, 4) times the stage's rate (Sec. 3.2; not torchvision's).
         aux: add the auxiliary FCN head on layer3 (torchvision's ``aux_loss=True``).
-        pretrained_backbone: True or a path: torchvision's ``ResNet50_Weights.IMAGENET1K_V1``.
     """
-    return _build(50, num_classes, width, output_stride, multi_grid, aux, pretrained_backbone)
+    return DeepLabV3(num_classes, 50, width=width, output_stride=output_stride, multi_grid=multi_grid, aux=aux)
 
 
 @register("deeplabv3_resnet101")
 def deeplabv3_resnet101(num_classes: int = NUM_CLASSES, *, width: float = 1.0, output_stride: int = 8,
-                        multi_grid: bool = False, aux: bool = False,
-                        pretrained_backbone: bool | str | os.PathLike = False) -> DeepLabV3:
+                        multi_grid: bool = False, aux: bool = False) -> DeepLabV3:
     """DeepLab v3 on ResNet-101, torchvision's ``deeplabv3_resnet101``; arguments as
     :func:`deeplabv3_resnet50`."""
-    return _build(101, num_classes, width, output_stride, multi_grid, aux, pretrained_backbone)
+    return DeepLabV3(num_classes, 101, width=width, output_stride=output_stride, multi_grid=multi_grid, aux=aux)

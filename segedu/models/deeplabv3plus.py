@@ -29,19 +29,21 @@ import torch
 from torch import nn
 
 from ..data.classes import NUM_CLASSES
-from ..errors import SegeduError
 from . import register
 from .aspp import ASPP, atrous_rates
 from .backbones import ResNet, TimmEncoder
 from .backbones.xception import Xception65
 from .blocks import ConvBNReLU, SeparableConv2d, bilinear_upsample, scaled
-from .interface import EncoderDecoder, load_pretrained
+from .interface import EncoderDecoder
 
 #: Sec. 3.1: ASPP and decoder channels, and the low-level reduction ("[1x1, 48]", Table 1).
 CHANNELS = 256
 LOW_LEVEL_CHANNELS = 48
 #: Dropout after the ASPP projection in the authors' code (keep probability 0.9).
 ASPP_DROPOUT = 0.1
+#: Why the Xception-65 model takes no pretrained weights, where the paper starts from ImageNet's.
+XCEPTION_FROM_SCRATCH = ("torchvision ships no ImageNet Xception-65 (the backbone's parameter names are timm's "
+                         "xception65: train from scratch, or load its state dict without 'head.*' into model.backbone)")
 
 
 class Decoder(nn.Module):
@@ -91,19 +93,16 @@ class DeepLabV3Plus(EncoderDecoder):
         return bilinear_upsample(scores, x.shape[-2:])
 
 
-def _resnet(depth: int, num_classes: int, width: float, output_stride: int, separable: bool,
-            pretrained_backbone: bool | str | os.PathLike) -> DeepLabV3Plus:
+def _resnet(depth: int, num_classes: int, width: float, output_stride: int, separable: bool) -> DeepLabV3Plus:
     atrous_rates(output_stride)  # refuse a stride without ASPP rates before building anything
     backbone = ResNet(depth, width=width, output_stride=output_stride)
-    model = DeepLabV3Plus(backbone, "layer1", "layer4", num_classes, width=width, output_stride=output_stride,
-                          separable=separable)
-    return load_pretrained(model, pretrained_backbone)
+    return DeepLabV3Plus(backbone, "layer1", "layer4", num_classes, width=width, output_stride=output_stride,
+                         separable=separable)
 
 
 @register("deeplabv3plus_resnet50")
 def deeplabv3plus_resnet50(num_classes: int = NUM_CLASSES, *, width: float = 1.0, output_stride: int = 16,
-                           separable: bool = False,
-                           pretrained_backbone: bool | str | os.PathLike = False) -> DeepLabV3Plus:
+                           separable: bool = False) -> DeepLabV3Plus:
     """DeepLab v3+ on ResNet-50 (low-level features: layer1, stride 4, 256 channels).
 
     Args:
@@ -111,41 +110,35 @@ def deeplabv3plus_resnet50(num_classes: int = NUM_CLASSES, *, width: float = 1.0
         width: channel multiplier (1.0 = the paper).
         output_stride: 16 (the paper's training setting, ASPP rates 6/12/18) or 8 (rates 12/24/36).
         separable: depthwise separable ASPP and decoder convolutions (Sec. 3.2).
-        pretrained_backbone: True or a path: torchvision's ``ResNet50_Weights.IMAGENET1K_V1``.
     """
-    return _resnet(50, num_classes, width, output_stride, separable, pretrained_backbone)
+    return _resnet(50, num_classes, width, output_stride, separable)
 
 
 @register("deeplabv3plus_resnet101")
 def deeplabv3plus_resnet101(num_classes: int = NUM_CLASSES, *, width: float = 1.0, output_stride: int = 16,
-                            separable: bool = False,
-                            pretrained_backbone: bool | str | os.PathLike = False) -> DeepLabV3Plus:
+                            separable: bool = False) -> DeepLabV3Plus:
     """DeepLab v3+ on ResNet-101 (Table 3); arguments as :func:`deeplabv3plus_resnet50`."""
-    return _resnet(101, num_classes, width, output_stride, separable, pretrained_backbone)
+    return _resnet(101, num_classes, width, output_stride, separable)
 
 
 @register("deeplabv3plus_xception")
 def deeplabv3plus_xception(num_classes: int = NUM_CLASSES, *, width: float = 1.0, output_stride: int = 16,
-                           separable: bool = True,
-                           pretrained_backbone: bool | str | os.PathLike = False) -> DeepLabV3Plus:
-    """DeepLab v3+ on the modified aligned Xception-65 (Sec. 3.2, Table 5 "Xception+SC").
+                           separable: bool = True) -> DeepLabV3Plus:
+    """DeepLab v3+ on the modified aligned Xception-65 (Sec. 3.2, Table 5 "Xception+SC"), from
+    scratch (:data:`XCEPTION_FROM_SCRATCH`).
 
     Args:
         num_classes: output channels.
         width: channel multiplier (1.0 = the paper).
         output_stride: 16 or 8, as :func:`deeplabv3plus_resnet50`.
         separable: depthwise separable ASPP and decoder convolutions (default, as the paper's best).
-        pretrained_backbone: not available: torchvision has no ImageNet Xception-65 (the backbone's
-            parameter names are timm's ``xception65``, whose state dict loads into ``model.backbone``).
     """
-    if pretrained_backbone:
-        raise SegeduError("deeplabv3plus_xception has no pretrained_backbone: torchvision ships no ImageNet "
-                          "Xception-65. Train from scratch, or load timm's xception65 state dict (without "
-                          "'head.*') into model.backbone.")
     atrous_rates(output_stride)
     backbone = Xception65(width=width, output_stride=output_stride)
-    return DeepLabV3Plus(backbone, "low_level", "exit_flow", num_classes, width=width, output_stride=output_stride,
-                         separable=separable)
+    model = DeepLabV3Plus(backbone, "low_level", "exit_flow", num_classes, width=width, output_stride=output_stride,
+                          separable=separable)
+    model.from_scratch = XCEPTION_FROM_SCRATCH  # this model's, not every DeepLabV3Plus's: the ResNets have weights
+    return model
 
 
 @register("deeplabv3plus_timm")

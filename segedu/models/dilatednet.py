@@ -19,8 +19,6 @@ stride-8 scores are upsampled bilinearly and cropped back to H x W -- exact for 
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
@@ -29,7 +27,7 @@ from . import register
 from .backbones import VGG16
 from .backbones.vgg import FC6_KERNEL
 from .blocks import bilinear_upsample, pad_with_crop, same_padding
-from .interface import EncoderDecoder, load_pretrained
+from .interface import EncoderDecoder
 
 #: Pooling layers kept (pool1..pool3): output stride 2**3.
 OUTPUT_STRIDE = 8
@@ -104,7 +102,8 @@ class DilatedNet(EncoderDecoder):
     """The front-end followed by the basic context module on its C = num_classes score maps
     (Sec. 5: the module is plugged into the front-end), upsampled 8x to the input size.
     ``encoder`` is the front-end's VGG16, ``frontend.backbone``; ``feature_taps`` its pool1..pool5
-    (pool4 and pool5 are the identity here) and fc7."""
+    (pool4 and pool5 are the identity here) and fc7. ``pretrained_backbone`` loads ImageNet's VGG16
+    with fc6/fc7 convolutionalised (dilation changes no weight shape)."""
 
     encoder_path = "frontend.backbone"
 
@@ -127,7 +126,7 @@ class DilatedNet(EncoderDecoder):
 
 @register("dilatednet")
 def dilatednet(num_classes: int = NUM_CLASSES, *, width: float = 1.0, context: bool = True,
-               batch_norm: bool = False, pretrained_backbone: bool | str | os.PathLike = False) -> DilatedNet:
+               batch_norm: bool = False) -> DilatedNet:
     """DilatedNet (Yu & Koltun, ICLR 2016): dilated VGG16 front-end + basic context module.
 
     Args:
@@ -136,8 +135,5 @@ def dilatednet(num_classes: int = NUM_CLASSES, *, width: float = 1.0, context: b
         context: add the basic context module (False: the front-end alone, Sec. 4).
         batch_norm: batch norm after every VGG convolution (torchvision's vgg16_bn; not in the
             paper, which starts from ImageNet weights; it lets the net train from scratch).
-        pretrained_backbone: True or a path: torchvision's ImageNet VGG16 with fc6/fc7
-            convolutionalised (dilation changes no weight shape); width 1.0 only.
     """
-    return load_pretrained(DilatedNet(num_classes, width=width, context=context, batch_norm=batch_norm),
-                           pretrained_backbone)
+    return DilatedNet(num_classes, width=width, context=context, batch_norm=batch_norm)

@@ -27,8 +27,6 @@ multiple of 32 and the logits are cropped back.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
@@ -127,6 +125,7 @@ class FCDenseNet(EncoderDecoder):
     """
 
     encoder_path = None
+    from_scratch = "the paper trains it from scratch (Jégou et al. 2017, Sec. 4)"
 
     def __init__(self, num_classes: int = NUM_CLASSES, layers_per_block: tuple[int, ...] = LAYERS_PER_BLOCK[103],
                  growth_rate: int = 16, first_conv_filters: int = FIRST_CONV_FILTERS,
@@ -184,41 +183,32 @@ class FCDenseNet(EncoderDecoder):
         return crop(self.classifier(features))
 
 
-def _fc_densenet(depth: int, num_classes: int, width: float,
-                 pretrained_backbone: bool | str | os.PathLike) -> FCDenseNet:
-    if pretrained_backbone:
-        raise SegeduError(f"FC-DenseNet{depth} has no pretrained backbone: the paper trains it from scratch "
-                          "(Sec. 4); use pretrained_backbone=False.")
+def _fc_densenet(depth: int, num_classes: int, width: float) -> FCDenseNet:
     return FCDenseNet(num_classes, LAYERS_PER_BLOCK[depth], growth_rate=scaled(GROWTH_RATE[depth], width),
                       first_conv_filters=scaled(FIRST_CONV_FILTERS, width))
 
 
 @register("fcdensenet56")
-def fcdensenet56(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
-                 pretrained_backbone: bool | str | os.PathLike = False) -> FCDenseNet:
+def fcdensenet56(num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> FCDenseNet:
     """FC-DenseNet56: 4 layers per dense block, growth rate 12 (about 1.5M parameters, Table 2).
 
     Args:
         num_classes: output channels.
         width: multiplies the growth rate k and the first convolution's 48 filters (every layer's
             width follows from those two; 1.0 = the paper).
-        pretrained_backbone: must be False: the network has no ImageNet encoder; the paper trains
-            it from scratch.
     """
-    return _fc_densenet(56, num_classes, width, pretrained_backbone)
+    return _fc_densenet(56, num_classes, width)
 
 
 @register("fcdensenet67")
-def fcdensenet67(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
-                 pretrained_backbone: bool | str | os.PathLike = False) -> FCDenseNet:
+def fcdensenet67(num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> FCDenseNet:
     """FC-DenseNet67: 5 layers per dense block, growth rate 16 (about 3.5M parameters, Table 2);
     arguments as :func:`fcdensenet56`."""
-    return _fc_densenet(67, num_classes, width, pretrained_backbone)
+    return _fc_densenet(67, num_classes, width)
 
 
 @register("fcdensenet103")
-def fcdensenet103(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
-                  pretrained_backbone: bool | str | os.PathLike = False) -> FCDenseNet:
+def fcdensenet103(num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> FCDenseNet:
     """FC-DenseNet103: 4, 5, 7, 10, 12 layers down, 15 in the bottleneck, the reverse up, growth
     rate 16 (about 9.4M parameters, Table 2); arguments as :func:`fcdensenet56`."""
-    return _fc_densenet(103, num_classes, width, pretrained_backbone)
+    return _fc_densenet(103, num_classes, width)

@@ -22,8 +22,6 @@ Two ways to reach the input size with the VGG nets, both exact for any H x W:
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
@@ -32,7 +30,7 @@ from . import register
 from .backbones import ResNet, VGG16
 from .backbones.vgg import fully_convolutional_state_dict, linear_to_conv_weight
 from .blocks import ConvBNReLU, bilinear_conv_transpose, crop_like, main_and_aux, pad_to_multiple
-from .interface import EncoderDecoder, load_pretrained
+from .interface import EncoderDecoder
 
 #: Crop offsets of the pad-100 nets, as in the authors' voc-fcn{32,16,8}s/net.py. An offset is
 #: where the cropped map's first pixel falls in the bigger map. Composing each layer's
@@ -59,6 +57,7 @@ def _score_layer(in_channels: int, num_classes: int) -> nn.Conv2d:
 class FCNVGG16(EncoderDecoder):
     """What FCN-32s, -16s and -8s share: the convolutionalised VGG16 (fc6 a 7x7 convolution with
     4096 channels, fc7 1x1 with 4096) and the class scores on fc7, ``score_fr`` (Sec. 4.1).
+    ``pretrained_backbone`` loads ImageNet's VGG16 with fc6/fc7 convolutionalised (Sec. 3.1).
 
     Upsampling (Sec. 4.3, "Dense Prediction"): the final transposed convolution is fixed to
     bilinear interpolation (``requires_grad=False``); the intermediate 2x ones start bilinear and
@@ -199,7 +198,7 @@ class FCNResNet(EncoderDecoder):
 
 @register("fcn32s")
 def fcn32s(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
-           batch_norm: bool = False, pretrained_backbone: bool | str | os.PathLike = False) -> FCN32s:
+           batch_norm: bool = False) -> FCN32s:
     """FCN-32s on VGG16.
 
     Args:
@@ -208,41 +207,37 @@ def fcn32s(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool =
         pad100: the authors' Caffe geometry (pad 100, crops) instead of padding to a multiple of 32.
         batch_norm: VGG16 with batch norm after every convolution (torchvision's vgg16_bn; not in
             the paper, which fine-tunes ImageNet weights; it lets the network train from scratch).
-        pretrained_backbone: True or a path: torchvision's ImageNet VGG16, fc6/fc7 convolutionalised.
     """
-    return load_pretrained(FCN32s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
+    return FCN32s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm)
 
 
 @register("fcn16s")
 def fcn16s(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
-           batch_norm: bool = False, pretrained_backbone: bool | str | os.PathLike = False) -> FCN16s:
+           batch_norm: bool = False) -> FCN16s:
     """FCN-16s on VGG16; arguments as :func:`fcn32s`."""
-    return load_pretrained(FCN16s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
+    return FCN16s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm)
 
 
 @register("fcn8s")
 def fcn8s(num_classes: int = NUM_CLASSES, *, width: float = 1.0, pad100: bool = False,
-          batch_norm: bool = False, pretrained_backbone: bool | str | os.PathLike = False) -> FCN8s:
+          batch_norm: bool = False) -> FCN8s:
     """FCN-8s on VGG16; arguments as :func:`fcn32s`."""
-    return load_pretrained(FCN8s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm), pretrained_backbone)
+    return FCN8s(num_classes, width=width, pad100=pad100, batch_norm=batch_norm)
 
 
 @register("fcn_resnet50")
-def fcn_resnet50(num_classes: int = NUM_CLASSES, *, width: float = 1.0, aux: bool = False,
-                 pretrained_backbone: bool | str | os.PathLike = False) -> FCNResNet:
+def fcn_resnet50(num_classes: int = NUM_CLASSES, *, width: float = 1.0, aux: bool = False) -> FCNResNet:
     """FCN on ResNet-50, torchvision's ``fcn_resnet50`` (its state dict loads as is).
 
     Args:
         num_classes: output channels.
         width: channel multiplier (1.0 = the paper).
         aux: add the auxiliary head on layer3 (torchvision's ``aux_loss=True``).
-        pretrained_backbone: True or a path: torchvision's ``ResNet50_Weights.IMAGENET1K_V1``.
     """
-    return load_pretrained(FCNResNet(num_classes, 50, width=width, aux=aux), pretrained_backbone)
+    return FCNResNet(num_classes, 50, width=width, aux=aux)
 
 
 @register("fcn_resnet101")
-def fcn_resnet101(num_classes: int = NUM_CLASSES, *, width: float = 1.0, aux: bool = False,
-                  pretrained_backbone: bool | str | os.PathLike = False) -> FCNResNet:
+def fcn_resnet101(num_classes: int = NUM_CLASSES, *, width: float = 1.0, aux: bool = False) -> FCNResNet:
     """FCN on ResNet-101, torchvision's ``fcn_resnet101``; arguments as :func:`fcn_resnet50`."""
-    return load_pretrained(FCNResNet(num_classes, 101, width=width, aux=aux), pretrained_backbone)
+    return FCNResNet(num_classes, 101, width=width, aux=aux)

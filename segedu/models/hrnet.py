@@ -33,12 +33,11 @@ import os
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import BasicBlock
+from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
 from . import course, register
-from .backbones.resnet import Bottleneck
 from .blocks import ConvBNReLU, bilinear_upsample, kaiming_init_, scaled
 from .interface import EncoderDecoder, FeatureTap
 
@@ -137,15 +136,18 @@ class HRNetV2(EncoderDecoder):
         base_channels: C, the width of the highest-resolution branch (18 or 48 in the paper).
         width: channel multiplier applied to the stem, stage 1 and C.
 
-    ``channels`` lists the widths of the four branches (C, 2C, 4C, 8C). ``encoder`` is None (the
-    network up to stage 4 is a dozen modules; the course's weights load into all but ``last_layer``);
-    ``feature_taps`` are stage 4's four outputs, ``branch1`` (1/4) .. ``branch4`` (1/32).
+    ``channels`` lists the widths of the four branches (C, 2C, 4C, 8C); ``variant`` is the paper's
+    name for C, ``"w18"`` or ``"w48"``. ``encoder`` is None (the network up to stage 4 is a dozen
+    modules; the course's weights load into all but ``last_layer``); ``feature_taps`` are stage 4's
+    four outputs, ``branch1`` (1/4) .. ``branch4`` (1/32). torchvision has no ImageNet HRNet, so
+    ``imagenet_weights_available`` is False.
     """
 
     encoder_path = None
 
     def __init__(self, num_classes: int = NUM_CLASSES, base_channels: int = 48, *, width: float = 1.0) -> None:
         super().__init__()
+        self.variant, self.width = f"w{base_channels}", width
         stem = scaled(64, width)
         # stem: two stride-2 3x3 convolutions, 1/4 resolution
         self.conv1 = nn.Conv2d(3, stem, 3, stride=2, padding=1, bias=False)
@@ -185,6 +187,25 @@ class HRNetV2(EncoderDecoder):
     def feature_taps(self) -> dict[str, FeatureTap]:
         return {f"branch{i + 1}": FeatureTap("stage4", channels, i) for i, channels in enumerate(self.channels)}
 
+    @property
+    def course_encoder(self) -> str | None:
+        """``hrnetv2_<variant>`` where the course pretrains this variant (a whole network of its own,
+        :data:`segedu.models.course.ENCODERS`), else None."""
+        encoder = f"hrnetv2_{self.variant}"
+        return encoder if encoder in course.ENCODERS else None
+
+    def load_pretrained(self, source: bool | str | os.PathLike) -> None:
+        """Load the course's weights of this variant (``source="course"``) into everything but the last
+        classifier convolution, whose outputs are this model's classes; SegeduError for anything else."""
+        encoder = self.course_encoder
+        if source != "course" or encoder is None:
+            raise SegeduError(f"hrnetv2_{self.variant} has no pretrained_backbone {source!r}: torchvision has no "
+                              "ImageNet HRNet weights, and the course pretrains HRNetV2-W18 only (\"course\").")
+        missing, unexpected = self.load_state_dict(course.state_dict(encoder, self.width), strict=False)
+        if unexpected or any(not key.startswith("last_layer.3.") for key in missing):
+            raise SegeduError(f"the course's {encoder} weights do not fit this network (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}); regenerate them with segedu pretrain.")
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four outputs of stage 4, at 1/4, 1/8, 1/16 and 1/32 of the input (rounded up)."""
         x = self.relu(self.bn1(self.conv1(x)))
@@ -202,37 +223,18 @@ class HRNetV2(EncoderDecoder):
         return bilinear_upsample(self.last_layer(representation), x.shape[-2:])
 
 
-def _build(num_classes: int, variant: str, width: float, pretrained_backbone: bool | str | os.PathLike) -> HRNetV2:
-    model = HRNetV2(num_classes, WIDTHS[variant], width=width)
-    if pretrained_backbone == "course" and variant == "w18":
-        weights = course.state_dict("hrnetv2_w18", width)
-        # everything but the last classifier convolution, whose outputs are this model's classes
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-        if unexpected or any(not key.startswith("last_layer.3.") for key in missing):
-            raise SegeduError(f"the course's hrnetv2_w18 weights do not fit this network (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]}); regenerate them with segedu pretrain.")
-    elif pretrained_backbone:
-        raise SegeduError(f"hrnetv2_{variant} has no pretrained_backbone {pretrained_backbone!r}: torchvision has no "
-                          "ImageNet HRNet weights, and the course pretrains HRNetV2-W18 only (\"course\").")
-    return model
-
-
 @register("hrnetv2_w18")
-def hrnetv2_w18(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
-                pretrained_backbone: bool | str | os.PathLike = False) -> HRNetV2:
+def hrnetv2_w18(num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> HRNetV2:
     """HRNetV2-W18 (C = 18): branches of 18, 36, 72, 144 channels.
 
     Args:
         num_classes: output channels.
         width: channel multiplier (1.0 = the paper).
-        pretrained_backbone: False, or "course": the course's pretrained HRNetV2-W18
-            (:mod:`segedu.models.course`); torchvision has no ImageNet HRNet.
     """
-    return _build(num_classes, "w18", width, pretrained_backbone)
+    return HRNetV2(num_classes, WIDTHS["w18"], width=width)
 
 
 @register("hrnetv2_w48")
-def hrnetv2_w48(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
-                pretrained_backbone: bool | str | os.PathLike = False) -> HRNetV2:
+def hrnetv2_w48(num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> HRNetV2:
     """HRNetV2-W48 (C = 48): branches of 48, 96, 192, 384 channels; arguments as :func:`hrnetv2_w18`."""
-    return _build(num_classes, "w48", width, pretrained_backbone)
+    return HRNetV2(num_classes, WIDTHS["w48"], width=width)

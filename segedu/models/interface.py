@@ -1,5 +1,5 @@
 """The encoder interface of segedu's encoder-decoder models: ``model.encoder``, ``model.feature_taps``
-and :func:`load_pretrained`.
+and the pretrained weights the encoder starts from.
 
 Every segmentation network of the course is an encoder (an ImageNet classifier cut before its
 classifier, or the paper's own contracting path) followed by a decoder or head (Long et al., FCN,
@@ -17,6 +17,10 @@ under those keys. :class:`EncoderDecoder` gives them one interface on top, witho
   which element of it) and its channel count. A head registers a forward hook on that submodule
   (:class:`~segedu.models.class_head.ClassPresenceModel`), so the model's forward runs unchanged
   and the encoder runs once.
+* ``model.load_pretrained(source)`` -- loads pretrained weights into the encoder (what
+  ``models.create(..., pretrained_backbone=source)`` does after building), and what the model says
+  about them before anything is loaded: ``from_scratch`` (why it takes none, as in its paper),
+  ``course_encoder`` (the course's weights it starts from) and ``imagenet_weights_available``.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import SegeduError
+from . import course
 from .backbones import load_imagenet
 
 __all__ = ["EncoderDecoder", "FeatureTap", "load_pretrained"]
@@ -51,9 +56,14 @@ class EncoderDecoder(nn.Module):
     ``encoder_path`` is the dotted name of the encoder submodule (``None``: no single module). The
     default ``feature_taps`` suit an encoder that returns a dict of named features and has
     ``channels`` (name -> channel count), as every segedu backbone; other models override it.
+
+    ``from_scratch`` is None for a model whose encoder starts from pretrained weights, as its paper
+    starts from ImageNet's; where the model takes none, it is the reason, which
+    :meth:`load_pretrained` gives when asked for weights.
     """
 
     encoder_path: str | None = "backbone"
+    from_scratch: str | None = None
 
     @property
     def encoder(self) -> nn.Module | None:
@@ -73,21 +83,50 @@ class EncoderDecoder(nn.Module):
         return {name: FeatureTap(self.encoder_path, channels, name)
                 for name, channels in self.encoder.channels.items()}
 
+    @property
+    def course_encoder(self) -> str | None:
+        """The key of :data:`segedu.models.course.ENCODERS` whose weights ``load_pretrained("course")``
+        loads: the network of the encoder's ImageNet weights. None where the course pretrains none
+        for it (e.g. VGG-16 without batch norm) or the model takes no pretrained weights."""
+        if self.from_scratch is not None or getattr(self.encoder, "imagenet_weights", None) is None:
+            return None
+        try:
+            return course.encoder_of(self.encoder)
+        except SegeduError:  # an encoder the course does not pretrain
+            return None
+
+    @property
+    def imagenet_weights_available(self) -> bool:
+        """Whether ``load_pretrained("imagenet")`` has weights to load: torchvision's for the encoder
+        (its ``imagenet_weights``), or those an encoder fetches itself (timm's: ``own_imagenet_weights``)."""
+        if self.from_scratch is not None:
+            return False
+        return (getattr(self.encoder, "imagenet_weights", None) is not None
+                or getattr(self.encoder, "own_imagenet_weights", False))
+
+    def load_pretrained(self, source: bool | str | os.PathLike) -> None:
+        """Load the pretrained weights ``source`` into the encoder: what
+        :func:`~segedu.models.backbones.load_imagenet` takes, ``"course"`` (the course's own
+        encoders), ``True`` or ``"imagenet"`` (torchvision's ImageNet weights) or the path of a saved
+        state dict. SegeduError for a model that takes none (``from_scratch``, with its reason) or
+        whose encoder is no single module."""
+        name = type(self).__name__
+        if self.from_scratch is not None:
+            raise SegeduError(f"{name} has no pretrained backbone: {self.from_scratch}; use pretrained_backbone=False.")
+        if self.encoder is None:
+            raise SegeduError(f"{name} has no pretrained backbone: no single module is its encoder; "
+                              "use pretrained_backbone=False.")
+        load_imagenet(self.encoder, source)
+
 
 def load_pretrained(model_or_backbone: nn.Module, source: bool | str | os.PathLike | None) -> nn.Module:
-    """Load the ``pretrained_backbone`` weights ``source`` into a model's ``encoder`` (or into a
-    backbone given itself) and return what was given; a falsy ``source`` loads nothing.
-
-    ``source`` is what :func:`~segedu.models.backbones.load_imagenet` takes: ``"course"`` (the
-    course's own encoders), ``True`` or ``"imagenet"`` (torchvision's ImageNet weights) or the path of
-    a saved state dict. A model without one encoder module raises SegeduError (models that refuse
-    the option say why in their builders first).
-    """
+    """Load the pretrained weights ``source`` into a model (:meth:`EncoderDecoder.load_pretrained`)
+    or into a backbone given itself (:func:`~segedu.models.backbones.load_imagenet`), and return
+    what was given; a falsy ``source`` loads nothing."""
     if not source:
         return model_or_backbone
-    backbone = model_or_backbone.encoder if isinstance(model_or_backbone, EncoderDecoder) else model_or_backbone
-    if backbone is None:
-        raise SegeduError(f"{type(model_or_backbone).__name__} has no pretrained backbone: no single module is its "
-                          "encoder; use pretrained_backbone=False.")
-    load_imagenet(backbone, source)
+    if isinstance(model_or_backbone, EncoderDecoder):
+        model_or_backbone.load_pretrained(source)
+    else:
+        load_imagenet(model_or_backbone, source)
     return model_or_backbone

@@ -16,8 +16,6 @@ load. Upsampling uses ``align_corners=False`` like the rest of segedu (the autho
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
@@ -25,7 +23,7 @@ from ..data.classes import NUM_CLASSES
 from . import register
 from .backbones import ResNet
 from .blocks import ConvBNReLU, bilinear_upsample, main_and_aux, scaled
-from .interface import EncoderDecoder, load_pretrained
+from .interface import EncoderDecoder
 
 #: Sec. 3.2: the four pyramid levels pool to 1x1, 2x2, 3x3 and 6x6 bins.
 BINS = (1, 2, 3, 6)
@@ -92,27 +90,19 @@ class PSPNet(EncoderDecoder):
         return main_and_aux(self.backbone(x), self.head, self.aux_head, x.shape[-2:], self.training)
 
 
-def _build(num_classes: int, depth: int, width: float, aux: bool,
-           pretrained_backbone: bool | str | os.PathLike) -> PSPNet:
-    return load_pretrained(PSPNet(num_classes, depth, width=width, aux=aux), pretrained_backbone)
-
-
 @register("pspnet_resnet50")
-def pspnet_resnet50(num_classes: int = NUM_CLASSES, *, width: float = 1.0, aux: bool = False,
-                    pretrained_backbone: bool | str | os.PathLike = False) -> PSPNet:
+def pspnet_resnet50(num_classes: int = NUM_CLASSES, *, width: float = 1.0, aux: bool = False) -> PSPNet:
     """PSPNet on a dilated ResNet-50 (output stride 8).
 
     Args:
         num_classes: output channels.
         width: channel multiplier (1.0 = the paper).
         aux: add the deep-supervision head on layer3 (loss weight :data:`AUX_LOSS_WEIGHT`).
-        pretrained_backbone: True or a path: torchvision's ``ResNet50_Weights.IMAGENET1K_V1``.
     """
-    return _build(num_classes, 50, width, aux, pretrained_backbone)
+    return PSPNet(num_classes, 50, width=width, aux=aux)
 
 
 @register("pspnet_resnet101")
-def pspnet_resnet101(num_classes: int = NUM_CLASSES, *, width: float = 1.0, aux: bool = False,
-                     pretrained_backbone: bool | str | os.PathLike = False) -> PSPNet:
+def pspnet_resnet101(num_classes: int = NUM_CLASSES, *, width: float = 1.0, aux: bool = False) -> PSPNet:
     """PSPNet on a dilated ResNet-101; arguments as :func:`pspnet_resnet50`."""
-    return _build(num_classes, 101, width, aux, pretrained_backbone)
+    return PSPNet(num_classes, 101, width=width, aux=aux)

@@ -27,7 +27,6 @@ halves exactly and every unpooling restores the size its pooling saw; the logits
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -38,7 +37,7 @@ from ..data.classes import NUM_CLASSES
 from . import register
 from .backbones import VGG16
 from .blocks import ConvBNReLU, pad_with_crop
-from .interface import EncoderDecoder, FeatureTap, load_pretrained
+from .interface import EncoderDecoder, FeatureTap
 
 #: VGG16's five stages (Simonyan & Zisserman, Table 1 column D): (output channels, 3x3 convolutions).
 VGG16_STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -121,7 +120,9 @@ class SegNet(EncoderDecoder):
     ``decoder[0]`` mirrors encoder stage 5 (3 x 512 -> 512), ..., ``decoder[4]`` stage 1, whose
     mirror of conv1_1 is the classifier, so it keeps one conv-BN-ReLU (conv1_2_D).
 
-    ``feature_taps``: pool1..pool5, each encoder stage's pooled output.
+    ``feature_taps``: pool1..pool5, each encoder stage's pooled output. ``pretrained_backbone``
+    loads ImageNet's VGG16 (with batch norm) into the encoder, as the paper initialises its encoder
+    from VGG16 (Sec. 3).
     """
 
     encoder_path = "encoder"
@@ -159,14 +160,11 @@ def stage_taps(encoder: Encoder, path: str = "encoder") -> dict[str, FeatureTap]
 
 
 @register("segnet")
-def segnet(num_classes: int = NUM_CLASSES, *, width: float = 1.0,
-           pretrained_backbone: bool | str | os.PathLike = False) -> SegNet:
+def segnet(num_classes: int = NUM_CLASSES, *, width: float = 1.0) -> SegNet:
     """SegNet on VGG16 with batch norm (Badrinarayanan et al., TPAMI 2017).
 
     Args:
         num_classes: output channels.
         width: channel multiplier (1.0 = the paper).
-        pretrained_backbone: True or a path: torchvision's ImageNet ``vgg16_bn`` (``VGG16_BN_Weights``)
-            in the encoder, as the paper initialises its encoder from VGG16 (Sec. 3).
     """
-    return load_pretrained(SegNet(num_classes, width=width), pretrained_backbone)
+    return SegNet(num_classes, width=width)

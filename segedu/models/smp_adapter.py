@@ -26,10 +26,11 @@ from __future__ import annotations
 import inspect
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SegeduError, download_failed
+from .blocks import pad_with_crop
+from .interface import EncoderDecoder, FeatureTap
 
 #: model-name prefix that routes :func:`segedu.models.create` here
 PREFIX = "smp:"
@@ -64,22 +65,36 @@ def _architecture(name: str):
     return getattr(smp, found[arch.lower()])
 
 
-class SmpModel(nn.Module):
+class SmpModel(EncoderDecoder):
     """An smp model that takes any input size: the input is padded (reflection) to a multiple of
-    ``multiple`` on the bottom and right, and the logits are cropped back to the input's size."""
+    ``multiple`` on the bottom and right, and the logits are cropped back to the input's size.
+
+    It has segedu's model interface (:mod:`segedu.models.interface`): ``encoder`` is smp's encoder,
+    and ``feature_taps`` are the maps it returns, ``stage1`` (1/2) to the deepest, so a class-presence
+    head (:mod:`segedu.models.class_head`) reads an smp model as it reads the book's. Its pretrained
+    weights are smp's option ``encoder_weights``, given when it is built.
+    """
+
+    encoder_path = "model.encoder"
 
     def __init__(self, model: nn.Module, multiple: int = 32):
         super().__init__()
         self.model = model
         self.multiple = multiple
 
+    @property
+    def feature_taps(self) -> dict[str, FeatureTap]:
+        # smp's encoders return a list whose element 0 is the input itself (``out_channels[0]`` = 3)
+        return {f"stage{index}": FeatureTap(self.encoder_path, channels, index)
+                for index, channels in enumerate(self.encoder.out_channels) if index > 0}
+
+    def load_pretrained(self, source) -> None:
+        raise SegeduError("an smp model takes its pretrained encoder from smp: build it with "
+                          "encoder_weights='imagenet' (online), not pretrained_backbone.")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        pad_h, pad_w = -height % self.multiple, -width % self.multiple
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-        return self.model(x)[..., :height, :width]
+        x, crop = pad_with_crop(x, self.multiple, mode="reflect")
+        return crop(self.model(x))
 
 
 def build(name: str, num_classes: int, *, encoder: str = "resnet34", encoder_weights: str | None = None,

@@ -27,7 +27,6 @@ Two paddings (option ``padding``):
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import torch
@@ -112,6 +111,7 @@ class UNet(EncoderDecoder):
     """
 
     encoder_path = None
+    from_scratch = "the paper trains it from scratch (Ronneberger et al. 2015)"
 
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, padding: str = "valid",
                  batch_norm: bool = False, dropout: float = 0.5) -> None:
@@ -230,7 +230,7 @@ def boundary_weight_map(mask: np.ndarray | torch.Tensor, w0: float = 10.0, sigma
 
 @register("unet")
 def unet(num_classes: int = NUM_CLASSES, *, width: float = 1.0, padding: str = "valid", batch_norm: bool = False,
-         dropout: float = 0.5, pretrained_backbone: bool | str | os.PathLike = False) -> UNet:
+         dropout: float = 0.5) -> UNet:
     """U-Net (Fig. 1), about 31.0M parameters at width 1.0.
 
     Args:
@@ -241,9 +241,5 @@ def unet(num_classes: int = NUM_CLASSES, *, width: float = 1.0, padding: str = "
         batch_norm: batch norm after every 3x3 convolution (not in the paper; common since).
         dropout: drop-out probability on the 1024-channel map at the end of the contracting path
             (Sec. 3.1; the paper gives no rate, 0.5 is Caffe's default); 0 turns it off.
-        pretrained_backbone: must be False: the paper trains from scratch.
     """
-    if pretrained_backbone:
-        raise SegeduError("U-Net has no pretrained backbone: the paper trains it from scratch; "
-                          "use pretrained_backbone=False.")
     return UNet(num_classes, width=width, padding=padding, batch_norm=batch_norm, dropout=dropout)

@@ -18,13 +18,10 @@ Deep supervision (Sec. 2.3: a loss on each of ``X[0][1..4]``) is left out: the r
 """
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 
 from ..data.classes import NUM_CLASSES
-from ..errors import SegeduError
 from . import register
 from .blocks import pad_with_crop, scaled
 from .interface import EncoderDecoder, FeatureTap
@@ -43,6 +40,7 @@ class NestedUNet(EncoderDecoder):
     """
 
     encoder_path = None
+    from_scratch = "the paper trains it from scratch (Zhou et al. 2018)"
 
     def __init__(self, num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__()
@@ -81,17 +79,12 @@ class NestedUNet(EncoderDecoder):
 
 
 @register("unetpp")
-def unetpp(num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm: bool = False,
-           pretrained_backbone: bool | str | os.PathLike = False) -> NestedUNet:
+def unetpp(num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm: bool = False) -> NestedUNet:
     """UNet++ without deep supervision (Fig. 1a), about 9.0M parameters at width 1.0.
 
     Args:
         num_classes: output channels.
         width: channel multiplier of the 32...512 maps (1.0 = the paper).
         batch_norm: batch norm after every 3x3 convolution (not in the paper).
-        pretrained_backbone: must be False: the paper trains from scratch.
     """
-    if pretrained_backbone:
-        raise SegeduError("UNet++ has no pretrained backbone: the paper trains it from scratch; "
-                          "use pretrained_backbone=False.")
     return NestedUNet(num_classes, width=width, batch_norm=batch_norm)

@@ -123,21 +123,3 @@ def test_cli_runs_prints_the_table(two_runs, capsys):
     assert cli.main(["runs", str(root), "--baseline", "missing"]) == 2
     assert "baseline 'missing' is not one of the runs" in capsys.readouterr().err
     assert math.isfinite(changed.best_miou)
-
-
-def test_written_since_reads_the_book_runners_start(tmp_path, monkeypatch):
-    import os
-
-    from segedu.engine import runs
-
-    path = tmp_path / "scores.pt"
-    monkeypatch.delenv(runs.REUSE_SINCE_ENV, raising=False)
-    assert not runs.written_since(path)  # no file
-    path.write_bytes(b"x")
-    os.utime(path, (1000.0, 1000.0))
-    assert runs.written_since(path) and runs.reuse_since() is None  # outside the runner: any time
-    assert runs.written_since(path, 1000.0) and not runs.written_since(path, 1000.5)
-    monkeypatch.setenv(runs.REUSE_SINCE_ENV, "999.0")
-    assert runs.reuse_since() == 999.0 and runs.written_since(path)
-    monkeypatch.setenv(runs.REUSE_SINCE_ENV, "2000.0")
-    assert not runs.written_since(path)  # written before this execution started

@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 
 from segedu import models, notebook, profiles
 from segedu.engine import TrainConfig, Trainer, checkpoint, runs, schedule
-from segedu.experiments import ablation, compare
+from segedu.experiments import ablation, compare, reuse
 from segedu.inference import ensemble
 from segedu.models import measure
 
@@ -124,7 +124,7 @@ def test_score_cache_reads_back_and_keys_on_checkpoints_sizes_and_options(two_se
     os.utime(best, ns=(best.stat().st_atime_ns, best.stat().st_mtime_ns + 10**9))  # a retrained checkpoint
     compare.score_inference({"a": [dirs[0]]}, tiny_data, cache=cache)
     assert len(calls) == 4
-    monkeypatch.setenv(runs.REUSE_SINCE_ENV, str(10**12))  # a book execution that started later
+    monkeypatch.setenv(reuse.REUSE_SINCE_ENV, str(10**12))  # a book execution that started later
     compare.score_inference({"b": [dirs[1]]}, tiny_data, cache=cache)
     assert len(calls) == 5
 

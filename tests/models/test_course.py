@@ -59,8 +59,8 @@ def shipped(tmp_path_factory):
     """A weights folder with every course encoder at width 0.125; returns (folder, {encoder: pretext})."""
     folder = tmp_path_factory.mktemp("weights")
     pretexts = {encoder: _randomised(encoder, seed=i) for i, encoder in enumerate(course.ENCODERS)}
-    for pretext in pretexts.values():
-        _export(pretext, folder)
+    for network in pretexts.values():
+        _export(network, folder)
     return folder, pretexts
 
 
@@ -182,11 +182,11 @@ REFUSALS = [
     ("fcn32s", {}, "VGG16 (vgg16) has no course weights"),
     ("deeplabv1", {}, "VGG16 (vgg16) has no course weights"),
     ("dilatednet", {}, "VGG16 (vgg16) has no course weights"),
-    ("deeplabv3plus_xception", {}, "deeplabv3plus_xception has no pretrained_backbone: torchvision ships no "
+    ("deeplabv3plus_xception", {}, "DeepLabV3Plus has no pretrained backbone: torchvision ships no "
                                    "ImageNet Xception-65"),
     ("hrnetv2_w48", {}, "hrnetv2_w48 has no pretrained_backbone 'course'"),
-    ("unet", {}, "U-Net has no pretrained backbone"),
-    ("fcdensenet56", {}, "FC-DenseNet56 has no pretrained backbone"),
+    ("unet", {}, "UNet has no pretrained backbone: the paper trains it from scratch"),
+    ("fcdensenet56", {}, "FCDenseNet has no pretrained backbone: the paper trains it from scratch"),
     (pretext.MODEL, {}, "the pretext network trains its encoder from scratch"),
     ("deeplabv3_resnet50", {"width": 0.25}, "no course weights for resnet50 at width 0.25 "),
 ]

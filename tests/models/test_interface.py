@@ -71,9 +71,15 @@ def test_load_pretrained_loads_the_encoder_and_nothing_for_false(monkeypatch):
     backbone = models.backbones.ResNet(50, width=0.125)
     assert interface.load_pretrained(backbone, "x.pt") is backbone
     assert loaded == [(dilated.frontend.backbone, "course"), (backbone, "x.pt")]
-    with pytest.raises(SegeduError, match=r"^UNet has no pretrained backbone: no single module is its encoder"):
+
+    class Tangled(interface.EncoderDecoder):  # an encoder spread over the network, no reason given
+        encoder_path = None
+
+    with pytest.raises(SegeduError, match=r"^Tangled has no pretrained backbone: no single module is its encoder"):
+        interface.load_pretrained(Tangled(), True)
+    with pytest.raises(SegeduError, match=r"^UNet has no pretrained backbone: the paper trains it from scratch"):
         interface.load_pretrained(models.create("unet", width=0.125), True)
-    # the builders go through it
+    # the registry goes through it
     models.create("segnet", width=0.125, pretrained="imagenet")
     assert loaded[-1][0] is not None and type(loaded[-1][0]).__name__ == "Encoder" and loaded[-1][1] == "imagenet"
 
@@ -90,6 +96,19 @@ def test_pad_with_crop_by_hand():
     assert reflected[0, 0, 5, 0] == x[0, 0, 3, 0]  # row 5 mirrors row 3 about row 4
     same, crop = blocks.pad_with_crop(torch.ones(1, 1, 8, 16), 8)
     assert same.shape == (1, 1, 8, 16) and crop(same).shape == (1, 1, 8, 16)
+
+
+def test_pad_with_crop_min_size_and_reflection_of_a_small_image():
+    x = torch.arange(1.0, 7.0).reshape(1, 1, 2, 3)
+    # a minimum size beyond the next multiple: zeros up to it, the multiple still kept
+    padded, crop = blocks.pad_with_crop(x, 4, min_size=6)
+    assert padded.shape == (1, 1, 8, 8) and torch.equal(crop(padded), x) and padded.sum() == x.sum()
+    big, _ = blocks.pad_with_crop(torch.ones(1, 1, 40, 36), 32, min_size=8)
+    assert big.shape == (1, 1, 64, 64)  # the multiple dominates a small minimum
+    # torch cannot reflect 2 rows of a 2-row image: the edge is repeated, by hand
+    edge, _ = blocks.pad_with_crop(x, 4, mode="reflect")
+    assert torch.equal(edge, torch.tensor([[1., 2., 3., 3.], [4., 5., 6., 6.], [4., 5., 6., 6.],
+                                           [4., 5., 6., 6.]]).reshape(1, 1, 4, 4))
 
 
 def test_kaiming_init_draws_as_torchs_initialisers_in_module_order():

@@ -4,6 +4,7 @@ import torch
 
 from segedu import models
 from segedu.errors import SegeduError
+from segedu.models import backbones, course
 
 from model_checks import registered_models
 
@@ -85,3 +86,60 @@ def test_every_model_takes_a_width_multiplier():
 
 def test_options_of_lists_a_builders_keyword_options():
     assert models.options_of("fcn8s") == ["width", "pad100", "batch_norm", "pretrained_backbone"]
+
+
+# --- pretrained weights: the registry takes the option, the model loads or refuses -----------------
+
+@pytest.mark.parametrize("name, says", [
+    ("unet", r"^UNet has no pretrained backbone: the paper trains it from scratch \(Ronneberger et al\. 2015\)"),
+    ("fcdensenet56", r"^FCDenseNet has no pretrained backbone: the paper trains it from scratch \(Jégou et al\. 2017"),
+    ("deeplabv3plus_xception", r"^DeepLabV3Plus has no pretrained backbone: torchvision ships no ImageNet Xception-65"),
+])
+def test_a_model_without_pretrained_weights_says_why(name, says):
+    with pytest.raises(SegeduError, match=says):
+        models.create(name, width=TINY, pretrained_backbone=True)
+    models.create(name, width=TINY, pretrained_backbone=False)  # the book's from-scratch spelling builds
+
+
+def test_the_registry_loads_the_course_encoder_after_building():
+    # the package's own course weights: VGG-16 with batch norm at width 0.25
+    assert ("vgg16_bn", 0.25) in course.available()
+    loaded = models.create("fcn8s", width=0.25, batch_norm=True, pretrained_backbone="course").encoder
+    fresh = models.create("fcn8s", width=0.25, batch_norm=True).encoder
+    initial = fresh.features[0].weight.clone()
+    backbones.load_imagenet(fresh, "course")
+    assert not torch.equal(initial, fresh.features[0].weight)  # something was loaded
+    expected = fresh.state_dict()
+    assert loaded.state_dict().keys() == expected.keys()
+    assert all(torch.equal(value, expected[key]) for key, value in loaded.state_dict().items())
+
+
+def test_every_registered_model_lists_pretrained_backbone_once():
+    assert models.options_of("segnet") == ["width", "pretrained_backbone"]
+    # a builder that declares it (timm loads its own weights) keeps it where it declares it
+    assert models.options_of("deeplabv3plus_timm").count("pretrained_backbone") == 1
+    assert all("pretrained_backbone" in models.options_of(name) for name in models.available())
+
+
+@pytest.mark.parametrize("name, options, course_encoder, imagenet", [
+    ("fcn8s", {}, None, True),  # VGG-16 without batch norm: the course pretrains only the batch-norm one
+    ("fcn8s", {"batch_norm": True}, "vgg16_bn", True),
+    ("deeplabv2", {}, "resnet101", True),
+    ("deeplabv2", {"depth": 50}, "resnet50", True),
+    ("unet", {}, None, False),
+    ("hrnetv2_w18", {}, "hrnetv2_w18", False),  # the course's own HRNet; torchvision has none
+    ("hrnetv2_w48", {}, None, False),
+    ("deeplabv3plus_xception", {}, None, False),
+])
+def test_a_model_says_which_weights_it_starts_from(name, options, course_encoder, imagenet):
+    with torch.device("meta"):
+        model = models.create(name, **options)
+    assert model.course_encoder == course_encoder
+    assert model.imagenet_weights_available is imagenet
+
+
+def test_a_timm_model_has_timms_imagenet_weights_and_no_course_ones():
+    pytest.importorskip("timm", reason="the optional package timm is not installed")
+    with torch.device("meta"):
+        model = models.create("deeplabv3plus_timm", encoder="resnet18")
+    assert model.imagenet_weights_available and model.course_encoder is None

@@ -1,5 +1,4 @@
 """segmentation_models_pytorch models through segedu: create("smp:<Arch>"), any input size, training."""
-import dataclasses
 
 import pytest
 import torch
@@ -58,3 +57,26 @@ def test_missing_package_is_named(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_smp)
     with pytest.raises(SegeduError, match="pip install segmentation-models-pytorch"):
         smp_adapter.architectures()
+
+
+def test_an_smp_model_has_the_model_interface_and_takes_a_class_head():
+    from segedu.models.class_head import ClassPresenceModel
+
+    model = models.create("smp:Unet", num_classes=11, encoder="resnet18")
+    assert model.encoder is model.model.encoder and model.course_encoder is None
+    taps = model.feature_taps
+    # resnet18's stages: 64 channels at 1/2 and 1/4, then 128, 256, 512 (the deepest last)
+    assert [(name, tap.channels) for name, tap in taps.items()] == [
+        ("stage1", 64), ("stage2", 64), ("stage3", 128), ("stage4", 256), ("stage5", 512)]
+    seen = []  # a hook that returns None leaves the output as it is
+    handle = model.get_submodule(taps["stage5"].name).register_forward_hook(
+        lambda module, args, output: seen.append(taps["stage5"].select(output)))
+    with torch.no_grad():
+        model.eval()(torch.rand(1, 3, 64, 64))
+    handle.remove()
+    assert len(seen) == 1 and seen[0].shape == (1, 512, 2, 2)  # 1/32 of the input
+    headed = ClassPresenceModel(model, 11).eval()
+    with torch.no_grad():
+        assert headed(torch.rand(1, 3, 64, 64)).shape == (1, 11, 64, 64)
+    with pytest.raises(SegeduError, match="encoder_weights"):
+        model.load_pretrained("imagenet")

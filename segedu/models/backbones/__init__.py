@@ -28,7 +28,7 @@ __all__ = ["ResNet", "TimmEncoder", "VGG16", "load_imagenet"]
 
 
 def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None:
-    """Load pretrained weights into ``backbone``: what a builder's ``pretrained_backbone`` names.
+    """Load pretrained weights into ``backbone``: what a model's ``pretrained_backbone`` names.
 
     ``"course"`` loads the course's own encoder (:mod:`segedu.models.course`, shipped with the
     package, at the width it was pretrained at). ``True`` or ``"imagenet"`` downloads torchvision's

@@ -13,6 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torchvision.models import ResNet50_Weights, ResNet101_Weights, WeightsEnum
+# torchvision's own bottleneck (1x1 reduce -> 3x3 with stride and dilation -> 1x1 expand x4, plus the
+# shortcut, Fig. 5 right): its names are the ImageNet state dict's, and it is not re-typed here
+from torchvision.models.resnet import Bottleneck
 
 from ...errors import SegeduError
 from ..blocks import kaiming_init_, scaled
@@ -25,33 +28,6 @@ DILATE = {32: (False, False, False), 16: (False, False, True), 8: (False, True, 
 PLANES = (64, 128, 256, 512)
 #: The ImageNet weights torchvision's segmentation builders start from.
 IMAGENET_WEIGHTS = {50: ResNet50_Weights.IMAGENET1K_V1, 101: ResNet101_Weights.IMAGENET1K_V1}
-
-
-class Bottleneck(nn.Module):
-    """1x1 reduce -> 3x3 (stride, dilation) -> 1x1 expand (x4), plus the shortcut (Fig. 5 right)."""
-
-    expansion = 4
-
-    def __init__(self, in_channels: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation,
-                               bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        # projection shortcut (1x1 conv + BN) where the shape changes, option B of Sec. 3.3
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + shortcut)
 
 
 def _stage(in_channels: int, planes: int, blocks: int, stride: int, dilation: int,
@@ -70,7 +46,7 @@ def _stage(in_channels: int, planes: int, blocks: int, stride: int, dilation: in
     if stride != 1 or in_channels != out_channels:
         downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
                                    nn.BatchNorm2d(out_channels))
-    layers = [Bottleneck(in_channels, planes, stride, previous_dilation, downsample)]
+    layers = [Bottleneck(in_channels, planes, stride=stride, dilation=previous_dilation, downsample=downsample)]
     layers += [Bottleneck(out_channels, planes, dilation=dilation) for _ in range(1, blocks)]
     return nn.Sequential(*layers), dilation
 

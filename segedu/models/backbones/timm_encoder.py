@@ -67,6 +67,10 @@ class TimmEncoder(nn.Module):
     reduction of the input size.
     """
 
+    #: timm fetches ImageNet weights for its encoders itself (``pretrained``), where torchvision's
+    #: backbones name theirs in ``imagenet_weights``: what ``EncoderDecoder.imagenet_weights_available`` reads.
+    own_imagenet_weights = True
+
     def __init__(self, name: str, *, output_stride: int = 16,
                  pretrained: bool | str | os.PathLike = False) -> None:
         super().__init__()
