@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import env
 from ..inference import checkpoints
 from ..inference.evaluate import evaluate, predict
 from .config import TrainConfig
@@ -16,13 +15,10 @@ __all__ = ["evaluate", "load_model", "predict"]
 def load_model(path: str | Path, device="auto"):
     """(model in eval mode on ``device``, resolved config, checkpoint payload) from a checkpoint or run dir.
 
-    A run trained with ``class_head > 0`` comes back wrapped in its
-    :class:`~segedu.models.class_head.ClassPresenceModel`, suppressing classes with the config's
-    ``suppress_threshold`` (set ``model.suppress_threshold`` to change it). The config is the saved
-    one rebuilt as a TrainConfig (checked field by field); :func:`segedu.inference.checkpoints.load_model`
-    reads the same checkpoint without the training code.
+    The model is :func:`segedu.inference.checkpoints.load_model`'s, the one loader (a run trained with
+    ``class_head > 0`` comes back wrapped in its
+    :class:`~segedu.models.class_head.ClassPresenceModel`); the config is the saved one rebuilt as a
+    TrainConfig (checked field by field) instead of the few fields inference reads.
     """
-    dev = env.resolve_device(device) if isinstance(device, str) else device
-    payload = checkpoints.load(path, map_location=dev)
-    config = TrainConfig(**payload["config"])
-    return checkpoints.build_model(payload, config, dev), config, payload
+    model, _, payload = checkpoints.load_model(path, device)
+    return model, TrainConfig(**payload["config"]), payload

@@ -67,6 +67,7 @@ SMOKE = dict(images=40, size=64, image_size=32, batch_size=4, steps=3)
 SHIPPED: dict[str, dict] = {
     "resnet50": dict(images=8000, steps=12000),
     "vgg16_bn": dict(images=8000, steps=6000),
+    "hrnetv2_w18": dict(images=8000, steps=6000),
 }
 
 
@@ -119,7 +120,7 @@ def export(recipe: Recipe, trainer, weights_dir: Path) -> dict:
     history = [r for r in logged if r.get("val_miou") is not None]
     card = {
         "encoder": recipe.encoder, "width": recipe.width, "file": name,
-        "pretext": "segmentation of the synthetic corpus (11 classes) through a light FCN-8s-style head",
+        "pretext": f"segmentation of the synthetic corpus (11 classes) through {trainer.model.head}",
         "corpus": {"generator_version": synth.GENERATOR_VERSION, "seed": CORPUS_SEED, "images": recipe.images,
                    "size": recipe.size},
         "recipe": dataclasses.asdict(recipe),

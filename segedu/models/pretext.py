@@ -51,6 +51,13 @@ class PretextNet(nn.Module):
             self.taps = TAPS["resnet"]
         self.scores = nn.ModuleList(nn.Conv2d(self.backbone.channels[t], num_classes, 1) for t in self.taps)
 
+    @property
+    def head(self) -> str:
+        """The pretext's head in words, for the model card."""
+        if self.scores is None:
+            return "HRNetV2's own head (the concatenated streams, 1x1 convolutions), whose last classifier is dropped"
+        return "a light FCN-8s-style head (1x1 scores on three encoder stages, summed), then dropped"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scores is None:
             return self.backbone(x)
