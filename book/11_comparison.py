@@ -88,14 +88,12 @@ for name, options in CONTESTANTS.items():
 #
 # Each model trains for the book's one budget: 192×192 crops, batch 8, 5 epochs of 48 steps (240
 # optimiser steps), AdamW at learning rate 1e-3 with a cosine schedule, the same augmentation. The
-# encoder-based models (FCN, DeconvNet, SegNet, DeepLab v1, v2, v3 and v3+, DilatedNet, PSPNet)
-# fine-tune from the course's own pretrained encoders, a VGG-16 with batch norm and a ResNet-50,
-# pretrained on a separate synthetic corpus that stands in for ImageNet, as their papers start from
-# ImageNet. U-Net and FC-DenseNet start from scratch, as in their papers. HRNet-W18 starts from
-# scratch too, but only because the course's HRNet encoder is not shipped yet: its paper starts
-# from ImageNet weights, so its row below carries a handicap that is not a property of HRNet. The
-# chapters before this one trained each model under this very budget with seed 0, so the first
-# round reads those runs back and trains nothing new.
+# encoder-based models (FCN, DeconvNet, SegNet, DeepLab v1, v2, v3 and v3+, DilatedNet, PSPNet,
+# HRNet-W18) fine-tune from the course's own pretrained encoders, a VGG-16 with batch norm, a
+# ResNet-50 and an HRNetV2-W18, pretrained on a separate synthetic corpus that stands in for
+# ImageNet, as their papers start from ImageNet. U-Net and FC-DenseNet start from scratch, as in
+# their papers. The first round is the seed-0 run of each model from its own chapter, trained under
+# this very budget.
 
 # %%
 print(f"crop {prof.image_size}x{prof.image_size}, {prof.epochs} epochs, batch {prof.batch_size}, width {prof.width}, "
@@ -154,27 +152,30 @@ plt.show()
 # Every model clears the all-Background floor of 0.0606 val mIoU, but not by the same margin. The
 # table splits into three groups.
 #
-# * **The ResNet-50 models and FCN-8s** lead: DeepLab v2 at 0.4161 (8/10 object classes, the best
-#   boundary mIoU, 0.2325), PSPNet at 0.3883 (6/10), then FCN-8s at 0.3269, DeepLab v3+ at 0.3216
-#   and v3 at 0.3145, each with 4/10. These last three are one run each and close together: their
-#   order cannot be called.
+# * **The ResNet-50 models, FCN-8s and HRNet-W18** lead: DeepLab v2 at 0.4161 (8/10 object
+#   classes, the best boundary mIoU, 0.2325), PSPNet at 0.3883 (6/10), then FCN-8s at 0.3269,
+#   DeepLab v3+ at 0.3216, HRNet-W18 at 0.3164 (5/10) and v3 at 0.3145 (4/10 each for the other
+#   three). These last four are one run each and close together: their order cannot be called.
 # * **The other VGG-16 models** come next: SegNet 0.2014, DeepLab v1 0.1965, DilatedNet 0.1886 and
 #   DeconvNet 0.1609, each with 2/10 (Paper and Plastic bag in their own chapters). FCN-8s shares
 #   their encoder, so the VGG encoder alone does not explain the gap; their larger fresh parts
 #   (DeconvNet's mirrored decoder, DilatedNet's context module, v1's fc6 and fc7) have 240 steps to
 #   learn, which is a likely reason, untested here.
-# * **The models without a pretrained encoder** come last: U-Net 0.1356 (2/10), HRNet-W18 0.1033
-#   and FC-DenseNet56 0.0858 (1/10 each), the last close to the floor. U-Net and FC-DenseNet
-#   train from scratch as in their papers; HRNet-W18 only because its course encoder is not shipped
-#   yet. Architecture and pre-training are confounded in this group: the table cannot say how
-#   HRNet would rank from its own pretrained encoder.
+# * **The models without a pretrained encoder** come last: U-Net 0.1356 (2/10) and FC-DenseNet56
+#   0.0858 (1/10), the latter close to the floor. Both train from scratch, as in their papers, so
+#   architecture and pre-training are confounded here: the table cannot say how they would rank
+#   from a pretrained encoder.
+#
+# HRNet-W18, with its course encoder, sits in the close group behind the two leaders at 0.49M
+# parameters and 0.29 GFLOPs, the fewest FLOPs of all. That fits its paper's claim of competitive
+# accuracy at low cost, though one run cannot separate it from FCN-8s, v3+ or v3.
 #
 # Battery and Clothing are the two object classes that no model of the course learned in this
-# run: each architecture chapter prints its per-class IoU, and every one has both at zero.
+# run: each architecture chapter prints its per-class IoU, and none reaches 0.10 on either.
 #
 # **Against the papers.** The papers rank the DeepLab family the other way: v3 above v2, and v3+
 # above v3, on PASCAL VOC with ImageNet pre-training and long schedules. Here DeepLab v2 is first
-# and v3 and v3+ are fifth and fourth. Likely reasons, none of them tested in this chapter: 240
+# and v3+ and v3 are fourth and sixth. Likely reasons, none of them tested in this chapter: 240
 # steps favour a simple head, and v2's head is four atrous 3×3 convolutions straight to the class
 # scores, while v3's ASPP adds 1×1 and 3×3 branches, image pooling, batch norm and a projection, all
 # trained from zero; at width 0.25 those branches have 64 channels instead of 256; and the first
@@ -182,14 +183,15 @@ plt.show()
 # which its paper puts above DeepLab v2, is below it too, and that gap holds over three seeds below.
 #
 # **Cost.** Parameters do not predict accuracy: DeepLab v2 has 1.68M, DeconvNet 15.75M, and their
-# order is the reverse. Nor do FLOPs predict speed on a CPU. In the scatter plot DeepLab v3+ is the
-# fastest at inference, 90.8 images/s (1.25 GFLOPs), HRNet-W18 the second fastest, 76.1 images/s,
-# and DeepLab v2 is both the most accurate and the third fastest, 67.2 images/s (2.02 GFLOPs).
-# HRNet-W18 needs the fewest FLOPs, 0.29 GFLOPs, about a quarter of v3+'s, yet predicts slower than
-# v3+, and FC-DenseNet56 (0.87 GFLOPs) is the slowest model of all, 13.7 images/s, and trains at
-# 4.0 images/s: many thin layers, parallel branches and concatenations cost memory traffic and
-# per-layer overhead that FLOPs do not count. DilatedNet, with 10.44 GFLOPs, largely its 7×7 fc6 at
-# output stride 8, is the slowest encoder model at 31.7 images/s.
+# order is the reverse; HRNet-W18, with 0.49M, ranks fifth. Nor do FLOPs predict speed on a CPU. In
+# the scatter plot DeepLab v3+ is the fastest at inference, 93.2 images/s (1.25 GFLOPs), HRNet-W18
+# the second fastest, 84.2 images/s, and DeepLab v2 is both the most accurate and the third
+# fastest, 72.3 images/s (2.02 GFLOPs). HRNet-W18 needs the fewest FLOPs, 0.29 GFLOPs, about a
+# quarter of v3+'s, yet predicts slower than v3+, and FC-DenseNet56 (0.87 GFLOPs) is the slowest
+# model of all, 15.2 images/s, and trains at 4.0 images/s: many thin layers, parallel branches and
+# concatenations cost memory traffic and per-layer overhead that FLOPs do not count. DilatedNet,
+# with 10.44 GFLOPs, largely its 7×7 fc6 at output stride 8, is the slowest encoder model at 34.3
+# images/s.
 #
 # **v3+ against v3.** DeepLab v3+ costs 1.25 GFLOPs on the crops against 2.91 for v3 (138 against
 # 327 GFLOPs at the papers' scale). Most of that saving is the output stride, not the architecture:
@@ -254,27 +256,28 @@ print(compare.per_class_table({groups[best][0]: test_scores[groups[best][0]]}))
 #   causes are untested here. The GPU version of the book (see [how to use this book](00_how_to_use))
 #   runs the same comparison at full resolution, full width and with ImageNet encoders.
 # * Only the three finalists were trained with more than one seed. The order of the other nine is
-#   one run each; where their scores are close (v3+, v3 and FCN-8s; SegNet, v1 and DilatedNet), a
-#   single run would have named a winner by chance, as most blog-post comparisons do.
-# * HRNet-W18 ran without its pretrained encoder, which the other encoder models had: its place
-#   near the bottom says nothing about HRNet under a fair start.
+#   one run each; where their scores are close (v3+, HRNet-W18 and v3; SegNet, v1 and DilatedNet),
+#   a single run would have named a winner by chance, as most blog-post comparisons do.
+# * U-Net and FC-DenseNet56 trained from scratch, every other model from a course encoder: the gap
+#   between those two and the rest mixes architecture with pre-training.
 # * Speed is measured on the machine named at the top of the chapter. It depends on the hardware
 #   as much as on the architecture, so measure on your own machine before choosing by it.
 #
 # ## Summary
 #
 # * Same budget for all: 240 steps of batch 8 on 192-pixel crops, width 0.25, encoder models from
-#   the course's pretrained encoders; U-Net, FC-DenseNet56 and (for want of its course encoder)
-#   HRNet-W18 from scratch. All-Background floor: 0.0606 val mIoU, 0.0561 test mIoU.
+#   the course's pretrained encoders (VGG-16, ResNet-50, HRNetV2-W18); U-Net and FC-DenseNet56
+#   from scratch. All-Background floor: 0.0606 val mIoU, 0.0561 test mIoU.
 # * First round, one run each on validation: DeepLab v2 0.4161 (8/10 object classes), PSPNet
-#   0.3883 (6/10), FCN-8s 0.3269, v3+ 0.3216, v3 0.3145, SegNet 0.2014, v1 0.1965, DilatedNet
-#   0.1886, DeconvNet 0.1609, U-Net 0.1356, HRNet-W18 0.1033, FC-DenseNet56 0.0858. No model
-#   learned Battery or Clothing.
+#   0.3883 (6/10), FCN-8s 0.3269, v3+ 0.3216, HRNet-W18 0.3164 (5/10), v3 0.3145, SegNet 0.2014,
+#   v1 0.1965, DilatedNet 0.1886, DeconvNet 0.1609, U-Net 0.1356, FC-DenseNet56 0.0858. HRNet-W18
+#   is in the close group behind the leaders with the fewest FLOPs. No model learned Battery or
+#   Clothing.
 # * The DeepLab family ranks against its papers (v2 above v3 and v3+), likely because 240 steps
 #   favour v2's simple head, width 0.25 thins v3's ASPP, and round one is one seed; none of this is
 #   tested here.
-# * Speed: v3+ predicts fastest, 90.8 images/s, then HRNet-W18 76.1 and DeepLab v2 67.2 images/s;
-#   FLOPs mislead on a CPU: FC-DenseNet56 has 0.87 GFLOPs and is the slowest, 13.7 images/s. v3+'s
+# * Speed: v3+ predicts fastest, 93.2 images/s, then HRNet-W18 84.2 and DeepLab v2 72.3 images/s;
+#   FLOPs mislead on a CPU: FC-DenseNet56 has 0.87 GFLOPs and is the slowest, 15.2 images/s. v3+'s
 #   1.25 against v3's 2.91 GFLOPs is mostly output stride 16 against 8, not the decoder.
 # * Finalists on test, three seeds: DeepLab v2 0.3515 ± 0.0036, PSPNet 0.3220 ± 0.0060, FCN-8s
 #   0.3068 ± 0.0021; DeepLab v2 is better than PSPNet (Holm p = 0.027) and FCN-8s (Holm p = 0.011).

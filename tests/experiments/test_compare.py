@@ -191,9 +191,9 @@ def test_paired_seeds_matches_runs_by_their_seed():
 
 def test_train_architectures_shares_runs_between_chapters(session, monkeypatch):
     """Two chapters asking for the same architecture and seed get one run: the second reads it back."""
-    from segedu.engine import runs
+    from segedu.experiments import reuse
 
-    monkeypatch.setattr(runs, "reuse_since", lambda: None)
+    monkeypatch.delenv(reuse.REUSE_SINCE_ENV, raising=False)  # outside the book's runner: any finished run
     small = dict(image_size=32, epochs=1, max_steps=2, batch_size=4, num_workers=0)
     first = compare.train_architectures(session, ["fcn32s", "deeplabv1"], seeds=[0, 1], **small)
     assert list(first) == ["fcn32s-seed0", "fcn32s-seed1", "deeplabv1-seed0", "deeplabv1-seed1"]
