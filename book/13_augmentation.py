@@ -71,12 +71,11 @@ print(f"trained in the {prof.name} profile: {', '.join(tricks)}; left out: {', '
 # %% [markdown]
 # ## The runs
 #
-# The baseline's seeds were trained by [experiment discipline](12_experiment_discipline) and are
-# read back; each augmentation trains once per seed.
+# The baseline's seeds are those of [experiment discipline](12_experiment_discipline); each
+# augmentation trains once per seed.
 
 # %%
 trained = compare.train_tricks(session, tricks)
-print(compare.describe_runs(trained))
 print(runs.render(runs.compare({t: trained[f"{t}-seed{SEEDS[0]}"].run_dir for t in ["baseline", *tricks]}),
                   seconds=False))
 

@@ -177,7 +177,7 @@ print(f"paired t-tests over seeds {SEEDS}, Holm-adjusted for {len(tests)} compar
 for (a, b), test in tests.items():
     low, high = test.ci95
     print(f"{b} - {a}: {test.mean_delta:+.4f} (95% CI {low:+.4f} to {high:+.4f}), p (Holm) = "
-          f"{adjusted[a, b]:.3f}: {significance.verdict(adjusted[a, b], test.mean_delta)}; "
+          f"{adjusted[a, b]:.3f}: {significance.verdict(adjusted[a, b], test.mean_delta, words=('higher', 'lower'))}; "
           f"{results[b]['params'] / results[a]['params']:.1f}x the parameters, "
           f"{results[a]['train_ips'] / results[b]['train_ips']:.1f}x the training time per image")
 

@@ -211,14 +211,16 @@ def noise_floor(values: Sequence[float]) -> float:
     return 2 * float(v.std(ddof=1)) if v.size > 1 else NAN
 
 
-def verdict(p_adjusted: float, mean_delta: float, alpha: float = 0.05) -> str:
-    """``helps`` or ``hurts`` (the sign of ``mean_delta``) when ``p_adjusted < alpha``, else
-    ``no evidence`` (also for a nan p-value: no test was possible)."""
+def verdict(p_adjusted: float, mean_delta: float, alpha: float = 0.05,
+            words: tuple[str, str] = ("helps", "hurts")) -> str:
+    """``words[0]`` or ``words[1]`` (the sign of ``mean_delta``) when ``p_adjusted < alpha``, else
+    ``no evidence`` (also for a nan p-value: no test was possible). The default words suit a trick
+    against its baseline; ``("higher", "lower")`` suits two models compared."""
     if p_adjusted is None or math.isnan(p_adjusted) or not p_adjusted < alpha:
         return "no evidence"
     if mean_delta > 0:
-        return "helps"
-    return "hurts" if mean_delta < 0 else "no evidence"
+        return words[0]
+    return words[1] if mean_delta < 0 else "no evidence"
 
 
 def describe(test: Paired, alpha: float = 0.05) -> str:

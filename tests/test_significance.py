@@ -135,6 +135,9 @@ def test_noise_floor_and_verdict():
     assert significance.verdict(0.05, 0.02) == "no evidence"  # not below alpha
     assert significance.verdict(float("nan"), 0.5) == "no evidence"
     assert significance.verdict(0.04, 0.02, alpha=0.01) == "no evidence"
+    models = ("higher", "lower")  # two models compared, not a trick against its baseline
+    assert significance.verdict(0.01, -0.02, words=models) == "lower" and significance.verdict(0.01, 0.3, words=models) == "higher"
+    assert significance.verdict(0.2, 0.3, words=models) == "no evidence"
 
 
 def test_the_lowest_layer_imports_only_errors_numpy_and_scipy():

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -60,6 +61,11 @@ from .convert import IGNORE_CATEGORY
 MODES = ("pixel", "image")
 
 
+def is_one_threshold(threshold) -> bool:
+    """Whether ``threshold`` is one number (a Python, numpy or 0-d torch number), not one per class."""
+    return isinstance(threshold, numbers.Real) or getattr(threshold, "ndim", None) == 0
+
+
 def pseudo_label_masks(probabilities: torch.Tensor, threshold: float | Sequence[float] = 0.9, mode: str = "pixel",
                        ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """(B, H, W) int64 pseudo labels from class probabilities (B, C, H, W); see the module docstring.
@@ -74,7 +80,7 @@ def pseudo_label_masks(probabilities: torch.Tensor, threshold: float | Sequence[
     if probabilities.dim() != 4:
         raise SegeduError(f"probabilities must be (B, C, H, W), got shape {tuple(probabilities.shape)}.")
     confidence, labels = probabilities.max(dim=1)
-    per_class = not isinstance(threshold, (int, float))
+    per_class = not is_one_threshold(threshold)
     if per_class and (mode != "pixel" or len(threshold) != probabilities.shape[1]):
         raise SegeduError(f"per-class thresholds need mode='pixel' and one threshold per class "
                           f"({probabilities.shape[1]}); got {len(threshold)} in mode {mode!r}.")
@@ -207,8 +213,8 @@ def write_pseudo_coco(root: Path, unlabelled, masks: Iterable[tuple[int, np.ndar
 
     out_json = Path(out_json)
     out_json.parent.mkdir(parents=True, exist_ok=True)
-    if not isinstance(threshold, (int, float)):  # one per class: a plain list for the file and the summary
-        threshold = [float(t) for t in threshold]
+    # a plain float, or one per class as a plain list, for the file and the summary
+    threshold = float(threshold) if is_one_threshold(threshold) else [float(t) for t in threshold]
     info = {"description": "pseudo labels written by segedu.data.pseudo",
             "checkpoints": [str(p) for p in checkpoints],
             "split": str(split), "train_split": None if train_split is None else str(train_split),

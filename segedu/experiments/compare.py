@@ -177,12 +177,6 @@ def train_tricks(session, tricks, seeds=None, reuse: bool = True) -> dict[str, R
                       reuse=reuse)
 
 
-def describe_runs(trained: dict[str, RunResult]) -> str:
-    """How many of ``trained`` this call trained and how many it read back (:func:`train_plan`'s reuse)."""
-    fresh = sum(not r.reused for r in trained.values())
-    return f"{len(trained)} runs: {fresh} trained now, {len(trained) - fresh} read back"
-
-
 def trick_rows(trained: dict[str, RunResult], tricks, seeds) -> list:
     """:func:`segedu.experiments.ablation.table` rows of the baseline and ``tricks`` from their runs'
     best validation mIoU and training seconds (labels ``<trick>-seed<s>``)."""

@@ -70,6 +70,10 @@ def test_pixel_mode_ignores_pixels_below_the_threshold():
     assert pseudo_label_masks(probabilities, threshold=0.91).tolist() == [[[0, IGNORE_INDEX], [1, IGNORE_INDEX]]]
     assert pseudo_label_masks(probabilities, threshold=0.8).tolist() == [[[0, IGNORE_INDEX], [1, 2]]]
     assert pseudo_label_masks(probabilities, threshold=0.81).tolist()[0][1] == [1, IGNORE_INDEX]
+    # one number however it is typed (e.g. a quantile from numpy or torch), not one per class
+    for one in (np.float32(0.8), np.float64(0.8), torch.tensor(0.8), 1):
+        expected = [[[0, IGNORE_INDEX], [1, 2]]] if one != 1 else [[[IGNORE_INDEX] * 2] * 2]
+        assert pseudo_label_masks(probabilities, threshold=one).tolist() == expected, type(one)
 
 
 def test_pixel_mode_with_a_threshold_per_class_uses_the_argmax_classs():
