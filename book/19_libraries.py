@@ -320,11 +320,11 @@ del model, saved
 #
 # | model | parameters | val mIoU | train img/s | infer img/s |
 # |---|---:|---:|---:|---:|
-# | `unet` (width 0.25, from scratch) | 1.94M | 0.1415 ± 0.0086 | 12.2 | 40.6 |
-# | `smp:Unet`, ResNet-18, from scratch | 14.33M | 0.1500 ± 0.0034 | 8.5 | 27.5 |
-# | DeepLab v2, pretrained ResNet-50 (width 0.25, the baseline) | 1.68M | 0.4294 ± 0.0115 | 18.1 | 69.5 |
-# | `smp:DeepLabV3Plus`, ResNet-18, from scratch | 12.33M | 0.1535 ± 0.0058 | 10.5 | 37.4 |
-# | `deeplabv3plus_timm`, timm ResNet-18 (width 1.0), from scratch | 16.61M | 0.1637 ± 0.0041 | 6.2 | 24.1 |
+# | `unet` (width 0.25, from scratch) | 1.94M | 0.1415 ± 0.0086 | 12.2 | 40.8 |
+# | `smp:Unet`, ResNet-18, from scratch | 14.33M | 0.1500 ± 0.0034 | 8.5 | 30.5 |
+# | DeepLab v2, pretrained ResNet-50 (width 0.25, the baseline) | 1.68M | 0.4294 ± 0.0115 | 18.1 | 91.5 |
+# | `smp:DeepLabV3Plus`, ResNet-18, from scratch | 12.33M | 0.1535 ± 0.0058 | 10.5 | 37.5 |
+# | `deeplabv3plus_timm`, timm ResNet-18 (width 1.0), from scratch | 16.61M | 0.1637 ± 0.0041 | 6.2 | 24.8 |
 #
 # Predicting Background everywhere scores 0.0606.
 #
@@ -352,7 +352,7 @@ del model, saved
 # * **Parameters are not speed.** The book's U-Net, with 1.94M parameters, trained at 12.2 images/s,
 #   hardly faster than smp's DeepLab v3+ with 12.33M (10.5): a U-Net's decoder convolves all the way
 #   up to full resolution, where DeepLab v3+'s head stops at a quarter of it. At inference the
-#   book's two narrow models ran at 40.6 and 69.5 images/s, the library models at 24.1 to 37.4.
+#   book's two narrow models ran at 40.8 and 91.5 images/s, the library models at 24.8 to 37.5.
 # * The mmsegmentation part is description, not measurement: its configuration files, registries
 #   and model zoo, and where its methods meet this course.
 #
