@@ -58,6 +58,7 @@ from .. import env, losses, models, profiles
 from ..data import IGNORE_INDEX, dataset, mixing, sampler, stats, transforms
 from ..data.location import resolve_data_dir
 from ..errors import SegeduError
+from ..inference import checkpoints
 from ..inference.ensemble import Member
 from ..inference.pipeline import InferenceOptions
 from ..inference.predict import amp_dtype, autocast, normalize
@@ -251,6 +252,7 @@ class Trainer:
         return {
             "model_name": self.config.model, "num_classes": self.num_classes,
             "class_names": list(self.train_set.class_names), "config": dataclasses.asdict(self.config),
+            "spec": checkpoints.model_spec(dataclasses.asdict(self.config)),
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
@@ -299,7 +301,8 @@ class Trainer:
     def _save_best(self, model, scores: dict, tag: str, path: Path | None = None) -> None:
         if not distributed.is_main():
             return
-        payload = {k: v for k, v in self._state().items() if k in ("model_name", "num_classes", "class_names", "config", "epoch", "step")}
+        kept = ("model_name", "num_classes", "class_names", "spec", "config", "epoch", "step")
+        payload = {k: v for k, v in self._state().items() if k in kept}
         payload.update({"model": model.state_dict(), "scores": scores, "weights": tag})
         checkpoint.save(path or self.run_dir / "best.pt", payload)
 

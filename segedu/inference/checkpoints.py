@@ -1,11 +1,12 @@
 """Checkpoints read back for inference: the file, the model it rebuilds, the settings it runs with.
 
 A checkpoint (written by :mod:`segedu.engine.checkpoint`) holds the model's state and identity
-(name, class count, class names) and the run's training config as a plain dict. Inference reads
-only a few fields of that config -- how to build the model, at which size and precision to run
-it, where its data is -- so it reads them from the dict (:class:`SavedConfig`) instead of
-rebuilding the engine's :class:`~segedu.engine.config.TrainConfig`, and needs no training code.
-:func:`segedu.engine.load_model` returns the full TrainConfig instead.
+(name, class count, class names), a small **model spec** (:func:`model_spec`: how to build the model,
+at which size and precision to run it, where its data is) and, for training to resume, the run's
+whole training config as a plain dict. Inference reads the spec (:class:`SavedConfig`; a
+checkpoint older than the spec, the same fields of its config), so it needs no training code and no
+:class:`~segedu.engine.config.TrainConfig`. :func:`segedu.engine.load_model` returns the full
+TrainConfig instead, through this module's :func:`load_model`.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .. import env, models
 from ..errors import SegeduError
 from ..models.class_head import ClassPresenceModel
 
-__all__ = ["SavedConfig", "build_model", "load", "load_model"]
+__all__ = ["SavedConfig", "build_model", "load", "load_model", "model_spec"]
 
 
 def load(path: str | Path, map_location="cpu") -> dict:
@@ -60,9 +61,16 @@ class SavedConfig:
 
     @classmethod
     def of(cls, payload: dict) -> SavedConfig:
-        """The saved config of a checkpoint ``payload`` (:func:`load`'s dict)."""
-        saved = payload.get("config") or {}
+        """The model spec of a checkpoint ``payload`` (:func:`load`'s dict); for a checkpoint written
+        before specs, the same fields of its training config."""
+        saved = payload.get("spec") or payload.get("config") or {}
         return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved})
+
+
+def model_spec(config: dict) -> dict:
+    """The checkpoint's model spec from a run's training config (a dict): the :class:`SavedConfig`
+    fields, all that inference needs beside the model's name and class count."""
+    return {f.name: config[f.name] for f in dataclasses.fields(SavedConfig) if f.name in config}
 
 
 def build_model(payload: dict, config, device) -> torch.nn.Module:

@@ -104,3 +104,26 @@ def test_one_autocast_serves_training_inference_and_measurement():
     for dtype, expected in ((None, torch.float32), (torch.bfloat16, torch.bfloat16)):
         with autocast(torch.device("cpu"), dtype):
             assert (a @ b).dtype == expected
+
+
+def test_a_trained_checkpoint_carries_its_model_spec_and_loads_from_it_alone(tmp_path):
+    """best.pt holds the small model spec; with the training config deleted, the same model loads."""
+    from segedu.data import synth
+    from segedu.engine import train
+
+    data = synth.generate(tmp_path / "data", n_images=12, size=64, seed=0).path
+    config = TrainConfig(model="fcn32s", model_options={"width": 0.125}, data_dir=str(data), image_size=32,
+                         epochs=1, max_steps=2, batch_size=4, num_workers=0, device="cpu",
+                         class_head=0.4, suppress_threshold=0.3, out=str(tmp_path / "run"))
+    train(config)
+    payload = checkpoints.load(tmp_path / "run", "cpu")
+    assert payload["spec"] == {"model_options": {"width": 0.125}, "image_size": 32, "amp": "auto",
+                               "class_head": 0.4, "suppress_threshold": 0.3, "data_dir": str(data),
+                               "profile": payload["config"]["profile"]}  # as resolved when it trained
+    full, full_saved, _ = checkpoints.load_model(tmp_path / "run", "cpu")
+    del payload["config"]  # no training config left: the spec alone builds the model
+    checkpoint.save(tmp_path / "spec_only.pt", payload)
+    alone, saved, _ = checkpoints.load_model(tmp_path / "spec_only.pt", "cpu")
+    assert saved == full_saved and isinstance(alone, ClassPresenceModel) and alone.suppress_threshold == 0.3
+    for (name, a), (_, b) in zip(alone.state_dict().items(), full.state_dict().items()):
+        assert torch.equal(a, b), name
