@@ -350,3 +350,24 @@ def test_pretrained_backbone_takes_torchvisions_imagenet_weights(name, weights, 
         requested = fake_weights_api(monkeypatch, weights, reference().state_dict())
         models.create(name, pretrained_backbone=True)
     assert requested == [weights.IMAGENET1K_V1]
+
+
+@pytest.mark.parametrize("depth, output_stride, dilate", [(50, 8, [False, True, True]), (101, 16, [False, False, True])])
+def test_the_resnet_backbone_at_the_papers_width_is_torchvisions_own_network(depth, output_stride, dilate):
+    """At width 1.0 the backbone is torchvision's resnet built by torchvision: under the same seed its
+    state dict is torchvision's (classifier aside), tensor for tensor; narrower widths reuse its
+    Bottleneck."""
+    from torchvision.models.resnet import Bottleneck
+
+    from segedu.models.backbones import ResNet
+
+    torch.manual_seed(0)
+    ours = ResNet(depth, output_stride=output_stride)
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, f"resnet{depth}")(replace_stride_with_dilation=dilate)
+    expected = {k: v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
+    assert list(ours.state_dict()) == list(expected)
+    assert all(torch.equal(ours.state_dict()[k], v) for k, v in expected.items())
+    assert ours.layer4[0].conv2.dilation == reference.layer4[0].conv2.dilation
+    assert ours.channels == {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
+    assert isinstance(ResNet(depth, width=0.125).layer1[0], Bottleneck)

@@ -1,5 +1,7 @@
 """ResNet-50/101 (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, Table 1)
-as a segmentation backbone, in torchvision's layout so its ImageNet state dict loads unchanged.
+as a segmentation backbone, in torchvision's layout so its ImageNet state dict loads unchanged. At
+the paper's width it is torchvision's own network; at the narrower widths the course trains on a
+CPU, the same stages of torchvision's ``Bottleneck`` with every channel count scaled.
 
 Like torchvision (and unlike the paper's Fig. 5), a bottleneck strides in its 3x3 convolution
 ("ResNet v1.5"). ``output_stride`` 16 or 8 replaces the stride of the last one or two stages by
@@ -11,6 +13,7 @@ trained with.
 from __future__ import annotations
 
 import torch
+import torchvision
 from torch import nn
 from torchvision.models import ResNet50_Weights, ResNet101_Weights, WeightsEnum
 # torchvision's own bottleneck (1x1 reduce -> 3x3 with stride and dilation -> 1x1 expand x4, plus the
@@ -70,6 +73,11 @@ class ResNet(nn.Module):
                               f"choose depth from {sorted(BLOCKS)} and output_stride from {sorted(DILATE)}.")
         self.depth = depth
         self.width = width
+        planes = [scaled(p, width) for p in PLANES]
+        self.channels = {f"layer{i}": p * Bottleneck.expansion for i, p in enumerate(planes, 1)}
+        if width == 1.0:
+            self._adopt_torchvision(depth, output_stride)
+            return
         stem_channels = scaled(64, width)
         self.conv1 = nn.Conv2d(3, stem_channels, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_channels)
@@ -77,7 +85,6 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
         blocks, dilate = BLOCKS[depth], (False, *DILATE[output_stride])
-        planes = [scaled(p, width) for p in PLANES]
         channels, dilation = stem_channels, 1
         self.layer1, dilation = _stage(channels, planes[0], blocks[0], 1, dilation, dilate[0])
         channels = planes[0] * Bottleneck.expansion
@@ -86,10 +93,18 @@ class ResNet(nn.Module):
         self.layer3, dilation = _stage(channels, planes[2], blocks[2], 2, dilation, dilate[2])
         channels = planes[2] * Bottleneck.expansion
         self.layer4, dilation = _stage(channels, planes[3], blocks[3], 2, dilation, dilate[3])
-        self.channels = {f"layer{i}": p * Bottleneck.expansion for i, p in enumerate(planes, 1)}
 
         # torchvision's ResNet initialisation
         kaiming_init_(self, zero_bias=False)
+
+    def _adopt_torchvision(self, depth: int, output_stride: int) -> None:
+        """At the paper's width the network is torchvision's own ``resnet50``/``resnet101`` (built,
+        and initialised, by torchvision; the classifier ``avgpool``/``fc`` dropped); the narrower
+        widths above follow its ``_make_layer`` with scaled channels, which torchvision cannot build."""
+        net = torchvision.models.resnet.ResNet(Bottleneck, list(BLOCKS[depth]),
+                                               replace_stride_with_dilation=list(DILATE[output_stride]))
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            setattr(self, name, getattr(net, name))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
