@@ -1,8 +1,9 @@
 """VGG16 (Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
 Recognition", ICLR 2015, Table 1 column D) as a segmentation backbone.
 
-The layers sit in torchvision's ``features`` layout, so ``torchvision.models.vgg16``'s (or with
-``batch_norm=True`` ``vgg16_bn``'s) state dict loads unchanged. Without batch norm the indices are
+The layers are torchvision's own (``torchvision.models.vgg.make_layers``, at scaled widths), so
+``torchvision.models.vgg16``'s (or with ``batch_norm=True`` ``vgg16_bn``'s) state dict loads
+unchanged. Without batch norm the indices are
 
 =====  ==========================  =====  ==========================
 index  paper name                  index  paper name
@@ -21,6 +22,7 @@ ImageNet classifier's weights through :func:`fully_convolutional_state_dict`.
 from __future__ import annotations
 
 import torch
+import torchvision
 from torch import nn
 from torchvision.models import VGG16_BN_Weights, VGG16_Weights, WeightsEnum
 
@@ -59,22 +61,20 @@ class VGG16(nn.Module):
         self.batch_norm = batch_norm
         self.channels: dict[str, int] = {}
         self._pool_names: dict[int, str] = {}  # index in `features` -> "poolN"
-        layers: list[nn.Module] = []
+        # torchvision's own feature extractor (conv 3x3 [-> BN] -> ReLU, 2x2 max poolings), at the
+        # scaled widths; then the options torchvision's classifier does not need
+        config = [entry if entry == "M" else scaled(entry, width) for entry in CONFIG_D]
+        self.features = torchvision.models.vgg.make_layers(config, batch_norm=batch_norm)
+        self.features[0].padding = (conv1_padding, conv1_padding)
         in_channels = 3
-        for entry in CONFIG_D:
-            if entry == "M":
-                layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=ceil_mode, return_indices=pooling_indices))
+        for index, layer in enumerate(self.features):
+            if isinstance(layer, nn.Conv2d):
+                in_channels = layer.out_channels
+            elif isinstance(layer, nn.MaxPool2d):
+                layer.ceil_mode, layer.return_indices = ceil_mode, pooling_indices
                 name = f"pool{len(self._pool_names) + 1}"
-                self._pool_names[len(layers) - 1] = name
+                self._pool_names[index] = name
                 self.channels[name] = in_channels
-                continue
-            out_channels = scaled(entry, width)
-            layers.append(nn.Conv2d(in_channels, out_channels, 3, padding=1 if layers else conv1_padding))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(out_channels))
-            layers.append(nn.ReLU(inplace=True))
-            in_channels = out_channels
-        self.features = nn.Sequential(*layers)
 
         self.fc6 = self.fc7 = None
         if fully_convolutional:
