@@ -104,6 +104,12 @@ def _os_error(exc: BaseException, path: Path) -> OSError | None:
     return None
 
 
+def modified_since(path: str | os.PathLike, since: float | None) -> bool:
+    """Whether ``path`` is a file last written at or after ``since`` (a ``time.time()``; None: any time)."""
+    path = Path(path)
+    return path.is_file() and (since is None or path.stat().st_mtime >= since)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, fsync: bool = True) -> Path:
     """Write ``data`` to ``path`` atomically (see :func:`write_atomic`)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):

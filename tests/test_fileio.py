@@ -151,3 +151,16 @@ def test_no_permission_names_the_target_but_a_checks_own_error_stays(tmp_path, m
     with pytest.raises(PermissionError):
         fileio.write_atomic(tmp_path / "y.csv", lambda f: f.write(b"x"), check=check)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_modified_since_compares_the_files_mtime(tmp_path):
+    import os
+
+    from segedu.fileio import modified_since
+
+    path = tmp_path / "scores.pt"
+    assert not modified_since(path, None) and not modified_since(path, 0.0)  # no file
+    path.write_bytes(b"x")
+    os.utime(path, (1000.0, 1000.0))
+    assert modified_since(path, None) and modified_since(path, 1000.0) and not modified_since(path, 1000.5)
+    assert not modified_since(tmp_path, None)  # a folder is not a written file

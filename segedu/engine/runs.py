@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 from ..errors import SegeduError
+from ..fileio import modified_since
 from .config import TrainConfig
 from .runlog import read_metrics
 
@@ -84,8 +85,7 @@ def finished(run_dir: str | Path, config: TrainConfig, since: float | None = Non
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file() or not (run_dir / "best.pt").is_file():
         return None
-    metrics_file = run_dir / "metrics.jsonl"
-    if since is not None and not (metrics_file.is_file() and metrics_file.stat().st_mtime >= since):
+    if since is not None and not modified_since(run_dir / "metrics.jsonl", since):
         return None
     try:
         record = load(run_dir)

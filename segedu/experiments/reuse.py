@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..fileio import modified_since
+
 __all__ = ["REUSE_SINCE_ENV", "reuse_since", "written_since"]
 
 #: set by the book's runner to the time its execution started (or to the ``--reuse-runs-since``
@@ -28,6 +30,4 @@ def reuse_since() -> float | None:
 def written_since(path: str | Path, since: float | None = None) -> bool:
     """Whether ``path`` exists and was written at or after ``since`` (default :func:`reuse_since`;
     None: any time): the test for "this file belongs to the current book execution"."""
-    path = Path(path)
-    since = reuse_since() if since is None else since
-    return path.is_file() and (since is None or path.stat().st_mtime >= since)
+    return modified_since(path, reuse_since() if since is None else since)

@@ -156,9 +156,7 @@ def member_presence(member, images: torch.Tensor, channels_last: bool = False) -
         raise SegeduError(f"{member.name}: presence probabilities need a model with a class-presence head "
                           f"(a ClassPresenceModel, trained with class_head > 0); got {type(member.model).__name__}.")
     size = None if member.size is None else model_input_size(images.shape[-2:], member.size)
-    x = resized_input(normalize(images), size)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = resized_input(normalize(images), size, channels_last)
     with autocast(x.device, member.amp_dtype):
         return member.model.presence(x).float()
 

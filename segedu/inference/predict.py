@@ -52,9 +52,7 @@ def resized_forward(model, x: torch.Tensor, input_hw: tuple[int, int] | None, am
     model through here, so they agree exactly where they overlap.
     """
     h, w = x.shape[-2:]
-    x = resized_input(x, input_hw)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = resized_input(x, input_hw, channels_last)
     with autocast(x.device, amp_dtype):
         logits = main_output(model(x)).float()
     if logits.shape[-2:] != (h, w):
@@ -62,12 +60,12 @@ def resized_forward(model, x: torch.Tensor, input_hw: tuple[int, int] | None, am
     return logits
 
 
-def resized_input(x: torch.Tensor, input_hw: tuple[int, int] | None) -> torch.Tensor:
-    """Images ``x`` (N, 3, h, w) resized to ``input_hw`` as a model sees them (antialiased bilinear);
-    unchanged where ``input_hw`` is None or already their size."""
-    if input_hw is None or tuple(input_hw) == tuple(x.shape[-2:]):
-        return x
-    return F.interpolate(x, size=tuple(input_hw), mode="bilinear", align_corners=False, antialias=True)
+def resized_input(x: torch.Tensor, input_hw: tuple[int, int] | None, channels_last: bool = False) -> torch.Tensor:
+    """Images ``x`` (N, 3, h, w) as a model sees them: resized to ``input_hw`` (antialiased bilinear;
+    unchanged where it is None or already their size), in channels-last memory if asked."""
+    if input_hw is not None and tuple(input_hw) != tuple(x.shape[-2:]):
+        x = F.interpolate(x, size=tuple(input_hw), mode="bilinear", align_corners=False, antialias=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @torch.no_grad()
