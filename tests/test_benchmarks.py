@@ -31,3 +31,12 @@ def test_bench_ddp_times_one_process_against_torchrun():
     assert re.search(r"^1 process +x batch +4 x 2 threads: +[\d.]+ s$", out, re.M), out
     assert re.search(r"^2 processes x batch +2 x 1 threads: +[\d.]+ s$", out, re.M), out
     assert re.search(r"^speed-up of 2 processes: [\d.]+x$", out, re.M), out
+
+
+def test_book_step_times_prints_fp32_the_fast_path_and_their_ratio():
+    out = _run(BENCH / "book_step_times.py", "--fast", "--image-size", "32", "--batch-size", "2", "--repeats", "1",
+               "--width", "0.125", "--steps", "10", "--only", "fcn32s", "deeplabv3plus_resnet50")
+    for name in ("fcn32s", "deeplabv3plus_resnet50", "one step of each"):
+        line = next(line for line in out.splitlines() if line.startswith(name))
+        assert re.search(r" [\d.]+ +[\d.]+ +[\d.]+x +\d+ +\d+$", line), line
+    assert re.search(r"^bf16 instructions on this CPU: AMX (True|False), AVX512-BF16 (True|False)$", out, re.M), out

@@ -39,26 +39,22 @@ def course_encoder(model: str, options: dict | None = None) -> str | None:
     return _on_meta(model, options).course_encoder
 
 
-def has_course_encoder(model: str, width: float, options: dict | None = None) -> bool:
-    """Whether the course weights ``model`` (with ``options``) starts from under "course" ship with
-    segedu at ``width`` (:func:`course_encoder`, :func:`segedu.models.course.available`)."""
-    encoder = course_encoder(model, options)
-    return encoder is not None and (encoder, width) in course.available()
-
-
 def encoder_weights(model: str, profile: profiles.Profile, options: dict | None = None) -> dict:
     """``{"pretrained_backbone": weights}`` for ``model`` under ``profile``, or ``{}`` where it trains
     from scratch: the profile has no weights, the model takes no ``pretrained_backbone`` (e.g. an
     smp model, whose encoder weights are smp's option), or the weights do not exist for it (its
     paper trains it from scratch, or there are none: ImageNet's in torchvision or timm, the course's
-    in segedu, :func:`has_course_encoder`); the model with its ``options`` says which."""
+    in segedu at the encoder's width, :func:`segedu.models.course.available`); the model with its ``options`` says which."""
     weights = profile.encoder_weights
-    if weights is None or "pretrained_backbone" not in models.options_of(model):
+    accepted = models.options_of(model)
+    if weights is None or "pretrained_backbone" not in accepted:
         return {}
-    # the model is built at its own width where the options give one, else at the profile's
-    options = {"width": profile.width, **(options or {})}
-    if weights == "imagenet" and not _on_meta(model, options).imagenet_weights_available:
+    # a model with a width is built at its own where the options give one, else at the profile's; an
+    # smp model's encoder has the width its options give (segedu's encoders) or its fixed size
+    options = {"width": profile.width, **(options or {})} if "width" in accepted else dict(options or {})
+    built = _on_meta(model, options)
+    if weights == "imagenet" and not built.imagenet_weights_available:
         return {}
-    if weights == "course" and not has_course_encoder(model, options["width"], options):
+    if weights == "course" and (built.course_encoder, built.encoder_width) not in course.available():
         return {}
     return {"pretrained_backbone": weights}

@@ -91,8 +91,8 @@ def create(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
     match), a non-positive ``num_classes`` or ``width``.
 
     ``"smp:<Architecture>"`` builds a segmentation_models_pytorch model instead
-    (:mod:`segedu.models.smp_adapter`; options ``encoder``, ``encoder_weights``, ``encoder_depth``
-    and smp's own constructor arguments).
+    (:mod:`segedu.models.smp_adapter`; options ``encoder``, ``encoder_weights``, ``encoder_depth``,
+    ``encoder_width`` for segedu's encoders, and smp's own constructor arguments).
 
     ``pretrained`` is another name for the ``pretrained_backbone`` option: ``"course"`` (the course's
     own encoders, :mod:`segedu.models.course`), ``"imagenet"`` (torchvision's), or a file.
@@ -108,8 +108,12 @@ def create(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
             raise SegeduError(f"num_classes must be a positive integer, got {num_classes!r}.")
         if "width" in options:
             raise SegeduError(f"{name} has no width option: an smp model's size is set by its encoder "
-                              "(e.g. encoder='resnet18' for a small one).")
-        return smp_adapter.build(name, num_classes, **options)
+                              "(e.g. encoder='resnet18' for a small one, or one of segedu's with encoder_width).")
+        source = options.pop("pretrained_backbone", False)
+        model = smp_adapter.build(name, num_classes, **options)
+        if source:
+            model.load_pretrained(source)
+        return model
     if _is_import_path(name):
         if not isinstance(num_classes, int) or num_classes < 1:
             raise SegeduError(f"num_classes must be a positive integer, got {num_classes!r}.")
@@ -147,7 +151,8 @@ def options_of(name: str) -> list[str]:
 
         arch = smp_adapter._architecture(name)
         skip = {"self", "encoder_name", "encoder_weights", "encoder_depth", "classes", "in_channels", "kwargs"}
-        return [*smp_adapter.OPTIONS, *(p for p in inspect.signature(arch.__init__).parameters if p not in skip)]
+        return [*smp_adapter.OPTIONS, *(p for p in inspect.signature(arch.__init__).parameters if p not in skip),
+                "pretrained_backbone"]
     if _is_import_path(name):
         parameters = inspect.signature(_imported(name)).parameters.values()
         return [p.name for p in parameters if p.name != "num_classes"

@@ -5,7 +5,8 @@
   to bring their output stride 8 or 16 logits back to the input size).
 * ``bilinear_kernel`` / ``bilinear_conv_transpose``: a transposed convolution whose filter starts as
   bilinear interpolation -- FCN's "upsampling is backwards strided convolution" (Long et al., CVPR
-  2015, Sec. 3.3), initialised as in the authors' ``surgery.py``.
+  2015, Sec. 3.3), initialised as in the authors' ``surgery.py``; it runs in float32 under
+  autocast (``FullPrecisionConvTranspose2d``), where a CPU's bf16 kernels for it are slow.
 * ``crop_like``: Caffe's Crop layer, which FCN uses to align a skip or the final scores with a
   reference (Sec. 4.2); ``pad_to_multiple``: pad the bottom/right so every pooling stage divides
   evenly, the modern alternative to FCN's padding of 100; ``pad_with_crop``: that padding and the
@@ -76,6 +77,23 @@ def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
     return weight
 
 
+class FullPrecisionConvTranspose2d(nn.ConvTranspose2d):
+    """A ``ConvTranspose2d`` that always runs in float32, also inside an autocast region.
+
+    FCN's large upsampling kernels (64x64 at stride 32) are about 20 times slower in bf16 than in
+    float32 on a CPU (oneDNN, measured in ``benchmarks/book_step_times.py --fast``), while the layer
+    is a negligible share of the network's arithmetic; in float32 it costs nothing extra on a GPU.
+    Its parameters and state-dict keys are those of ``nn.ConvTranspose2d``.
+    """
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        device = x.device.type  # autocast exists only for some device types (not "meta")
+        if not (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)):
+            return super().forward(x, output_size)
+        with torch.autocast(device, enabled=False):
+            return super().forward(x.float(), output_size)
+
+
 def bilinear_conv_transpose(channels: int, factor: int, padding: int, learnable: bool) -> nn.ConvTranspose2d:
     """A ``factor``-times upsampling ``ConvTranspose2d`` (kernel ``2 * factor``, no bias) that starts
     as bilinear interpolation; ``learnable=False`` freezes it (``requires_grad`` off).
@@ -84,7 +102,7 @@ def bilinear_conv_transpose(channels: int, factor: int, padding: int, learnable:
     it; ``padding = 0`` is Caffe's layer, whose output is larger and gets cropped.
     """
     kernel_size = 2 * factor
-    layer = nn.ConvTranspose2d(channels, channels, kernel_size, stride=factor, padding=padding, bias=False)
+    layer = FullPrecisionConvTranspose2d(channels, channels, kernel_size, stride=factor, padding=padding, bias=False)
     with torch.no_grad():
         layer.weight.copy_(bilinear_kernel(channels, kernel_size))
     layer.weight.requires_grad_(learnable)

@@ -194,6 +194,11 @@ class HRNetV2(EncoderDecoder):
         encoder = f"hrnetv2_{self.variant}"
         return encoder if encoder in course.ENCODERS else None
 
+    @property
+    def encoder_width(self) -> float:
+        """The whole network is the pretrained part: its own width."""
+        return self.width
+
     def load_pretrained(self, source: bool | str | os.PathLike) -> None:
         """Load the course's weights of this variant (``source="course"``) into everything but the last
         classifier convolution, whose outputs are this model's classes; SegeduError for anything else."""

@@ -20,7 +20,8 @@ under those keys. :class:`EncoderDecoder` gives them one interface on top, witho
 * ``model.load_pretrained(source)`` -- loads pretrained weights into the encoder (what
   ``models.create(..., pretrained_backbone=source)`` does after building), and what the model says
   about them before anything is loaded: ``from_scratch`` (why it takes none, as in its paper),
-  ``course_encoder`` (the course's weights it starts from) and ``imagenet_weights_available``.
+  ``course_encoder`` (the course's weights it starts from), ``encoder_width`` (the width those
+  weights must have) and ``imagenet_weights_available``.
 """
 from __future__ import annotations
 
@@ -94,6 +95,12 @@ class EncoderDecoder(nn.Module):
             return course.encoder_of(self.encoder)
         except SegeduError:  # an encoder the course does not pretrain
             return None
+
+    @property
+    def encoder_width(self) -> float | None:
+        """The channel multiplier of the encoder, which the course's weights must match (its ``width``;
+        None where no single module is the encoder)."""
+        return getattr(self.encoder, "width", None)
 
     @property
     def imagenet_weights_available(self) -> bool:

@@ -56,6 +56,24 @@ def test_bilinear_transposed_convolution_interpolates_like_f_interpolate(factor)
     assert not layer.weight.requires_grad
 
 
+def test_the_upsampling_runs_in_float32_under_bf16_autocast():
+    """Inside a bf16 autocast region the upsampling still computes in float32 (a CPU's bf16 kernels
+    for 64x64 transposed convolutions are slow): the same output as nn.ConvTranspose2d outside
+    autocast, and the same state-dict keys."""
+    x = torch.randn(2, 3, 5, 4, generator=torch.Generator().manual_seed(0))
+    layer = bilinear_conv_transpose(3, 32, padding=16, learnable=True)
+    plain = nn.ConvTranspose2d(3, 3, 64, stride=32, padding=16, bias=False)
+    plain.load_state_dict(layer.state_dict())
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = layer(x.bfloat16())
+        plain_inside = plain(x)
+    with torch.no_grad():  # the input was rounded to bf16 by the caller; the layer adds no rounding
+        expected = plain(x.bfloat16().float())
+    assert inside.dtype == torch.float32 and plain_inside.dtype == torch.bfloat16
+    torch.testing.assert_close(inside, expected, rtol=1e-6, atol=1e-6)
+    assert list(layer.state_dict()) == list(plain.state_dict()) == ["weight"]
+
+
 # --- any input size, training -----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", VGG_FAMILY)

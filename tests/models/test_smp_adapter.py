@@ -80,3 +80,69 @@ def test_an_smp_model_has_the_model_interface_and_takes_a_class_head():
         assert headed(torch.rand(1, 3, 64, 64)).shape == (1, 11, 64, 64)
     with pytest.raises(SegeduError, match="encoder_weights"):
         model.load_pretrained("imagenet")
+
+
+# --- segedu's encoders under smp's decoders ---------------------------------------------------
+
+def test_segedus_resnet_under_smps_unet_gives_the_backbones_features():
+    """smp's decoder reads [image, stem, layer1..layer4] from segedu's ResNet: the same maps that
+    segedu's ResNet itself returns, at smp's channel list."""
+    from segedu.models.backbones import ResNet
+
+    torch.manual_seed(0)
+    model = models.create("smp:Unet", num_classes=11, encoder="segedu-resnet50", encoder_width=0.25).eval()
+    encoder = model.encoder
+    assert isinstance(encoder, ResNet) and encoder.width == 0.25
+    reference = ResNet(50, width=0.25).eval()
+    reference.load_state_dict(encoder.state_dict())
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        features = encoder(x)
+        expected = reference(x)
+    assert encoder.out_channels == [3, 16, 64, 128, 256, 512]
+    assert [f.shape[1] for f in features] == encoder.out_channels
+    for name, feature in zip(("layer1", "layer2", "layer3", "layer4"), features[2:]):
+        torch.testing.assert_close(feature, expected[name])
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 50, 70)).shape == (1, 11, 50, 70)
+
+
+def test_smps_deeplabv3plus_gets_segedus_resnet_dilated_at_output_stride_16():
+    model = models.create("smp:DeepLabV3Plus", num_classes=11, encoder="segedu-resnet50", encoder_width=0.25).eval()
+    with torch.no_grad():
+        features = model.encoder(torch.rand(1, 3, 64, 64))
+    assert [f.shape[-1] for f in features] == [64, 32, 16, 8, 4, 4]  # layer4 dilated, not strided
+    assert [f.shape[-1] for f in models.create("smp:Unet", encoder="segedu-resnet50", encoder_width=0.25)
+            .encoder(torch.rand(1, 3, 64, 64))] == [64, 32, 16, 8, 4, 2]
+
+
+def test_the_course_encoder_loads_into_an_smp_model(tmp_path):
+    from segedu.experiments import encoders
+    from segedu import profiles
+    from segedu.models import course
+
+    model = models.create("smp:Unet", num_classes=11, encoder="segedu-resnet50", encoder_width=0.25,
+                          pretrained_backbone="course")
+    assert model.course_encoder == "resnet50"
+    shipped = course.state_dict("resnet50", 0.25)
+    state = model.encoder.state_dict()
+    assert set(shipped) == set(state)
+    assert all(torch.equal(state[key].to(value.dtype), value) for key, value in shipped.items())
+    # the book's experiments ask the model: course weights for segedu's encoder, none for smp's own
+    cpu = profiles.PROFILES["cpu"]  # not get(): the test suite forces the smoke profile
+    assert encoders.encoder_weights("smp:Unet", cpu, {"encoder": "segedu-resnet50", "encoder_width": 0.25}) == {
+        "pretrained_backbone": "course"}
+    assert encoders.encoder_weights("smp:Unet", cpu, {"encoder": "resnet18"}) == {}
+    # no course weights at a width the course does not ship
+    assert encoders.encoder_weights("smp:Unet", cpu, {"encoder": "segedu-resnet50", "encoder_width": 0.5}) == {}
+
+
+def test_pretrained_weights_for_smps_own_encoders_and_bad_widths_are_refused():
+    with pytest.raises(SegeduError, match="encoder_weights='imagenet'.*segedu-resnet50"):
+        models.create("smp:Unet", encoder="resnet18", pretrained_backbone="course")
+    with pytest.raises(SegeduError, match="encoder_width is for segedu's encoders"):
+        models.create("smp:Unet", encoder="resnet18", encoder_width=0.5)
+    with pytest.raises(SegeduError, match="takes pretrained_backbone"):
+        models.create("smp:Unet", encoder="segedu-resnet50", encoder_weights="imagenet")
+    with pytest.raises(SegeduError, match="positive channel multiplier"):
+        models.create("smp:Unet", encoder="segedu-resnet50", encoder_width=0)
