@@ -146,3 +146,27 @@ def test_pretrained_weights_for_smps_own_encoders_and_bad_widths_are_refused():
         models.create("smp:Unet", encoder="segedu-resnet50", encoder_weights="imagenet")
     with pytest.raises(SegeduError, match="positive channel multiplier"):
         models.create("smp:Unet", encoder="segedu-resnet50", encoder_width=0)
+
+
+@pytest.mark.parametrize("source", ["weights API", "file"])
+def test_torchvisions_imagenet_resnet50_goes_under_an_smp_decoder(source, monkeypatch, tmp_path):
+    """At the paper's width segedu's encoder takes torchvision's ImageNet ResNet-50, through
+    torchvision's weights API (stubbed here: nothing is downloaded) or from a saved file, as the
+    book's own models do: the route a team online takes to put ImageNet weights under smp's U-Net."""
+    import torchvision
+    from torchvision.models import ResNet50_Weights
+
+    from model_checks import fake_weights_api
+
+    torch.manual_seed(1)
+    imagenet = torchvision.models.resnet50(weights=None).state_dict()
+    requested = fake_weights_api(monkeypatch, ResNet50_Weights, imagenet)
+    if source == "file":
+        torch.save(imagenet, tmp_path / "resnet50.pth")
+    model = models.create("smp:Unet", num_classes=11, encoder="segedu-resnet50",
+                          pretrained_backbone="imagenet" if source == "weights API" else tmp_path / "resnet50.pth")
+    assert requested == ([ResNet50_Weights.IMAGENET1K_V1] if source == "weights API" else [])
+    state = model.encoder.state_dict()
+    expected = {key: value for key, value in imagenet.items() if not key.startswith("fc.")}
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[key], value) for key, value in expected.items())
