@@ -41,10 +41,11 @@ def course_encoder(model: str, options: dict | None = None) -> str | None:
 
 def encoder_weights(model: str, profile: profiles.Profile, options: dict | None = None) -> dict:
     """``{"pretrained_backbone": weights}`` for ``model`` under ``profile``, or ``{}`` where it trains
-    from scratch: the profile has no weights, the model takes no ``pretrained_backbone`` (e.g. an
-    smp model, whose encoder weights are smp's option), or the weights do not exist for it (its
-    paper trains it from scratch, or there are none: ImageNet's in torchvision or timm, the course's
-    in segedu at the encoder's width, :func:`segedu.models.course.available`); the model with its ``options`` says which."""
+    from scratch: the profile has no weights, the model takes no ``pretrained_backbone``, or the
+    weights do not exist for it (an smp model on smp's own encoder, whose weights are smp's option;
+    its paper trains it from scratch; or there are none: ImageNet's in torchvision or timm, the
+    course's in segedu at the encoder's width, :func:`segedu.models.course.available`); the model
+    with its ``options`` says which."""
     weights = profile.encoder_weights
     accepted = models.options_of(model)
     if weights is None or "pretrained_backbone" not in accepted:

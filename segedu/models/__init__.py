@@ -110,10 +110,7 @@ def create(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
             raise SegeduError(f"{name} has no width option: an smp model's size is set by its encoder "
                               "(e.g. encoder='resnet18' for a small one, or one of segedu's with encoder_width).")
         source = options.pop("pretrained_backbone", False)
-        model = smp_adapter.build(name, num_classes, **options)
-        if source:
-            model.load_pretrained(source)
-        return model
+        return load_pretrained(smp_adapter.build(name, num_classes, **options), source)
     if _is_import_path(name):
         if not isinstance(num_classes, int) or num_classes < 1:
             raise SegeduError(f"num_classes must be a positive integer, got {num_classes!r}.")
@@ -136,10 +133,7 @@ def create(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
     if "pretrained_backbone" in _keyword_options(builder):  # an encoder that loads its own weights as built
         return builder(num_classes, **options)
     source = options.pop("pretrained_backbone", False)
-    model = builder(num_classes, **options)
-    if source:
-        model.load_pretrained(source)
-    return model
+    return load_pretrained(builder(num_classes, **options), source)
 
 
 def options_of(name: str) -> list[str]:
@@ -212,3 +206,4 @@ from . import (  # noqa: E402,F401
     deconvnet, deeplabv1, deeplabv2, deeplabv3, deeplabv3plus, dilatednet, fcdensenet, fcn, hrnet, pspnet,
     segnet, unet, unetpp,
 )
+from .interface import load_pretrained  # noqa: E402

@@ -29,6 +29,7 @@ What the adapter adds to smp's model:
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
@@ -76,11 +77,9 @@ def _architecture(name: str):
 SEGEDU_ENCODERS = {f"segedu-resnet{depth}": depth for depth in BLOCKS}
 
 
+@functools.cache
 def _segedu_encoder_class():
     """segedu's ResNet as an smp encoder (made on first use: smp is an optional package)."""
-    global _SegeduResNetEncoder
-    if _SegeduResNetEncoder is not None:
-        return _SegeduResNetEncoder
     _smp()
     from segmentation_models_pytorch.encoders._base import EncoderMixin
 
@@ -113,11 +112,7 @@ def _segedu_encoder_class():
                 features.append(y)
             return features
 
-    _SegeduResNetEncoder = SegeduResNetEncoder
     return SegeduResNetEncoder
-
-
-_SegeduResNetEncoder = None
 
 
 def _register_segedu_encoder(encoder: str, width: float) -> str:
