@@ -92,7 +92,8 @@ print(f"debug run: {debug_run.trainer.step} optimiser steps in {debug_run.second
 # %%
 seed_plan = ablation.plan(prof, [], seeds=prof.seeds, train_images=train_images)
 again = {**seed_plan[0], "label": f"baseline-seed{prof.seeds[0]}-again"}
-seed_runs = compare.train_plan(session, "craft", seed_plan + [again], reuse=True)
+seed_runs = compare.train_plan(session, "craft", seed_plan, reuse=True)
+seed_runs |= compare.train_plan(session, "craft", [again], reuse=True, share=False)  # trained, never copied
 first, repeat = seed_runs[seed_plan[0]["label"]], seed_runs[again["label"]]
 for label, run in seed_runs.items():
     print(f"{label:<24} best val mIoU {run.trainer.best_miou:.4f}  ({run.train_seconds:.1f} s of training)")

@@ -81,6 +81,39 @@ def device_name(dev) -> str:
     return f"CPU: {machine_description()}, torch uses {torch.get_num_threads()} threads"
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (Intel AMX or AVX512-BF16, as on recent Xeons).
+
+    Elsewhere PyTorch emulates bf16 on the CPU, which is slower than fp32, so ``amp="auto"`` only
+    turns autocast on where this is true.
+    """
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(check is not None and check() for check in checks)
+
+
+def resolve_amp(mode: str, dev) -> str:
+    """The concrete precision (``off``, ``bf16`` or ``fp16``) that ``mode`` means on device ``dev``.
+
+    ``auto`` is the fastest precision that trains as well as fp32 there: bf16 on a GPU that has it
+    (fp16 with a gradient scaler on older GPUs), bf16 on a CPU with bf16 instructions
+    (:func:`cpu_has_native_bf16`; measured in ``benchmarks/RESULTS.md``: 1.9x per step, the same
+    mIoU), else ``off``. Run directories record the concrete value, so a run in one precision is
+    never read back as a run in another.
+    """
+    import torch
+
+    if mode != "auto":
+        return mode
+    if dev.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if dev.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "off"
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and every GPU) with one number."""
     import torch

@@ -58,11 +58,14 @@ class Profile:
     encoder_weights: str | None
     #: seeds of multi-seed experiments (mean +- std is taken over these)
     seeds: tuple[int, ...]
-    #: the engine's GPU fast path (with ``amp="auto"``, which is bf16 autocast on a GPU): channels-last
+    #: the engine's fast path (with ``amp="auto"``, bf16 autocast on a GPU): channels-last
     #: memory layout, and ``torch.compile`` (off in every profile: the book trains dozens of short
     #: runs, and compiling each model costs more than it saves; turn it on for long runs)
     channels_last: bool
     compile: bool
+    #: mixed precision of every run (a TrainConfig ``amp``): ``auto`` is bf16 autocast on a GPU and on
+    #: a CPU with bf16 instructions (:func:`segedu.env.resolve_amp`), ``off`` is fp32
+    amp: str
     #: wall-time budget for executing the whole book, minutes
     book_budget_min: float
 
@@ -76,8 +79,8 @@ PROFILES: dict[str, Profile] = {
         name="smoke",
         description="every code path on tiny data (CI)",
         synth_images=40, synth_size=128, image_size=64, batch_size=4, epochs=1,
-        max_steps=4, num_workers=0, width=0.125, encoder_weights=None, seeds=(0, 1), channels_last=False,
-        compile=False, book_budget_min=10,
+        max_steps=4, num_workers=0, width=0.125, encoder_weights=None, seeds=(0, 1), channels_last=True,
+        compile=False, amp="auto", book_budget_min=10,
     ),
     # 192 px: the resolution the course's encoders were pretrained at; at 128 px the same fine-tune
     # learns 4 object classes instead of 7 (benchmarks/RESULTS.md). 5 epochs of 48 steps.
@@ -86,14 +89,14 @@ PROFILES: dict[str, Profile] = {
         description="models that learn, on 2 CPU cores",
         synth_images=480, synth_size=256, image_size=192, batch_size=8, epochs=5,
         max_steps=None, num_workers=2, width=0.25, encoder_weights="course", seeds=(0, 1, 2), channels_last=False,
-        compile=False, book_budget_min=90,
+        compile=False, amp="off", book_budget_min=90,
     ),
     "gpu": Profile(
         name="gpu",
         description="full 512x512 resolution on one datacentre GPU",
         synth_images=1600, synth_size=512, image_size=512, batch_size=16, epochs=8,
         max_steps=None, num_workers=8, width=1.0, encoder_weights="imagenet", seeds=(0, 1, 2), channels_last=True,
-        compile=False, book_budget_min=20,
+        compile=False, amp="auto", book_budget_min=20,
     ),
 }
 

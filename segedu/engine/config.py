@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from .. import losses, models, profiles
+from .. import env, losses, models, profiles
 from ..data import sizes
 from ..data.mixing import MIXES
 from ..data.stats import WEIGHTINGS
@@ -96,6 +96,19 @@ def _one_line_errors(cls):
     return cls
 
 
+def _device_kind(device: str):
+    """The torch device a config's ``device`` names (``auto``: this machine's), without requiring
+    it to exist here: a config written on a GPU machine still resolves on a laptop."""
+    import torch
+
+    if (device or "auto").strip().lower() == "auto":
+        return env.resolve_device("auto")
+    try:
+        return torch.device(device.strip().lower())
+    except RuntimeError:
+        return env.resolve_device(device)  # its error names the device and the choices
+
+
 @_one_line_errors
 @pydantic.dataclasses.dataclass(config=ConfigDict(extra="forbid"))
 class TrainConfig:
@@ -130,7 +143,7 @@ class TrainConfig:
     mix: Literal[tuple(MIXES)] | None = None  # None | mixup | cutmix | snapmix | copypaste
     mix_p: Probability = 0.5             # probability that a batch is mixed
     sampler: Literal[SAMPLERS] = "uniform"  # uniform | class_aware
-    amp: Literal[AMP_MODES] = "auto"     # off | auto (bf16/fp16 on CUDA, off on CPU) | fp16 | bf16
+    amp: Literal[AMP_MODES] | None = None  # off | auto (bf16 on a GPU or a CPU with bf16 instructions, fp16 on older GPUs, else off) | fp16 | bf16 (None: the profile's)
     channels_last: bool | None = None    # NHWC memory layout, faster convolutions on recent GPUs (None: the profile's)
     compile: bool | None = None          # torch.compile the model, GPU fast path (None: the profile's)
     sync_bn: bool = False                # torchrun runs: SyncBatchNorm, batch statistics over all processes
@@ -211,6 +224,9 @@ class TrainConfig:
         c.batch_size = prof.batch_size if c.batch_size is None else c.batch_size
         c.num_workers = prof.num_workers if c.num_workers is None else c.num_workers
         c.channels_last = prof.channels_last if c.channels_last is None else c.channels_last
+        # the concrete precision lands in the resolved config (auto -> off/bf16/fp16 on this device), so
+        # a run trained in one precision is never reused as a run in another (runs.finished)
+        c.amp = env.resolve_amp(prof.amp if c.amp is None else c.amp, _device_kind(c.device))
         c.compile = prof.compile if c.compile is None else c.compile
         # SEGEDU_MAX_STEPS (profiles.cap_steps) lowers an explicit cap too; it lands in the resolved
         # config, so a capped run is never reused as the uncapped one (runs.finished compares configs)

@@ -94,7 +94,10 @@ def config(recipe: Recipe, out: Path, device: str = "auto") -> TrainConfig:
                        data_dir=str(data), profile="cpu", image_size=recipe.image_size,
                        batch_size=recipe.batch_size, epochs=-(-recipe.steps // per_epoch), max_steps=recipe.steps,
                        lr=recipe.lr, augment=["flip", "colour"], seed=recipe.seed, device=device,
-                       out=str(out), num_workers=0, checkpoint_every=50)  # a killed run loses <= 50 steps
+                       out=str(out), num_workers=0, checkpoint_every=50,  # a killed run loses <= 50 steps
+                       # fp32 in NCHW whatever the cpu profile's precision: the shipped weights were
+                       # trained so, and this command must reproduce them
+                       amp="off", channels_last=False)
 
 
 def pretrain(recipe: Recipe, out: Path, *, resume: bool = False, device: str = "auto",

@@ -12,12 +12,17 @@ is its own policy (:mod:`segedu.experiments.reuse`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
+from ..data.dataset import annotation_file
 from ..errors import SegeduError
-from ..fileio import modified_since
+from ..fileio import modified_since, write_text_atomic
 from .config import TrainConfig
 from .runlog import read_metrics
 
@@ -103,6 +108,79 @@ def finished(run_dir: str | Path, config: TrainConfig, since: float | None = Non
     if swa and not wanted.debug and not any(r.get("swa") for r in record.history):
         return None
     return record
+
+
+#: the split fields of a config: two runs whose split files hold the same bytes trained on the same images
+SPLIT_FIELDS = ("train_split", "val_split")
+
+
+def _split_digest(data_dir, split: str | None) -> str | None:
+    if not split:
+        return None
+    try:
+        return hashlib.sha256(annotation_file(data_dir, split).read_bytes()).hexdigest()
+    except (SegeduError, OSError):
+        return f"unreadable:{split}"
+
+
+def _training(config: TrainConfig) -> dict:
+    """What decides a run's numbers: the resolved config without ``out``, its splits as file digests."""
+    values = json.loads(config.to_json())
+    values.pop("out")
+    for field in SPLIT_FIELDS:
+        values[field] = _split_digest(config.data_dir, values[field]) if config.data_dir else values[field]
+    return values
+
+
+def find_twin(root: str | Path, config: TrainConfig, since: float | None = None) -> RunRecord | None:
+    """A finished run under ``root`` (``root/<folder>/<run>``) that trained exactly as ``config`` would,
+    in another directory: the same resolved configuration apart from ``out``, with split files of the
+    same content (a K-fold split can repeat the dataset's own). With ``since``, written after it.
+
+    Two chapters that ask for the same training then share one: the second reads the first's numbers
+    instead of computing them again (:func:`adopt` copies it to the second's directory).
+    """
+    wanted = config.resolved()
+    key = None
+    for config_file in sorted(Path(root).glob("*/*/config.json")):
+        run_dir = config_file.parent
+        if run_dir.resolve() == Path(wanted.out).resolve() or not (run_dir / "best.pt").is_file():
+            continue
+        try:
+            theirs = TrainConfig.load(config_file)
+        except SegeduError:
+            continue
+        if theirs.model != wanted.model or theirs.seed != wanted.seed:  # cheap filter before hashing splits
+            continue
+        key = _training(wanted) if key is None else key
+        if _training(theirs) != key:
+            continue
+        as_theirs = dataclasses.replace(wanted, out=theirs.out, train_split=theirs.train_split,
+                                        val_split=theirs.val_split)
+        record = finished(run_dir, as_theirs, since=since)
+        if record is not None:
+            return record
+    return None
+
+
+def adopt(twin: RunRecord, config: TrainConfig) -> RunRecord:
+    """Copy the finished run ``twin`` to ``config.out`` as the run of ``config`` (its ``config.json``
+    rewritten to ``config``, every other file as it was, times included); the copy appears whole or
+    not at all, replacing whatever ``config.out`` held."""
+    wanted = config.resolved()
+    out = Path(wanted.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        copy = staging / "run"
+        shutil.copytree(twin.run_dir, copy)
+        write_text_atomic(copy / "config.json", wanted.to_json())
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(copy, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load(out)
 
 
 def config_diff(run: TrainConfig, baseline: TrainConfig, ignore=PLACE_FIELDS) -> dict[str, tuple]:

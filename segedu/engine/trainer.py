@@ -12,7 +12,9 @@ What it guarantees:
   loss divided by ``k``, before one optimiser step: for a model without batch norm this is the
   update of one batch ``k`` times larger (tested).
 * **Mixed precision.** ``amp='auto'``: bf16 autocast on a GPU that supports it, else fp16 with a
-  ``GradScaler``; off on the CPU (where autocast to bf16 is slower on most machines) unless asked.
+  ``GradScaler``; on a CPU bf16 only where the processor has bf16 instructions (elsewhere it is
+  emulated, slower than fp32), else off (:func:`segedu.env.resolve_amp`). The resolved config
+  records the precision actually used.
 * **Averaging.** ``ema_decay``: an exponential moving average of the weights *and* of batch norm's
   running statistics (``AveragedModel(use_buffers=True)``: the statistics belong to the averaged
   weights, not to the live ones) is updated after every optimiser step, and evaluated and saved

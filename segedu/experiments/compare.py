@@ -87,7 +87,8 @@ class RunResult:
         return self.trainer.step * c.batch_size * c.accumulate / max(self.train_seconds, 1e-9)
 
 
-def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **common) -> dict[str, RunResult]:
+def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, share: bool = True,
+               **common) -> dict[str, RunResult]:
     """Train each entry of ``plan`` (TrainConfig fields; ``label`` names the run) with ``common`` fields.
 
     Data, profile, device and run directory come from the chapter's ``session``; the run lands in
@@ -99,8 +100,12 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
     With ``reuse=True`` a run directory that already holds a finished run of exactly the same
     configuration (:func:`segedu.engine.runs.finished`) is read back instead of trained again: the
     competition-craft chapters share one folder of runs, so a run one of them trained is not
-    repeated by the next. Same seed, same configuration, same machine: the same numbers. Under the
-    book's runner only runs of the current execution are reused (``SEGEDU_REUSE_SINCE``).
+    repeated by the next. A finished run of the same training in another chapter's folder (apart
+    from its directory, and with split files of the same content: :func:`segedu.engine.runs.find_twin`)
+    is copied in and read back too, unless ``share=False`` (a run that must be trained in its own
+    directory, such as a repeat that shows training is deterministic). Same seed, same
+    configuration, same machine: the same numbers. Under the book's runner only runs of the current
+    execution are reused (``SEGEDU_REUSE_SINCE``).
     """
     since = reuse_since()
     results = {}
@@ -116,6 +121,9 @@ def train_plan(session, chapter: str, plan: list[dict], reuse: bool = False, **c
                   "model_options": options, **entry}
         config = TrainConfig(**fields)
         done = runs.finished(config.out, config, since=since) if reuse else None
+        if done is None and reuse and share:  # another chapter's folder may hold the very same training
+            twin = runs.find_twin(Path(config.out).parent.parent, config, since=since)
+            done = runs.adopt(twin, config) if twin is not None else None
         if done is not None:
             results[label] = RunResult(label, Path(config.out), done, done.train_seconds, reused=True)
             continue

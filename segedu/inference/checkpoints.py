@@ -53,7 +53,7 @@ class SavedConfig:
     model_options: dict = dataclasses.field(default_factory=dict)
     #: the input size the model was trained at (an int: the short side; an (H, W) pair; None: own size)
     image_size: int | tuple[int, int] | None = None
-    amp: str = "auto"
+    amp: str | None = None
     class_head: float = 0.0
     suppress_threshold: float | None = None
     data_dir: str | None = None

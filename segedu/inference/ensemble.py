@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ..data.sizes import check_size
+from ..env import resolve_amp
 from ..errors import SegeduError
 from .checkpoints import load_model
 from .predict import amp_dtype, predict_logits
@@ -75,12 +76,23 @@ def check_members(members: Sequence[Member]) -> None:
                               f"({', '.join(first.class_names)} vs {', '.join(other.class_names)}).")
 
 
+def trained_precision(amp: str | None, dev) -> str:
+    """The precision (``off``, ``bf16``, ``fp16``) a checkpoint's model trained in, from its config's ``amp``.
+
+    Runs record the concrete precision; a config saved before they did says ``auto`` (or nothing),
+    which then meant fp32 on a CPU and bf16 or fp16 on a GPU -- the checkpoint runs as it trained.
+    """
+    if amp in (None, "auto") and dev.type != "cuda":
+        return "off"
+    return resolve_amp(amp or "auto", dev)
+
+
 def member_from(model, config, payload: dict, name: str) -> Member:
     """The :class:`Member` of a loaded checkpoint (the model, config and payload of
     :func:`segedu.inference.checkpoints.load_model` or ``segedu.engine.load_model``): run at its
     training ``image_size`` with its training autocast setting."""
     dev = next(model.parameters()).device
-    return Member(model, check_size(config.image_size), amp_dtype(config.amp, dev), name=name,
+    return Member(model, check_size(config.image_size), amp_dtype(trained_precision(config.amp, dev), dev), name=name,
                   num_classes=payload["num_classes"], class_names=tuple(payload.get("class_names") or ()) or None)
 
 

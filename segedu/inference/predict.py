@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.sizes import model_input_size
-from ..env import autocast
+from ..env import autocast, resolve_amp
 from ..errors import SegeduError
 from ..models import main_output
 
@@ -33,10 +33,12 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``mode`` on ``device`` (None: full precision)."""
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+    """The autocast dtype for ``mode`` on ``device`` (None: full precision); ``auto`` as
+    :func:`segedu.env.resolve_amp` decides it."""
+    mode = resolve_amp(mode, device)
+    if mode == "off":
         return None
-    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
+    if mode == "bf16":
         return torch.bfloat16
     if device.type != "cuda":
         raise SegeduError("amp='fp16' needs a CUDA device; on the CPU use amp='bf16' or 'off'.")

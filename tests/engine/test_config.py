@@ -7,6 +7,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from segedu import cli, profiles
 from segedu.engine import TrainConfig
@@ -287,3 +288,48 @@ def test_resume_with_other_flags_is_refused_naming_them(capsys, trained, tmp_pat
     assert "--resume" in err and "leave out --lr, --no-compile, --device" in err
     assert not trained and not (tmp_path / "run").exists()
     assert "--overwrite" in _error(capsys, "--resume", tmp_path / "run", "--overwrite")
+
+
+# --- mixed precision: "auto" resolves to a concrete precision, recorded in the run's config ---
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "off")])
+def test_auto_precision_on_a_cpu_is_bf16_only_with_bf16_instructions(monkeypatch, native, expected):
+    from segedu import env
+
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert env.resolve_amp("auto", cpu) == expected
+    for explicit in ("off", "bf16"):  # an explicit choice is kept whatever the machine
+        assert env.resolve_amp(explicit, cpu) == explicit
+    assert TrainConfig(model="fcn8s", amp="auto", device="cpu", profile="smoke").resolved().amp == expected
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, "bf16"), (False, "fp16")])
+def test_auto_precision_on_a_gpu_is_bf16_where_it_has_it_else_fp16(monkeypatch, bf16, expected):
+    from segedu import env
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert env.resolve_amp("auto", torch.device("cuda")) == expected
+    assert TrainConfig(model="fcn8s", amp="auto", device="cuda", profile="smoke").resolved().amp == expected
+
+
+def test_an_unset_precision_is_the_profiles_and_lands_resolved_in_the_config(monkeypatch):
+    from segedu import env
+
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(profiles.PROFILES["smoke"], amp="off"))
+    assert TrainConfig(model="fcn8s", device="cpu", profile="smoke").resolved().amp == "off"
+    assert TrainConfig(model="fcn8s", device="cpu", profile="smoke", amp="bf16").resolved().amp == "bf16"
+    monkeypatch.setitem(profiles.PROFILES, "smoke", dataclasses.replace(profiles.PROFILES["smoke"], amp="auto"))
+    resolved = TrainConfig(model="fcn8s", device="cpu", profile="smoke").resolved()
+    assert resolved.amp == "bf16" and json.loads(resolved.to_json())["amp"] == "bf16"
+    assert resolved.resolved().amp == "bf16"  # resolving twice changes nothing
+
+
+def test_the_cpu_bf16_check_reads_torchs_cpu_capabilities(monkeypatch):
+    from segedu import env
+
+    for amx, avx in ((True, False), (False, True), (False, False)):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda avx=avx: avx)
+        assert env.cpu_has_native_bf16() is (amx or avx)

@@ -123,3 +123,65 @@ def test_cli_runs_prints_the_table(two_runs, capsys):
     assert cli.main(["runs", str(root), "--baseline", "missing"]) == 2
     assert "baseline 'missing' is not one of the runs" in capsys.readouterr().err
     assert math.isfinite(changed.best_miou)
+
+
+def test_a_run_in_one_precision_is_never_read_back_as_another(two_runs):
+    _, base, _ = two_runs
+    config = TrainConfig.load(base.run_dir)
+    assert config.amp in ("off", "bf16") and runs.finished(base.run_dir, config) is not None  # recorded, not "auto"
+    other = "bf16" if config.amp == "off" else "off"
+    assert runs.finished(base.run_dir, dataclasses.replace(config, amp=other)) is None
+
+
+def test_the_same_training_in_another_folder_is_adopted_not_retrained(tiny_data, tmp_path, monkeypatch):
+    """One chapter's run is another's when only the directory differs, or when a split file is a
+    byte-for-byte copy of the dataset's (a K-fold fold 0 that repeats the book's split)."""
+    monkeypatch.setenv("SEGEDU_DATA_ROOT", str(tmp_path / "data"))
+    session = notebook.setup(profile="smoke", data_dir=tiny_data, seed=0, device="cpu")
+    common = dict(model="fcn32s", image_size=32, epochs=1, max_steps=2, batch_size=4, num_workers=0)
+    first = compare.train_plan(session, "architectures", [{"label": "fcn32s"}], reuse=True, **common)["fcn32s"]
+    assert not first.reused
+    copy = tmp_path / "splits" / "fold0_train.json"
+    copy.parent.mkdir()
+    shutil.copyfile(tiny_data / "train.json", copy)
+    plan = [{"label": "baseline"}, {"label": "fold0", "train_split": str(copy)}]
+    twins = compare.train_plan(session, "craft", plan, reuse=True, **common)
+    for label, result in twins.items():
+        assert result.reused, label
+        assert result.run_dir == session.run_dir("craft", label) and result.run_dir != first.run_dir
+        assert result.trainer.history == first.trainer.history
+        assert TrainConfig.load(result.run_dir).out == str(result.run_dir)  # its own config, not the twin's
+        assert (result.run_dir / "best.pt").read_bytes() == (first.run_dir / "best.pt").read_bytes()
+    assert TrainConfig.load(twins["fold0"].run_dir).train_split == str(copy)
+    # read back from its own folder next time
+    again = compare.train_plan(session, "craft", plan[:1], reuse=True, **common)["baseline"]
+    assert again.reused and again.run_dir == twins["baseline"].run_dir
+    # a split with other content, or another seed, is a different training: trained
+    other = tmp_path / "splits" / "other.json"
+    data = json.loads((tiny_data / "train.json").read_text())
+    dropped = data["images"].pop()["id"]
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != dropped]
+    other.write_text(json.dumps(data))
+    different = compare.train_plan(session, "craft", [{"label": "other", "train_split": str(other)},
+                                                       {"label": "seed1", "seed": 1}], reuse=True, **common)
+    assert not any(r.reused for r in different.values())
+    # without reuse, or with share=False (a repeat that must train), nothing is adopted
+    assert not compare.train_plan(session, "craft", [{"label": "fresh"}], **common)["fresh"].reused
+    repeat = compare.train_plan(session, "craft", [{"label": "repeat"}], reuse=True, share=False, **common)["repeat"]
+    assert not repeat.reused and repeat.trainer.history[-1]["val_miou"] == first.trainer.history[-1]["val_miou"]
+    assert compare.train_plan(session, "craft", [{"label": "repeat"}], reuse=True, share=False,
+                              **common)["repeat"].reused  # its own directory is still read back
+
+
+def test_twins_are_only_runs_of_the_current_execution(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGEDU_DATA_ROOT", str(tmp_path / "data"))
+    session = notebook.setup(profile="smoke", data_dir=tiny_data, seed=0, device="cpu")
+    common = dict(model="fcn32s", image_size=32, epochs=1, max_steps=2, batch_size=4, num_workers=0)
+    first = compare.train_plan(session, "architectures", [{"label": "a"}], reuse=True, **common)["a"]
+    written = (first.run_dir / "metrics.jsonl").stat().st_mtime
+    config = TrainConfig.load(first.run_dir)
+    elsewhere = dataclasses.replace(config, out=str(session.run_dir("craft", "b")))
+    root = first.run_dir.parent.parent
+    assert runs.find_twin(root, elsewhere, since=written).run_dir == first.run_dir
+    assert runs.find_twin(root, elsewhere, since=written + 1) is None
+    assert runs.find_twin(root, config) is None  # a run is not its own twin

@@ -11,6 +11,7 @@ from segedu.engine import checkpoint
 from segedu.engine.config import TrainConfig
 from segedu.errors import SegeduError
 from segedu.inference import checkpoints
+from segedu.inference.ensemble import trained_precision
 from segedu.inference.predict import amp_dtype, autocast
 from segedu.models.class_head import ClassPresenceModel
 
@@ -57,7 +58,9 @@ def test_a_config_without_the_newer_fields_takes_their_defaults(tmp_path):
     config = TrainConfig(model="fcn32s", model_options={"width": 0.125}, image_size=24, device="cpu")
     path, _ = _checkpoint(tmp_path / "old.pt", config, drop=("class_head", "suppress_threshold", "amp"))
     model, saved, _ = checkpoints.load_model(path, "cpu")
-    assert (saved.class_head, saved.suppress_threshold, saved.amp) == (0.0, None, "auto")
+    assert (saved.class_head, saved.suppress_threshold, saved.amp) == (0.0, None, None)
+    # a checkpoint older than the field trained under amp="auto", which then meant fp32 on a CPU
+    assert trained_precision(saved.amp, torch.device("cpu")) == "off"
     assert not isinstance(model, ClassPresenceModel) and saved.image_size == 24
 
 
@@ -87,9 +90,14 @@ def test_moved_names_are_the_same_objects_where_they_were_imported_from():
     assert pseudo.pseudo_label_masks is data_pseudo.pseudo_label_masks
 
 
-def test_amp_dtype_by_mode_and_device():
+def test_amp_dtype_by_mode_and_device(monkeypatch):
+    from segedu import env
+
     cpu = torch.device("cpu")
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: False)
     assert amp_dtype("off", cpu) is None and amp_dtype("auto", cpu) is None
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: True)
+    assert amp_dtype("auto", cpu) is torch.bfloat16  # a CPU with bf16 instructions
     assert amp_dtype("bf16", cpu) is torch.bfloat16
     with pytest.raises(SegeduError, match="amp='fp16' needs a CUDA device"):
         amp_dtype("fp16", cpu)
@@ -117,9 +125,10 @@ def test_a_trained_checkpoint_carries_its_model_spec_and_loads_from_it_alone(tmp
                          class_head=0.4, suppress_threshold=0.3, out=str(tmp_path / "run"))
     train(config)
     payload = checkpoints.load(tmp_path / "run", "cpu")
-    assert payload["spec"] == {"model_options": {"width": 0.125}, "image_size": 32, "amp": "auto",
+    assert payload["spec"] == {"model_options": {"width": 0.125}, "image_size": 32, "amp": payload["config"]["amp"],
                                "class_head": 0.4, "suppress_threshold": 0.3, "data_dir": str(data),
                                "profile": payload["config"]["profile"]}  # as resolved when it trained
+    assert payload["spec"]["amp"] in ("off", "bf16", "fp16")  # the precision it trained in, not "auto"
     full, full_saved, _ = checkpoints.load_model(tmp_path / "run", "cpu")
     del payload["config"]  # no training config left: the spec alone builds the model
     checkpoint.save(tmp_path / "spec_only.pt", payload)
