@@ -403,7 +403,8 @@ print("inputs of X^{0,4}:", nested.nodes[0][4][0].in_channels, "channels = 4 ear
 # these two train *from scratch*, as in their papers, which have no pretrained encoder. U-Net uses
 # `padding="same"` for the speed shown above, and `batch_norm=True`: FC-DenseNet normalises in
 # every layer, and a U-Net without normalisation is slow to start from scratch. UNet++ is only
-# counted above, not trained.
+# counted above, not trained. Both train in bf16 autocast (mixed precision) with the channels-last
+# memory layout on this CPU, so the seconds below are for that setting.
 
 # %%
 floor = background_floor(session.data_dir, "val")["miou"]
@@ -420,18 +421,19 @@ viz.plot_learning_curves({label: run.trainer.history for label, run in runs.item
 plt.show()
 
 # %% [markdown]
-# In 240 steps from scratch, U-Net reached a best val mIoU of 0.1356 and FC-DenseNet56 0.0858.
+# In 240 steps from scratch, U-Net reached a best val mIoU of 0.1384 and FC-DenseNet56 0.0859.
 # Predicting Background everywhere scores 0.0606 on these validation
 # images, so FC-DenseNet56 is barely above that floor and U-Net not far above it. For scale,
-# FCN-8s from scratch reached 0.1438 to 0.1474 (`book/06_fcn.ipynb`) over three seeds under the
-# same budget, and 0.3216 to 0.3269 (`book/06_fcn.ipynb`) from the course's pretrained encoder:
-# U-Net from scratch lands close to FCN-8s from scratch, far below a fine-tuned encoder. These
+# FCN-8s from scratch reached 0.1459 to 0.1506 (`book/06_fcn.ipynb`) over three seeds under the
+# same budget, and 0.3192 to 0.3259 (`book/06_fcn.ipynb`) from the course's pretrained encoder:
+# U-Net from scratch lands close to, and a little below, FCN-8s from scratch, far below a
+# fine-tuned encoder. These
 # numbers say how far each network gets in its first 240 steps, not what it can reach. Both papers trained much longer from
 # scratch: U-Net for about 10 hours on a GPU (Ronneberger et al. 2015), FC-DenseNet with early
 # stopping at a patience of 100 epochs, hence hundreds of epochs (Jégou et al. 2017). At width
 # 0.25 FC-DenseNet56 is also very thin: 0.091M parameters, each dense layer adding a quarter of
-# the paper's 12 maps, and dropout in every layer. Training took 486 s for FC-DenseNet56 against
-# 149 s for U-Net, which has 1.943M parameters: the concatenations cost time, not weights.
+# the paper's 12 maps, and dropout in every layer. Training took 315 s for FC-DenseNet56 against
+# 73 s for U-Net, which has 1.943M parameters: the concatenations cost time, not weights.
 #
 # ## Per class, at the boundaries, and speed
 #
@@ -463,17 +465,17 @@ print(f"FC-DenseNet56 has {sizes[second] / sizes[first]:.1f}x fewer parameters t
 
 # %% [markdown]
 # Both networks found the same two object classes out of ten, Paper (0.096 for FC-DenseNet56,
-# 0.323 for U-Net) and Plastic bag (0.137 and 0.443), besides Background (0.709 and 0.725); every
+# 0.313 for U-Net) and Plastic bag (0.138 and 0.462), besides Background (0.710 and 0.747); every
 # other class is at 0.000 or 0.001. By the bar of an IoU of 0.10, U-Net learned both and
 # FC-DenseNet56 only Plastic bag. Paper and Plastic bag are the two object classes that cover
 # the most pixels (see [the data analysis](02_eda)), so a network learns them first; the eight
-# others are not predicted at all. Pixel accuracy is 0.694 and 0.708: most pixels are Background,
-# so it says little. U-Net scored higher overall (0.1356 against
-# 0.0858) and at the boundaries (0.0765 against 0.0580), but this is one seed each, and with
+# others are not predicted at all. Pixel accuracy is 0.694 and 0.723: most pixels are Background,
+# so it says little. U-Net scored higher overall (0.1384 against
+# 0.0859) and at the boundaries (0.0770 against 0.0578), but this is one seed each, and with
 # FC-DenseNet56 so close to the floor the comparison says which network starts learning sooner
 # under this budget, not which architecture segments better: no verdict between the two can be
 # drawn here. The speed is a measurement: FC-DenseNet56 has 21.3x fewer parameters than U-Net at
-# this width, yet runs at 0.35x its images per second (13.2 against 37.6 images/s on this CPU),
+# this width, yet runs at 0.44x its images per second (33.5 against 75.8 images/s on this CPU),
 # because every dense layer reads a fresh concatenation at full resolution.
 #
 # Predictions on the validation image of the weight map:
@@ -501,21 +503,21 @@ plt.show()
 # * U-Net's valid convolutions turn a 572 tile into a 388 output, 92 pixels lost per side; mirroring
 #   the image into the next valid tile gives logits for every pixel, but a 128-pixel image needs a
 #   tile of 6.09 times its pixels (3.01 for 256 pixels); on one batch of two 192-pixel crops the
-#   valid network took 49 ms against 20 ms with same padding, which is why the training used
+#   valid network took 44 ms against 16 ms with same padding, which is why the training used
 #   same padding.
 # * The U-Net weight map lifts the background between two objects 2 pixels apart to 9.5, against
 #   0.9 on the objects; on the real image it needs instance labels, which COCO's annotations give
 #   and per-class connected components do not (the counts above).
 # * UNet++ has 9.04M parameters (the paper's Table 2) against 7.76M for U-Net at its widths, and
 #   U-Net's depth, hence the same measured receptive field of 188 pixels.
-# * Trained from scratch for 240 steps on 192-pixel crops, U-Net reached a best val mIoU of 0.1356
-#   and FC-DenseNet56 0.0858, against an all-Background floor of 0.0606; both
+# * Trained from scratch for 240 steps on 192-pixel crops, U-Net reached a best val mIoU of 0.1384
+#   and FC-DenseNet56 0.0859, against an all-Background floor of 0.0606; both
 #   found only Paper and Plastic bag among the object classes (FC-DenseNet56's Paper stays below
 #   an IoU of 0.10). One seed each, and FC-DenseNet56
 #   barely above the floor: no verdict between the two. Both papers trained from scratch for far
 #   longer, and these architectures need it.
-# * FC-DenseNet56 has 21.3x fewer parameters than U-Net at width 0.25 but runs at 0.35x its
-#   images per second (13.2 against 37.6 images/s) and took 486 s to train against 149 s.
+# * FC-DenseNet56 has 21.3x fewer parameters than U-Net at width 0.25 but runs at 0.44x its
+#   images per second (33.5 against 75.8 images/s) and took 315 s to train against 73 s.
 #
 # ## Exercises
 #

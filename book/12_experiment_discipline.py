@@ -268,38 +268,40 @@ print(f"seed noise floor of one split (2 × sd, from above): {noise_floor:.4f}")
 # ## Summary
 #
 # The numbers of this run: DeepLab v2 on a ResNet-50 at width 0.25, fine-tuned from the course's
-# pretrained encoder, 240 optimiser steps of batch 8 on 192×192 crops, on 2 CPU cores of an Intel
-# Xeon.
+# pretrained encoder, 240 optimiser steps of batch 8 on 192×192 crops, trained in bf16 autocast
+# (mixed precision) with channels-last memory layout on 2 CPU cores of an Intel Xeon.
 #
-# * **Debug mode** trained one optimiser step on 8 images in 1.7 s, and wrote every file a full
+# * **Debug mode** trained one optimiser step on 8 images in 1.2 s, and wrote every file a full
 #   run writes.
 # * **Same seed, same weights.** The baseline trained twice with seed 0 gave bit-identical weights
-#   (validation mIoU 0.4161 both times).
-# * **The noise floor.** Seeds 0, 1 and 2 gave 0.4294 ± 0.0115 validation mIoU (0.4161 to 0.4368),
+#   (validation mIoU 0.4230 both times): bf16 autocast rounds differently from fp32, but it rounds
+#   the same way every time on the same machine.
+# * **The noise floor.** Seeds 0, 1 and 2 gave 0.4332 ± 0.0089 validation mIoU (0.4230 to 0.4394),
 #   far above a model that predicts Background everywhere (0.0606 on the validation images). Twice
-#   the seeds' standard deviation, 0.0230, is the scale of the seed's luck; whether a change beats
-#   it is decided by a paired test across the same seeds. The seed moves single classes far more than the mean: Metal's IoU spans
-#   0.1871 over the seeds. Battery (a rare class) and Clothing stay below 0.01 IoU with every seed,
-#   so they add nothing to the mIoU; each of the other eight object classes passes 0.01 IoU with
-#   at least one seed.
+#   the seeds' standard deviation, 0.0179, is the scale of the seed's luck; whether a change beats
+#   it is decided by a paired test across the same seeds. The seed moves single classes far more
+#   than the mean: Metal's IoU spans 0.1074 over the seeds. Battery (a rare class) stays below
+#   0.01 IoU with every seed, so it adds nothing to the mIoU; each of the other nine object classes,
+#   Clothing included, passes 0.01 IoU with at least one seed.
 # * **One change at a time.** The runs table names the single changed field of each run. Label
-#   smoothing (0.1) on seed 0 scored 0.4281 against 0.4161 for the baseline with the same seed.
-#   That is one seed, and it lies inside the baseline's own seed range (0.4161 to 0.4368): it
-#   cannot be called either way. [Optimisation](14_optimisation) measures it over three seeds.
+#   smoothing (0.1) on seed 0 scored 0.4206 against 0.4230 for the baseline with the same seed.
+#   That is one seed; it lies just below the baseline's seed range (0.4230 to 0.4394), by far less
+#   than the noise floor (0.0179): it cannot be called either way. [Optimisation](14_optimisation)
+#   measures it over three seeds.
 # * **Validation schemes.** Hold-out (three draws) and K-fold (five folds), each fold validating
 #   96 images, against the test images:
 #
 #   | scheme | val mIoU over folds | test mIoU | val − test |
 #   |---|---|---|---|
-#   | hold-out, 3 draws | 0.3947 ± 0.0186 | 0.3538 ± 0.0042 | +0.0409 |
-#   | K-fold (5) | 0.3944 ± 0.0289 | 0.3539 ± 0.0108 | +0.0405 |
+#   | hold-out, 3 draws | 0.4033 ± 0.0215 | 0.3551 ± 0.0050 | +0.0482 |
+#   | K-fold (5) | 0.3940 ± 0.0336 | 0.3492 ± 0.0143 | +0.0448 |
 #   | Background everywhere | | 0.0561 | |
 #
-#   Both schemes overestimated the test score by about 0.04, and by the same amount: the printout
-#   names K-fold the closer estimate, but +0.0405 against +0.0409 is no difference with three and
-#   five folds. The mean gap per fold equals the mean error (0.0409 and 0.0405), so every one of
-#   the eight models scored higher on its own validation fold than on the test images. The
-#   optimism is systematic, not one easy fold.
+#   Both schemes overestimated the test score, by 0.045 to 0.048: the printout names K-fold the
+#   closer estimate, but +0.0448 against +0.0482 is no real difference with three and five folds,
+#   each with a spread of 0.02 to 0.03. The mean gap per fold equals the mean error (0.0482 and
+#   0.0448), so every one of the eight models scored higher on its own validation fold than on
+#   the test images. The optimism is systematic, not one easy fold.
 # * **Why the validation score is too high.** This run does not say. It is not the photo session:
 #   validation and test images both come from the sessions the model trained on. Two causes
 #   remain. The test images may be harder on average than the annotated ones, an offset every
@@ -308,9 +310,9 @@ print(f"seed noise floor of one split (2 × sd, from above): {noise_floor:.4f}")
 #   `metrics.jsonl` shows whether it did). Either way, read the validation number as a score for
 #   comparing runs on the same split, not as the test score to expect.
 # * **Fold to fold.** The estimate moved more between splits than between seeds: a validation
-#   std of 0.0186 over the hold-out draws and 0.0289 over the K-fold folds, against 0.0115 over
+#   std of 0.0215 over the hold-out draws and 0.0336 over the K-fold folds, against 0.0089 over
 #   the seeds on one split (each from three to five runs, so these spreads are rough). The same
-#   models agree more closely on the test images (std 0.0042 and 0.0108): much of a fold's
+#   models agree more closely on the test images (std 0.0050 and 0.0143): much of a fold's
 #   movement comes from which 96 images it validates on, not from the model.
 # * **Stratified and group splits** were not trained here. Stratification kept every class's share
 #   within 3.5 points of the whole set, against 7.9 for plain K-fold and 10.0 for a hold-out
@@ -323,7 +325,7 @@ print(f"seed noise floor of one split (2 × sd, from above): {noise_floor:.4f}")
 #   a split shares with every run scored on it; it cancels when two runs are compared on the same
 #   split. The noise of such a paired difference is the spread of the per-seed differences between
 #   the two runs (train both with the same seeds, score both on the same split, and see how much
-#   their difference moves from seed to seed). The seed spread above (0.0115) is the spread of one
+#   their difference moves from seed to seed). The seed spread above (0.0089) is the spread of one
 #   run's score; the spread of a difference can be smaller, when a seed moves both runs alike, or
 #   larger, and only the per-seed differences measure it.
 #

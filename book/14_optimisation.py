@@ -165,10 +165,13 @@ for label, s in speed.items():
 # on ResNet-50 models). On a CPU it depends on the processor: only those with bf16 instructions
 # gain anything; on the others PyTorch emulates bf16, more slowly than fp32, which is why
 # `amp='auto'` checks for the instructions. This Xeon has them (`amp='auto'` printed bfloat16
-# above): one training step of the baseline ran at 20.4 images/s in fp32 and 28.9 with bf16
-# autocast, 1.42×. The runs in this chapter still trained in fp32 (`amp='off'`), as did every
-# earlier chapter's, so that their numbers compare; whether bf16's rounding moves the score is
-# for you to measure (exercise 4).
+# above): one training step of the baseline ran at 18.2 images/s in fp32 and 26.3 with bf16
+# autocast, 1.45×. So the runs of this chapter, like those of every other chapter, trained with
+# `amp='auto'`: in bf16 autocast, with the model and its images also stored channels-last (each
+# pixel's channels side by side in memory, the layout the CPU's convolution kernels prefer). The
+# timing above keeps the default layout, so it measures the precision alone, not the whole speed-up
+# of the runs. Since every chapter trained the same way, their numbers compare with each other;
+# whether bf16's rounding moves a score against fp32 is for you to measure (exercise 4).
 #
 # ## Warm-up and label smoothing on the baseline
 #
@@ -194,17 +197,17 @@ viz.plot_ablation(rows, f"optimisation, {len(SEEDS)} seeds each ({prof.name} pro
 plt.show()
 
 # %% [markdown]
-# Every run learned: the baseline scores 0.4294 ± 0.0115 val mIoU over three seeds, far above the
-# all-Background floor of 0.0606. Neither trick moved it. Warm-up scores 0.4302 ± 0.0167, a
-# difference of +0.0008 whose 95% interval runs from −0.0183 to +0.0199; label smoothing scores
-# 0.4280 ± 0.0139, −0.0014, interval −0.0447 to +0.0420. Both paired tests give p (Holm) 1.000:
-# no evidence either way, and both differences are far inside the noise floor of 0.0230. The
-# intervals are wide, so a small effect cannot be ruled out either.
+# Every run learned: the baseline scores 0.4332 ± 0.0089 val mIoU over three seeds, far above the
+# all-Background floor of 0.0606. Neither trick moved it. Label smoothing scores 0.4337 ± 0.0141, a
+# difference of +0.0004 whose 95% interval runs from −0.0187 to +0.0196; warm-up scores
+# 0.4280 ± 0.0074, −0.0052, interval −0.0321 to +0.0216. Both paired tests give p (Holm) 0.979:
+# no evidence either way, and both differences are inside the noise floor of 0.0179. The
+# intervals are wide, so a small effect in either direction cannot be ruled out.
 #
-# The *train s* column cannot be read as a cost. These runs shared the machine with other work:
-# the label-smoothing runs of seeds 1 and 2, and partly the warm-up runs, were slowed by it, so
-# their 313.7 s and 132.3 s against the baseline's 119.8 s are not comparable. Label smoothing adds
-# no computation worth measuring (a different target in the same cross-entropy), and warm-up none.
+# The *train s* column cannot be read as a cost. Neither trick adds computation to a step: warm-up
+# changes only the learning rate, label smoothing only the target of the same cross-entropy. Their
+# 73.6 s and 77.9 s per run against the baseline's 63.6 s (+10.1 s and +14.4 s) therefore show how
+# much the speed of this 2-core machine varies from one run to the next, not what the tricks cost.
 #
 # The table below shows where each run of the first seed ended after its 5 epochs: the training
 # loss of the last epoch (the mean over its batches), the best validation mIoU over the epochs and
@@ -222,26 +225,28 @@ for t, record in first.items():
 #
 # In this run: DeepLab v2 on a ResNet-50 at width 0.25, fine-tuned from the course's pretrained
 # encoder, 192×192 crops, batch 8, 5 epochs of 48 steps (240 optimiser steps), AdamW with a cosine
-# schedule, seeds 0, 1 and 2, on 2 CPU cores of an Intel Xeon. The all-Background floor is 0.0606
-# val mIoU.
+# schedule, seeds 0, 1 and 2, trained in bf16 autocast (mixed precision) with channels-last on 2 CPU
+# cores of an Intel Xeon. The all-Background floor is 0.0606 val mIoU.
 #
 # * **Schedules.** Over 100 steps the cosine rate is at half its peak at step 50 (0.000505) and
 #   ends at 1% of it; poly ends at 0.000016; a 10-step warm-up starts at 0.00001 and reaches the
 #   peak at step 10. The three seed-0 runs all ended at 1% of the peak, 1.00e-05.
 # * **Gradient accumulation** equals a larger batch only when every micro-batch has the same number
 #   of labelled pixels (1024 and 1024: equal; 1024 and 256: not, a sparse pixel weighs 4 times).
-# * **Mixed precision on this CPU.** bf16 autocast ran at 28.9 images/s against 20.4 in fp32,
-#   1.42×: a real gain on this Xeon, which has bf16 instructions, smaller than a GPU's 2×. This
-#   chapter's runs trained in fp32, like every earlier chapter's, so that their numbers compare.
-# * **Warm-up: no evidence.** 0.4302 ± 0.0167 against 0.4294 ± 0.0115, +0.0008, p (Holm) 1.000.
-#   Fine-tuning a pretrained encoder with AdamW at 1e-3 does not seem to need protection from early
-#   large steps; warm-up was introduced for large-batch training at large rates (Goyal et al.),
-#   not for this setting. Its seed-0 training loss ended at 0.3669 against 0.3523.
-# * **Label smoothing: no evidence.** 0.4280 ± 0.0139, −0.0014, p (Holm) 1.000. Its training loss
-#   is much higher (0.7871 against 0.3523 on seed 0) because a smoothed target cannot be fitted to
-#   zero loss, not because it learned less: its seed-0 val mIoU is 0.4281 against 0.4161.
-# * **What this does not say.** The training times are not comparable (these runs shared the
-#   machine with other work), so nothing here measures a cost. Poly, plateau and accumulation were
+# * **Mixed precision on this CPU.** One training step in bf16 autocast ran at 26.3 images/s against
+#   18.2 in fp32, 1.45×: a real gain on this Xeon, which has bf16 instructions, smaller than a GPU's
+#   2×. That is why this chapter's runs, like every other chapter's, trained with `amp='auto'`, in
+#   bf16 autocast with channels-last.
+# * **Warm-up: no evidence.** 0.4280 ± 0.0074 against 0.4332 ± 0.0089, −0.0052, p (Holm) 0.979: a
+#   lower mean, but inside the noise floor of 0.0179. Fine-tuning a pretrained encoder with AdamW at
+#   1e-3 does not seem to need protection from early large steps; warm-up was introduced for
+#   large-batch training at large rates (Goyal et al.), not for this setting. Its seed-0 run ended
+#   at a training loss of 0.3571 against 0.3646 and a val mIoU of 0.4259 against 0.4230.
+# * **Label smoothing: no evidence.** 0.4337 ± 0.0141, +0.0004, p (Holm) 0.979. Its training loss
+#   is much higher (0.7851 against 0.3646 on seed 0) because a smoothed target cannot be fitted to
+#   zero loss, not because it learned less: its mean val mIoU is 0.4337 against 0.4332.
+# * **What this does not say.** The training times differ by up to 14.4 s per run although neither
+#   trick adds computation, so nothing here measures a cost. Poly, plateau and accumulation were
 #   not trained, so nothing here says whether they help.
 #
 # ## Exercises
@@ -253,6 +258,6 @@ for t, record in first.items():
 #    between the label-smoothing and baseline training losses above.
 # 3. Train `accumulate2` with the baseline's three seeds and run the paired test. Does it find
 #    evidence? Which layers make a batch of 4 accumulated twice differ from a batch of 8?
-# 4. On a CPU with bf16 instructions (or a GPU), train the baseline's three seeds with
-#    `amp="bf16"` and `channels_last=True` and compare them with the fp32 runs in a paired test.
-#    How much shorter was each run, and did the score move?
+# 4. The book's runs trained in bf16 autocast with channels-last. Train the baseline's three seeds
+#    in fp32 (`amp="off"` and `channels_last=False`) and compare them with the book's bf16 runs in a
+#    paired test. How much longer was each fp32 run, and did the score move?

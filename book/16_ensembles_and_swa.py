@@ -19,7 +19,7 @@
 # against its cost with a paired test across seeds.
 #
 # **What it builds on.** The baseline's seeds and the K-fold models of
-# [experiment discipline](12_experiment_discipline), which are read back, and the ensembling code
+# [experiment discipline](12_experiment_discipline), the same trained models, and the ensembling code
 # of `segedu.inference.ensemble` (probabilities averaged, every member at its own input size). The
 # [ablation table](18_ablation) reuses these runs and scores.
 
@@ -183,32 +183,40 @@ for r in test_rows[1:]:
 #
 # The numbers of this run: DeepLab v2 on a ResNet-50 at a quarter of the paper's width
 # (`width=0.25`), fine-tuned from the course's pretrained encoder, on 192×192 crops, batch 8, 5
-# epochs of 48 steps (240 optimiser steps) with AdamW and a cosine schedule, seeds 0, 1 and 2, on
-# 2 CPU cores of an Intel Xeon. The models learned: the baseline scores 0.4294 ± 0.0115 val mIoU
-# against 0.0606 for predicting Background everywhere (0.3515 against 0.0561 on the test images).
+# epochs of 48 steps (240 optimiser steps) with AdamW and a cosine schedule, seeds 0, 1 and 2,
+# trained in bf16 mixed precision (autocast) with channels-last tensors on 2 CPU cores of an Intel
+# Xeon. The models learned: the baseline scores 0.4332 ± 0.0089 val mIoU against 0.0606 for
+# predicting Background everywhere (0.3557 against 0.0561 on the test images).
 #
-# * **Neither weight average helped on validation.** SWA scored 0.4316 ± 0.0147 (+0.0022, 95%
-#   interval of the paired difference −0.0069 to +0.0114, Holm-adjusted p = 0.402) and EMA
-#   0.4272 ± 0.0098 (−0.0021, p = 0.336): no evidence either way, and both differences are far
-#   inside the noise floor of 0.0230. The paper's gains (Izmailov et al. 2018) do not show here.
-# * **The path explains why.** SWA averaged 8 snapshots over the last quarter (steps 191 to 240,
-#   every 7 steps). For seed 0 they score 0.4094 to 0.4173 on validation, and their average
-#   0.4103, inside that range and below most of them. Late in a cosine schedule the learning
-#   rate is already small, so the snapshots sit on one plateau, close together; there is little
-#   spread for an average to remove. The paper averages over a long phase at a constant or
-#   cyclical rate, where the weights roam around a wide region; 50 annealed steps are not that.
-# * **EMA did nothing measurable either.** With a decay of 0.99 the average spans about the last
-#   hundred steps, which on a cosine tail are already nearly the final weights. (The EMA runs'
-#   training seconds are longer, but the machine was shared, so they say little about cost.)
-# * **On the test images no averaging passed a paired test** (single model 0.3515 ± 0.0036,
-#   16.0 ms per image, noise floor 0.0072): SWA +0.0004 and EMA +0.0011 (both p = 1.000, at
-#   1.0× the inference time), the snapshot ensemble of the last four snapshots +0.0046 (p = 0.954)
-#   at 4.3× the time.
-# * **The model ensembles scored highest, but each is one measurement, not a verdict.** The K-fold
-#   ensemble reached 0.3644 (+0.0128, 86.8 ms per image, 5.4× the time) and the seed ensemble
-#   0.3610 (+0.0095, 51.4 ms, 3.2×). Each is a single ensemble, so there is no spread to test
-#   against; independently trained members make different errors, which is the usual reason such
-#   ensembles gain, but this run alone cannot call it.
+# * **SWA helped on validation, EMA did not.** SWA scored 0.4381 ± 0.0086 (+0.0048, 95% interval
+#   of the paired difference +0.0031 to +0.0065, Holm-adjusted p = 0.014): a small gain, well
+#   inside the noise floor of 0.0179, but the paired differences were consistent across seeds
+#   (a narrow interval, all above zero), which is what the paired test detects. EMA scored 0.4318 ± 0.0052 (−0.0015, p = 0.568): no evidence either way. The
+#   direction agrees with the paper (Izmailov et al. 2018), the size is far below its gains.
+# * **The path shows where the gain does not come from.** SWA averaged 8 snapshots over the last
+#   quarter (steps 191 to 240, every 7 steps). For seed 0 they score 0.4232 to 0.4298 on
+#   validation, and their average 0.4280: inside that range, above six snapshots but below the last
+#   two (0.4298 and 0.4283). The average does not land beyond its snapshots, as the paper's
+#   picture of a point nearer the centre of a wide basin would have it; the snapshots score close
+#   together, and 50 steps are not the paper's long phase of roaming weights. The SWA run also
+#   differs from the baseline in its last quarter (a learning rate annealed to a constant instead
+#   of the cosine decay towards zero), and this chapter cannot say how much of the small gain
+#   comes from that schedule rather than from the averaging.
+# * **EMA did nothing measurable.** With a decay of 0.99 the average spans about the last hundred
+#   steps, which on a cosine tail are already nearly the final weights. Both weight averages took
+#   longer to train (SWA 73.4 s, EMA 71.7 s, baseline 63.6 s): saving snapshots and recomputing
+#   batch norm for SWA, updating a second copy of the weights every step for EMA.
+# * **On the test images no averaging passed a paired test** (single model 0.3557 ± 0.0076,
+#   13.7 ms per image, noise floor 0.0152): SWA −0.0019 and EMA −0.0013 (both p = 1.000, at
+#   1.0× the inference time), the snapshot ensemble of the last four snapshots +0.0016 (p = 1.000)
+#   at 4.5× the time. SWA's validation gain did not carry over to the 86 test images: its mean
+#   there is even slightly below the single model's, with no evidence either way.
+# * **The model ensembles had the highest test means, but each is one measurement, not a
+#   verdict.** The K-fold ensemble reached 0.3599 (+0.0042, 79.4 ms per image, 5.8× the time) and
+#   the seed ensemble 0.3594 (+0.0037, 48.3 ms, 3.5×). Both gains are far inside the single
+#   model's noise floor, and as single ensembles they have no spread to test against;
+#   independently trained members make different errors, the usual reason such ensembles gain,
+#   but this run shows at most a small gain for several times the inference cost.
 #
 # ## Exercises
 #
