@@ -11,10 +11,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -435,6 +437,20 @@ def sync_markdown(py_path: Path) -> int:
     return changed
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM (``kill``, a job scheduler's stop) stop the runner as Ctrl-C does, so that the
+    chapters finished so far are still recorded in the run log; without this, SIGTERM ends the
+    process at once and an hour of timed chapters goes unrecorded. Returns the handler it replaced
+    (None where one cannot be set: outside the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupted)
+
+
 def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: str | None = None,
              seed: int = 0, device: str = "auto", echo=print, reuse_since: str | None = None,
              timed: bool = False) -> dict[str, float]:
@@ -471,6 +487,7 @@ def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: st
     if reuse_since is not None:
         echo(f"  reading back the runs of the same configuration written since {reuse_since} UTC")
     os.environ[REUSE_SINCE_ENV] = str(since)  # by default chapters share only this execution's runs
+    previous = _stop_on_sigterm()
     try:
         for py in chosen:
             t0, started = time.perf_counter(), time.time()
@@ -478,7 +495,12 @@ def run_book(profile: str = "auto", names: list[str] | None = None, data_dir: st
             times[py.stem] = time.perf_counter() - t0
             results[py.stem] = chapter_results(runs_root, name, py.stem, since=started)
             echo(f"  {py.stem:<40s} {times[py.stem]:7.1f} s")
+    except KeyboardInterrupt:
+        echo(f"segedu book: stopped; the {len(times)} chapter(s) finished before are recorded in {RUN_LOG_MD}")
+        raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if times:
             record_run(name, f"{dev} - {env.device_name(dev)}", times, book_root, results,
                        reused_since=reuse_since, timed=timed)

@@ -1,6 +1,9 @@
 """The runner writes outputs atomically, reports failures by notebook and cell, and logs times."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -311,3 +314,33 @@ def test_timed_needs_reuse_runs_since(capsys):
 
     assert main(["book", "run", "99", "--profile", "smoke", "--timed"]) == 2
     assert "--timed records chapters that read back earlier chapters' runs" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_runner_and_the_finished_chapters_are_recorded(tmp_path):
+    """``kill`` (SIGTERM) while a chapter runs stops the runner as Ctrl-C does: the chapters that
+    finished before it are in the run log. Run in a child process, which SIGTERM would otherwise end
+    at once with nothing recorded."""
+    fake = _fake_book(tmp_path)
+    first, second = [p.stem for p in book.notebooks(ROOT)[:2]]
+    data = tmp_path / "data"
+    data.mkdir()
+    script = f"""
+import os, signal, time
+from pathlib import Path
+from segedu import book
+book.root = lambda: Path({str(fake)!r})
+calls = []
+def execute(py, **kwargs):  # the first chapter finishes; SIGTERM arrives during the second
+    calls.append(py)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+book.execute = execute
+book.run_book("smoke", [{first!r}, {second!r}], data_dir={str(data)!r}, device="cpu")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SEGEDU_DATA_ROOT": str(tmp_path / "datasets")})
+    assert proc.returncode != 0 and "KeyboardInterrupt: stopped by signal 15" in proc.stderr, proc.stderr[-2000:]
+    assert "segedu book: stopped; the 1 chapter(s) finished before are recorded" in proc.stdout
+    entry = json.loads((fake / book.RUN_LOG_JSON).read_text())["profiles"]["smoke"]
+    assert list(entry["notebooks"]) == [first]
