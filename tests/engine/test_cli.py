@@ -66,7 +66,8 @@ def test_fast_path_flags_default_to_the_profile_and_can_be_switched_off(monkeypa
 
     monkeypatch.delenv("SEGEDU_PROFILE", raising=False)  # the test suite forces smoke otherwise
     assert TrainConfig(profile="gpu").resolved().channels_last is True
-    assert TrainConfig(profile="cpu").resolved().channels_last is False
+    assert TrainConfig(profile="cpu").resolved().channels_last is True  # the CPU fast path, with amp="auto"
+    assert TrainConfig(profile="smoke").resolved().channels_last is False
     assert TrainConfig(profile="gpu").resolved().compile is False
     assert TrainConfig(profile="gpu", channels_last=False).resolved().channels_last is False
     seen = {}
