@@ -70,7 +70,8 @@ def _synth(args) -> int:
     from .data import noise, synth
 
     spec = _noise_spec(args) if args.noise_rate is not None else None
-    summary = synth.generate(args.out, n_images=args.images, size=args.size, seed=args.seed, noise=spec)
+    summary = synth.generate(args.out, n_images=args.images, size=args.size, seed=args.seed, noise=spec,
+                             version=args.generator_version or synth.GENERATOR_VERSION)
     print(summary)
     if spec is not None:
         print(noise.read_report(Path(summary.path) / "train_noisy.json"))
@@ -706,6 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--images", type=int, default=profiles.PROFILES["cpu"].synth_images)
     syn.add_argument("--size", type=int, default=profiles.PROFILES["cpu"].synth_size)
     syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--generator-version", default=None, metavar="V",
+                     help="draw what an older version of the generator drew (default: the current one); "
+                          "segedu.data.synth.versions says what each draws differently")
     _noise_arguments(syn, required=False)
     syn.set_defaults(func=_synth)
 

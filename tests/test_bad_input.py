@@ -141,6 +141,8 @@ ROWS = {
     "synth into an existing dataset": Row(["synth", "--out", "{data}", "--images", "8", "--size", "32"], ("{data}",)),
     "synth too few images": Row(["synth", "--out", "{root}/tiny", "--images", "4", "--size", "32"],
                                 ("at least 5 images",)),
+    "synth an unknown generator version": Row(["synth", "--out", "{root}/v9", "--images", "8", "--size", "32",
+                                               "--generator-version", "9"], ("'9'", "'2', '3'")),
 }
 
 

@@ -5,7 +5,8 @@ The recipe, for one encoder at one width:
 1. **A corpus no split of the book has seen.** :func:`segedu.data.synth.generate` with
    :data:`CORPUS_SEED`: every image is drawn from ``default_rng([seed, index])``, so a seed the
    book never uses gives images disjoint from its train, val and test splits and from every fold
-   made of them.
+   made of them. The corpus is drawn by generator version :data:`CORPUS_VERSION`, the one the
+   shipped weights were pretrained on, whatever version the book's datasets are drawn with now.
 2. **The pretext.** :class:`~segedu.models.pretext.PretextNet` (the encoder and a light
    FCN-8s-style head) is trained by the ordinary :class:`~segedu.engine.trainer.Trainer`, so a run
    that takes CPU hours can stop and continue with ``--resume`` (exactly: the same weights as an
@@ -36,6 +37,10 @@ from .trainer import train
 
 #: the corpus's generator seed: the book's datasets use seed 0 (and small noise seeds), never this
 CORPUS_SEED = 9001
+#: the generator version the corpus is drawn by, pinned: the shipped weights were pretrained on it,
+#: and this command must regenerate them byte for byte after the book's data moved on (like
+#: ImageNet, the corpus need not match the target data's version)
+CORPUS_VERSION = "2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +59,7 @@ class Recipe:
 
     @property
     def corpus_name(self) -> str:
-        return f"pretext-{self.images}x{self.size}-seed{CORPUS_SEED}"
+        return f"pretext-{self.images}x{self.size}-seed{CORPUS_SEED}-v{CORPUS_VERSION}"
 
 
 #: the smoke-scale recipe the tests run (seconds on a CPU)
@@ -81,7 +86,7 @@ def corpus(recipe: Recipe) -> Path:
     """The pretext corpus of ``recipe``, generated on first use under the data root."""
     folder = profiles.data_root() / recipe.corpus_name
     if not (folder / "train.json").is_file():
-        synth.generate(folder, n_images=recipe.images, size=recipe.size, seed=CORPUS_SEED)
+        synth.generate(folder, n_images=recipe.images, size=recipe.size, seed=CORPUS_SEED, version=CORPUS_VERSION)
     return folder
 
 
@@ -124,7 +129,7 @@ def export(recipe: Recipe, trainer, weights_dir: Path) -> dict:
     card = {
         "encoder": recipe.encoder, "width": recipe.width, "file": name,
         "pretext": f"segmentation of the synthetic corpus (11 classes) through {trainer.model.head}",
-        "corpus": {"generator_version": synth.GENERATOR_VERSION, "seed": CORPUS_SEED, "images": recipe.images,
+        "corpus": {"generator_version": CORPUS_VERSION, "seed": CORPUS_SEED, "images": recipe.images,
                    "size": recipe.size},
         "recipe": dataclasses.asdict(recipe),
         "steps": trainer.step,

@@ -198,3 +198,44 @@ def test_summary_reports_the_written_counts(tmp_path):
     assert abs(sum(summary.pixel_share.values()) - 1) < 1e-9
     text = str(summary)
     assert all(name in text for name in CLASSES) and len(text.splitlines()) < 25
+
+
+def test_version_3_deals_three_times_the_batteries_at_about_twice_the_length():
+    """What versions.BATTERY says, measured on the drawn plans and outlines; the other classes are untouched."""
+    from segedu.data.synth import shapes
+    from segedu.data.synth.shapes import BATTERY, PAPER
+
+    v2, v3 = synth.planned_instances("2"), synth.planned_instances("3")
+    assert v2 == synth.COMPETITION_INSTANCES and v3["Battery"] == 3 * v2["Battery"] == 189
+    assert {k: v for k, v in v3.items() if k != "Battery"} == {k: v for k, v in v2.items() if k != "Battery"}
+    assert sorted(v3, key=v3.get)[:2] == ["Clothing", "Battery"]  # still one of the two rarest classes
+    dealt = {v: sum(c.count(BATTERY) for c in synth.plan_classes(2000, seed=0, version=v)) for v in ("2", "3")}
+    assert 2.5 < dealt["3"] / dealt["2"] < 3.5, dealt
+    rng = np.random.default_rng(0)
+    lengths = {v: [shapes._make_shape(BATTERY, rng, 256, BATTERY, v).length / 256 for _ in range(200)]
+               for v in ("2", "3")}
+    ratio = np.median(lengths["3"]) / np.median(lengths["2"])  # geometric means of the ranges: 0.173 / 0.063
+    assert 2.2 < ratio < 3.3, ratio
+    assert shapes.length_range(PAPER, "2") == shapes.length_range(PAPER, "3") == shapes.LENGTH_RANGE[PAPER]
+
+
+def test_an_unknown_generator_version_is_refused_by_name(tmp_path):
+    with pytest.raises(SegeduError, match=r"no generator version '9'.*'2', '3'"):
+        synth.generate(tmp_path / "x", n_images=5, size=32, version="9")
+    assert not (tmp_path / "x").exists()
+
+
+def test_synth_draws_another_generator_version_on_request(tmp_path):
+    """``--generator-version V`` draws byte for byte what ``synth.generate(version=V)`` draws, and
+    that differs from the current version's data."""
+    from segedu import cli
+
+    other = next(v for v in synth.VERSIONS if v != synth.GENERATOR_VERSION)
+    assert cli.main(["synth", "--out", str(tmp_path / "cli"), "--images", "6", "--size", "32",
+                     "--generator-version", other]) == 0
+    synth.generate(tmp_path / "api", n_images=6, size=32, version=other)
+    synth.generate(tmp_path / "current", n_images=6, size=32)
+    for name in synth.DATASET_FILES:
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "api" / name).read_bytes(), name
+    assert (tmp_path / "cli" / "train.json").read_bytes() != (tmp_path / "current" / "train.json").read_bytes()
+    assert json.loads((tmp_path / "cli" / "train_all.json").read_text())["info"]["version"] == other

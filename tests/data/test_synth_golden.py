@@ -3,9 +3,11 @@
 The generator is deterministic (same seed, same bytes), but its bytes also depend on numpy's
 random streams, OpenCV's drawing, resizing and JPEG encoding, and pycocotools' rasterisation. An
 upgrade of any of them could silently change the book's data; these checksums make it a test
-failure instead. An intended change bumps ``synth.GENERATOR_VERSION`` (which also regenerates
-the default datasets, see :func:`segedu.data.synth.ensure_default_dataset`) and records the new
-checksums here under the new version.
+failure instead. An intended change adds a version to :mod:`segedu.data.synth.versions` and makes
+it ``synth.GENERATOR_VERSION`` (which also regenerates the default datasets, see
+:func:`segedu.data.synth.ensure_default_dataset`), and records the new checksums here under the new
+version. Every older version is checked too: it must still draw what it drew (the course
+encoders' pretraining corpus is version "2").
 
 Three checksums tell where a change is: the rendered arrays before JPEG encoding (if only the
 written files changed, the JPEG encoder did), the written clean dataset, and the dataset with
@@ -25,12 +27,15 @@ from segedu.data.synth.scene import _render, plan_classes
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # pycocotools + numpy 2
 
-#: GENERATOR_VERSION -> sha256 of every file of ``generate(n_images=12, size=64, seed=0)``
-GOLDEN = {"2": "7424783b40470638a6c0d0d53b8931ba48b3b6e637fc268462e95a2b1034e120"}
-#: GENERATOR_VERSION -> sha256 of every file of the same dataset with ``NOISE`` (train_noisy*.json too)
-GOLDEN_NOISY = {"2": "9c4208a1ecabe075b91d4f677f0922ab03ca11accc9725b8411f0f46ee5df97a"}
-#: GENERATOR_VERSION -> sha256 of ``_render``'s arrays and annotations for ``RENDERED``, before JPEG
-GOLDEN_RENDER = {"2": "ff11d2ba2e21025709d0ba953cf2b8a79ee35f7c68965a64f42169f6d0b8061e"}
+#: version -> sha256 of every file of ``generate(n_images=12, size=64, seed=0, version=version)``
+GOLDEN = {"2": "7424783b40470638a6c0d0d53b8931ba48b3b6e637fc268462e95a2b1034e120",
+          "3": "0342cef5b2e7b827bd954fd51a98cfeb4e0d569fa5324673616c4d0f4e897904"}
+#: version -> sha256 of every file of the same dataset with ``NOISE`` (train_noisy*.json too)
+GOLDEN_NOISY = {"2": "9c4208a1ecabe075b91d4f677f0922ab03ca11accc9725b8411f0f46ee5df97a",
+                "3": "f48d2c8d612400cd6baca053f25d0515dde96df3ac176c3320af1ec61021d21a"}
+#: version -> sha256 of ``_render``'s arrays and annotations for ``RENDERED``, before JPEG
+GOLDEN_RENDER = {"2": "ff11d2ba2e21025709d0ba953cf2b8a79ee35f7c68965a64f42169f6d0b8061e",
+                 "3": "2102f050def576bc77c5ffeb805be32908b38dd72b4f665ea0c56ec9fac8a0fa"}
 
 NOISE = noise.NoiseSpec(rate=0.5, seed=1)
 #: (index, batch, flat) drawn at 64 px with seed 0: every batch's look, and the flat control
@@ -59,12 +64,12 @@ def files_checksum(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def render_checksum() -> str:
+def render_checksum(version: str) -> str:
     """sha256 over ``_render``'s uint8 image, annotations and visible pixels per class for ``RENDERED``."""
     digest = hashlib.sha256()
-    plan = plan_classes(len(RENDERED), seed=0)
+    plan = plan_classes(len(RENDERED), seed=0, version=version)
     for (index, batch, flat), classes in zip(RENDERED, plan):
-        image, annotations, pixels = _render(0, index, 64, classes, batch, flat)
+        image, annotations, pixels = _render(0, index, 64, classes, batch, flat, version)
         assert image.dtype == np.uint8 and image.shape == (64, 64, 3)
         _feed(digest, f"{index}/image", np.ascontiguousarray(image).tobytes())
         _feed(digest, f"{index}/annotations", json.dumps(annotations, sort_keys=True).encode())
@@ -72,32 +77,40 @@ def render_checksum() -> str:
     return digest.hexdigest()
 
 
-def _check(golden: dict[str, str], actual: str, what: str) -> None:
-    version = synth.GENERATOR_VERSION
+def _check(golden: dict[str, str], actual: str, what: str, version: str) -> None:
     assert version in golden, (
-        f"no golden checksum of {what} for synth.GENERATOR_VERSION {version!r}; record {actual!r} "
+        f"no golden checksum of {what} for generator version {version!r}; record {actual!r} "
         f"in tests/data/test_synth_golden.py")
     assert actual == golden[version], (
         f"the generator's output changed ({what}): sha256 {actual}, expected {golden[version]} for "
-        f"GENERATOR_VERSION {version!r}. If intended, bump GENERATOR_VERSION (segedu/data/synth/writer.py) and "
-        f"record the new checksum here; if not (a numpy, OpenCV or pycocotools upgrade?), the book's data would "
-        f"silently change.")
+        f"version {version!r}. A version never changes: if intended, add a version to "
+        f"segedu/data/synth/versions.py and record its checksum here; if not (a numpy, OpenCV or pycocotools "
+        f"upgrade?), the book's data would silently change.")
 
 
-def test_rendered_arrays_match_the_golden_checksum():
-    _check(GOLDEN_RENDER, render_checksum(), "rendered images and annotations, before JPEG encoding")
+def test_every_version_the_generator_draws_is_pinned():
+    assert synth.GENERATOR_VERSION in synth.VERSIONS
+    assert set(synth.VERSIONS) == set(GOLDEN) == set(GOLDEN_NOISY) == set(GOLDEN_RENDER)
 
 
-def test_written_dataset_matches_the_golden_checksum(tmp_path):
-    synth.generate(tmp_path / "data", n_images=12, size=64, seed=0)
-    _check(GOLDEN, files_checksum(tmp_path / "data"), "the written JPEGs and JSON files")
+@pytest.mark.parametrize("version", synth.VERSIONS)
+def test_rendered_arrays_match_the_golden_checksum(version):
+    _check(GOLDEN_RENDER, render_checksum(version), "rendered images and annotations, before JPEG encoding",
+           version)
 
 
-def test_noisy_dataset_matches_the_golden_checksum(tmp_path):
-    synth.generate(tmp_path / "data", n_images=12, size=64, seed=0, noise=NOISE)
+@pytest.mark.parametrize("version", synth.VERSIONS)
+def test_written_dataset_matches_the_golden_checksum(tmp_path, version):
+    synth.generate(tmp_path / "data", n_images=12, size=64, seed=0, version=version)
+    _check(GOLDEN, files_checksum(tmp_path / "data"), "the written JPEGs and JSON files", version)
+
+
+@pytest.mark.parametrize("version", synth.VERSIONS)
+def test_noisy_dataset_matches_the_golden_checksum(tmp_path, version):
+    synth.generate(tmp_path / "data", n_images=12, size=64, seed=0, noise=NOISE, version=version)
     assert (tmp_path / "data" / "train_noisy.json").is_file()
     _check(GOLDEN_NOISY, files_checksum(tmp_path / "data"),
-           "the files written with label noise; if only this one fails, segedu.data.noise changed")
+           "the files written with label noise; if only this one fails, segedu.data.noise changed", version)
 
 
 def test_checksums_see_a_one_byte_change(tmp_path):

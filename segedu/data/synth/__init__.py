@@ -8,7 +8,9 @@ copies what makes the real task hard, not what the photos look like:
   competition keeps the test labels hidden on its server; here they are written to
   ``test_labels.json`` so that a chapter can measure a test score.
 * the **class imbalance**: instance counts follow the competition's ``train_all.json``
-  (:data:`COMPETITION_INSTANCES`): Paper and Plastic bag dominate, Battery and Clothing are rare.
+  (:data:`COMPETITION_INSTANCES`): Paper and Plastic bag dominate, Battery and Clothing are rare
+  (since version "3" Battery is dealt three times its competition share and drawn larger, so that
+  a model can find it at all: :mod:`~segedu.data.synth.versions`).
 * **confusable pairs**: Paper and Paper pack share colours (a pack is box-like, folded and
   printed); Plastic and Plastic bag share translucent colours (a bag is larger and crinkled);
   General trash borrows the look of other classes; batteries look like small cans.
@@ -37,6 +39,7 @@ full-resolution one by more than the spread between seeds.
 
 The generator is split by what it decides, lowest first (each module imports only those listed before it):
 
+* :mod:`~segedu.data.synth.versions`: the generator's versions and what each draws differently;
 * :mod:`~segedu.data.synth.shapes`: the outline of each class's objects (geometry only);
 * :mod:`~segedu.data.synth.looks`: their colours and textures, and the light on an object;
 * :mod:`~segedu.data.synth.scene`: one image: the plan of classes, the photo sessions'
@@ -44,16 +47,20 @@ The generator is split by what it decides, lowest first (each module imports onl
 * :mod:`~segedu.data.synth.writer`: the dataset: JPEGs, COCO files, :func:`generate`,
   :func:`ensure_default_dataset`.
 
-``tests/data/test_synth_golden.py`` pins the output by checksum: a change to any of them that
-changes the data must bump :data:`GENERATOR_VERSION`.
+``tests/data/test_synth_golden.py`` pins the output of every version by checksum: a change to
+any of them that changes the data adds a version to :mod:`~segedu.data.synth.versions` (which
+says what each draws differently) and makes it :data:`GENERATOR_VERSION`; the older versions
+stay drawable byte for byte.
 """
 from __future__ import annotations
 
-from .scene import COMPETITION_IMAGES, COMPETITION_INSTANCES, plan_classes
+from .scene import COMPETITION_IMAGES, COMPETITION_INSTANCES, plan_classes, planned_instances
+from .versions import VERSIONS
 from .writer import (BATCH_SHARES, BATCHES, DATASET_FILES, GENERATOR_VERSION, JPEG_QUALITY, TEST_FRACTION,
                      VAL_FRACTION, Summary, ensure_default_dataset, generate)
 
 __all__ = [
     "BATCHES", "BATCH_SHARES", "COMPETITION_IMAGES", "COMPETITION_INSTANCES", "DATASET_FILES", "GENERATOR_VERSION",
-    "JPEG_QUALITY", "TEST_FRACTION", "VAL_FRACTION", "Summary", "ensure_default_dataset", "generate", "plan_classes",
+    "JPEG_QUALITY", "TEST_FRACTION", "VAL_FRACTION", "Summary", "VERSIONS", "ensure_default_dataset", "generate",
+    "plan_classes", "planned_instances",
 ]

@@ -10,6 +10,7 @@ from pycocotools import mask as mask_utils
 
 from ..classes import CLASSES, NUM_CLASSES, PALETTE
 from .looks import BORROWED_LOOKS, LOOKS, _Crop, _hsv, _noise, _print_colour
+from . import versions
 from .shapes import GENERAL, Shape, _blob_local, _loguniform, _make_shape, _pick, _to_image
 
 
@@ -159,12 +160,12 @@ class _Object:
     area: float
 
 
-def _sample_object(rng, cls: int, size: int) -> _Object | None:
+def _sample_object(rng, cls: int, size: int, version: str = versions.GENERATOR_VERSION) -> _Object | None:
     """An object of class ``cls`` big enough to see; None if a few tries all fell off the image."""
     min_area = max(6.0, 12.0 * (size / 256) ** 2)
     for _ in range(8):
         look_of = int(rng.choice(BORROWED_LOOKS)) if cls == GENERAL and rng.random() < 0.45 else cls
-        shape = _make_shape(cls, rng, size, look_of)
+        shape = _make_shape(cls, rng, size, look_of, version)
         polygons = _outline_polygons(shape, size)
         if not polygons:
             continue
@@ -175,10 +176,12 @@ def _sample_object(rng, cls: int, size: int) -> _Object | None:
     return None
 
 
-def _render(seed: int, index: int, size: int, classes: list[int], batch: int, flat: bool):
-    """Draw image ``index``: returns (uint8 RGB image, annotations, visible pixels per class)."""
+def _render(seed: int, index: int, size: int, classes: list[int], batch: int, flat: bool,
+            version: str = versions.GENERATOR_VERSION):
+    """Draw image ``index`` as generator ``version`` draws it: returns (uint8 RGB image, annotations,
+    visible pixels per class)."""
     rng = np.random.default_rng([seed, index])
-    objects = [o for o in (_sample_object(rng, c, size) for c in classes) if o is not None]
+    objects = [o for o in (_sample_object(rng, c, size, version) for c in classes) if o is not None]
     objects.sort(key=lambda o: -o.area)  # largest first: the order a mask loader paints them in
     if flat:
         img = np.zeros((size, size, 3), np.float32)
@@ -240,8 +243,17 @@ COMPETITION_INSTANCES = {
 COMPETITION_IMAGES = 3272
 
 
-def plan_classes(n_images: int, seed: int, stream: int = 0) -> list[list[int]]:
-    """Which classes each image shows: the competition's instance ratios, dealt out like cards.
+def planned_instances(version: str = versions.GENERATOR_VERSION) -> dict[str, int]:
+    """The instance counts generator ``version`` deals from: :data:`COMPETITION_INSTANCES`, Battery's
+    times its :data:`~segedu.data.synth.versions.BATTERY` ``share``."""
+    return {name: count * (versions.BATTERY[version]["share"] if name == "Battery" else 1)
+            for name, count in COMPETITION_INSTANCES.items()}
+
+
+def plan_classes(n_images: int, seed: int, stream: int = 0,
+                 version: str = versions.GENERATOR_VERSION) -> list[list[int]]:
+    """Which classes each image shows: the competition's instance ratios, dealt out like cards
+    (Battery's times :data:`~segedu.data.synth.versions.BATTERY`'s ``share`` of ``version``).
 
     Objects per image are 1 + Poisson(gamma-distributed mean), a long tail like the real photos'
     (mean about 8). The deck holds each class ``round(share * total)`` times, but at least once,
@@ -249,9 +261,10 @@ def plan_classes(n_images: int, seed: int, stream: int = 0) -> list[list[int]]:
     tells independent plans with the same seed apart (the annotated and the test images).
     """
     rng = np.random.default_rng([seed, 1, stream])
-    mean_extra = sum(COMPETITION_INSTANCES.values()) / COMPETITION_IMAGES - 1
+    instances = planned_instances(version)
+    mean_extra = sum(instances.values()) / COMPETITION_IMAGES - 1
     counts = np.minimum(1 + rng.poisson(rng.gamma(2.0, mean_extra / 2.0, n_images)), 30)
-    share = np.array([COMPETITION_INSTANCES[name] for name in CLASSES[1:]], float)
+    share = np.array([instances[name] for name in CLASSES[1:]], float)
     share /= share.sum()
     total = int(counts.sum())
     if total < len(share):

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ..classes import NUM_CLASSES
+from . import versions
 
 #: The class ids (as in :data:`segedu.data.classes.CLASSES`; 0 is Background).
 (GENERAL, PAPER, PACK, METAL, GLASS, PLASTIC, STYRO, BAG, BATTERY, CLOTHING) = range(1, NUM_CLASSES)
@@ -16,8 +17,13 @@ from ..classes import NUM_CLASSES
 LENGTH_RANGE = {
     GENERAL: (0.06, 0.5), PAPER: (0.1, 0.65), PACK: (0.15, 0.5), METAL: (0.1, 0.38),
     GLASS: (0.15, 0.5), PLASTIC: (0.1, 0.55), STYRO: (0.14, 0.6), BAG: (0.25, 0.85),
-    BATTERY: (0.04, 0.1), CLOTHING: (0.35, 0.85),
+    BATTERY: versions.BATTERY[versions.GENERATOR_VERSION]["length"], CLOTHING: (0.35, 0.85),
 }
+
+
+def length_range(cls: int, version: str) -> tuple[float, float]:
+    """:data:`LENGTH_RANGE` of ``cls`` as generator ``version`` drew it (only Battery's has changed)."""
+    return versions.BATTERY[version]["length"] if cls == BATTERY else LENGTH_RANGE[cls]
 
 
 # ============================================================================ random draws
@@ -147,9 +153,11 @@ def _box_shape(rng, cx, cy, length, width, angle, depth, kind) -> Shape:
     return Shape([hull], cx + extrude[0] / 2, cy + extrude[1] / 2, angle, length, width, kind, faces)
 
 
-def _make_shape(cls: int, rng: np.random.Generator, size: int, look_of: int) -> Shape:
-    """Sample the outline of one object of class ``cls`` (``look_of``: the class whose look it takes)."""
-    length = size * _loguniform(rng, *LENGTH_RANGE[cls])
+def _make_shape(cls: int, rng: np.random.Generator, size: int, look_of: int,
+                version: str = versions.GENERATOR_VERSION) -> Shape:
+    """Sample the outline of one object of class ``cls`` (``look_of``: the class whose look it takes)
+    as generator ``version`` draws it."""
+    length = size * _loguniform(rng, *length_range(cls, version))
     spread = size * 0.3
     cx, cy = (np.clip(rng.normal(size / 2, spread, 2), -0.05 * size, 1.05 * size)).tolist()
     angle = rng.uniform(0, 2 * np.pi)
