@@ -55,6 +55,9 @@ TRICKS: dict[str, dict] = {
     "lovasz": {"loss": "lovasz"},
     "ce+dice": {"loss": "ce+dice"},
     "class_aware": {"sampler": "class_aware"},
+    # both at once: the rare classes shown more often and their pixels weighed more (the weights
+    # alone did not find a battery, nor the sampler alone: benchmarks/RESULTS.md, "Battery")
+    "class_aware+weighted_ce": {"sampler": "class_aware", "class_weights": "sqrt_inverse"},
     # averaging weights (torch.optim.swa_utils)
     # 0.99 with the trainer's decay warm-up (ema_warmup, on by default): the warm-up's cap
     # 1 - 9/(10+t) stays below 0.99 for t < 890 updates, so on these runs of tens to hundreds of
@@ -76,15 +79,15 @@ TRICKS: dict[str, dict] = {
 FAMILIES: dict[str, tuple[str, ...]] = {
     "augmentation": ("cutout", "gridmask", "elastic", "crop_non_empty", "mixup", "cutmix", "snapmix", "copypaste"),
     "optimisation": ("warmup", "poly", "plateau", "accumulate2", "label_smoothing"),
-    "imbalance": ("weighted_ce", "focal", "dice", "lovasz", "ce+dice", "class_aware"),
+    "imbalance": ("weighted_ce", "focal", "dice", "lovasz", "ce+dice", "class_aware", "class_aware+weighted_ce"),
     "averaging": ("ema", "swa"),
     "inference": ("class_head",),
 }
 
 #: The tricks the cpu profile can afford (three seeds each inside the book's hour on 2 cores): one
 #: or two per family. smoke and gpu run every trick.
-CPU_TRICKS = ("cutmix", "copypaste", "warmup", "label_smoothing", "ce+dice", "class_aware", "ema", "swa",
-              "class_head")
+CPU_TRICKS = ("cutmix", "copypaste", "warmup", "label_smoothing", "ce+dice", "class_aware",
+              "class_aware+weighted_ce", "ema", "swa", "class_head")
 
 
 def tricks_for(profile: profiles.Profile, family: str | None = None) -> list[str]:

@@ -13,7 +13,7 @@ from ...errors import SegeduError
 #: The version the book's datasets are drawn with; a default dataset drawn by another is
 #: regenerated (:func:`segedu.data.synth.ensure_default_dataset`). The book's committed outputs
 #: were made with it: it changes together with a full execution of the book.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 #: Per version, Battery's two knobs: ``share``, how many times the competition's share of Battery
 #: objects the plan deals (:func:`segedu.data.synth.scene.plan_classes`), and ``length``, the
