@@ -261,9 +261,12 @@ with tempfile.TemporaryDirectory() as tmp:
 #   `bbox` agree with pycocotools' to within the gaps printed above.
 # * Overlapping objects make the painting order part of the label: the table above shows, per
 #   class, the share of pixels that would change class if the smallest object were painted
-#   first instead of last. The line under it names the classes that would lose most; compare
-#   them with the object sizes of the EDA chapter: the small ones, lying on larger objects,
-#   would vanish, which is why segedu paints the largest object first.
+#   first instead of last. The line under it names the classes that would lose most, Metal
+#   and Glass, and the one that would lose least, Plastic bag. Compare them with the object
+#   sizes of the EDA chapter: Plastic bag's objects are among the largest, Metal's and Glass's
+#   among the smaller ones (though not the smallest: Battery and General trash lose a little
+#   less). Small objects lying on larger ones would vanish, which is why segedu paints the
+#   largest object first.
 # * `segedu validate-coco` reports every problem with the file, the record and what is wrong.
 #
 # ## Exercises

@@ -276,8 +276,9 @@ for c in rare:
 # * MixUp's soft targets sum to one on every valid pixel; CutMix, SnapMix and copy-paste keep
 #   hard targets.
 # * The split table shows how far each method's validation folds drift from the whole set's
-#   class shares; stratified K-fold is built to keep that gap small, and the validation
-#   chapter measures what the gap costs in mIoU.
+#   class shares. Stratified K-fold is built to keep that gap small: its largest gap is 5.3%
+#   against 11.0% for the hold-out and plain K-fold, though on this data group K-fold's three
+#   folds drift less still (4.6%). The validation chapter measures what the gap costs in mIoU.
 #
 # ## Exercises
 #

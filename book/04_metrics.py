@@ -197,11 +197,12 @@ for key in ("pixel_accuracy", "mean_accuracy", "miou"):
 # * A class absent from prediction and target is NaN and left out of the mean.
 # * Dataset-level and per-image mIoU differ on the two-image example (printed above): the
 #   per-image average punishes the missed small object more.
-# * On the validation images, "all background" reaches a pixel accuracy close to the
-#   background's share of pixels with an mIoU near zero; the last cell names which baseline
-#   each score prefers, and pixel accuracy and the class-averaged scores need not agree. A
-#   score that the background dominates cannot rank models for rare classes: the competition
-#   ranks by mIoU, and so does the rest of this book.
+# * On the validation images, "all background" reaches a pixel accuracy of 0.708, exactly the
+#   background's share of the labelled pixels, with an mIoU of only 0.064 (the background's
+#   IoU averaged with ten zeros); the last cell names which baseline each score prefers, and
+#   pixel accuracy and the class-averaged scores need not agree. A score that the background
+#   dominates cannot rank models for rare classes: the competition ranks by mIoU, and so does
+#   the rest of this book.
 #
 # ## Exercises
 #

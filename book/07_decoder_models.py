@@ -304,11 +304,12 @@ print("SegNet faster than FCN-8s:", seg["images_per_s"] > cost["fcn8s"]["images_
 # Which of its two geometries costs more depends on the image size: `pad_fc6=True` runs them at
 # every cell of pool5's map, the paper's geometry runs them once but pads every image to
 # 224×224 first. On these 192-pixel crops the padding costs more: the paper's geometry ran at
-# 33.7 images/s and kept 59.9 MB per image for the backward pass, `pad_fc6=True` 46.1 images/s
+# 23.2 images/s and kept 59.9 MB per image for the backward pass, `pad_fc6=True` 32.6 images/s
 # and 44.6 MB. SegNet, with 1.85M parameters (8.5x fewer than DeconvNet's 15.75M), ran at
-# 52.7 images/s, 1.14x the speed of the trained DeconvNet, with 1.13x less activation memory.
+# 35.4 images/s, 1.09x the speed of the trained DeconvNet, and kept 39.4 MB per image, 1.13x less
+# activation memory.
 #
-# FCN-8s was the fastest of the three, at 77.4 images/s, and kept the least, 23.5 MB per image,
+# FCN-8s was the fastest of the three, at 54.9 images/s, and kept the least, 23.5 MB per image,
 # although it has 8.41M parameters. SegNet and DeconvNet run 3×3 convolutions on wide feature
 # maps at every resolution up to the full image, and keep those maps for the backward pass;
 # FCN-8s has no decoder convolutions, only upsamplings of 11-channel score maps. So in this run
@@ -418,41 +419,48 @@ print("best decoder model beats FCN-8s by more than 0.02 mIoU:",
       > scores["fcn8s"]["overall"]["miou"] + 0.02)
 
 # %% [markdown]
-# **Neither decoder model beats FCN-8s in this run.** FCN-8s reached 0.3259 mIoU, SegNet 0.2005
-# and DeconvNet 0.1638, all well above the floor of predicting Background everywhere, 0.0606.
+# **Neither decoder model scored above FCN-8s in this run.** FCN-8s reached 0.3208 mIoU, SegNet
+# 0.2015 and DeconvNet 0.1244. All three are above the floor of predicting Background everywhere,
+# 0.0643, but not by the same margin: FCN-8s and SegNet are well clear of it, while DeconvNet's
+# 0.1244 is the closest of the three to it.
 # The ranking is fcn8s > segnet > deconvnet: SegNet trails FCN-8s by
-# 0.1254, DeconvNet by 0.1621. The boundary band keeps the same order (0.1714, 0.1264, 0.0899),
-# with gaps of 0.0451 and 0.0815.
+# 0.1193, DeconvNet by 0.1963. The boundary band keeps the same order (0.1875, 0.1312, 0.0708),
+# with gaps of 0.0563 and 0.1167.
 #
-# How much of that is the seed? Chapter 6 trained FCN-8s on three seeds, which spanned 0.3192 to
-# 0.3259 (`book/06_fcn.ipynb`), far less than either gap. But SegNet and DeconvNet ran one seed
+# How much of that is the seed? Chapter 6 trained FCN-8s on three seeds, and their scores lay much
+# closer together than either gap (`book/06_fcn.ipynb`). But SegNet and DeconvNet ran one seed
 # each, their own spread is unknown, and a model can be much less stable than FCN-8s: FCN-32s's
-# three seeds spanned 0.1205 to 0.1621 (`book/06_fcn.ipynb`). No paired test was run here, so
-# the ranking is what one run shows, not a verdict that the decoders are worse.
+# seeds in chapter 6 lay far further apart. This chapter runs no paired test across seeds, so it
+# gives no evidence of a difference either way: the ranking is what one run shows, not a verdict
+# that the decoders are worse.
 #
-# Per class, FCN-8s learned 4 of the 10 object classes to an IoU of at least a tenth: Paper (0.667),
-# Plastic (0.414), Styrofoam (0.667) and Plastic bag (0.815), with a little General trash (0.094). SegNet and DeconvNet learned only
-# 2, the two most common: Paper (0.553 and 0.314) and Plastic bag (0.727 and 0.666). Neither found
-# any Plastic or Styrofoam, and no model learned Paper pack, Metal, Glass, Battery or Clothing.
-# DeconvNet also lost ground on Background (0.822, against 0.928 for FCN-8s and 0.926 for SegNet),
-# which gives it the lowest pixel accuracy, 0.789.
+# Per class, FCN-8s learned 4 of the 10 object classes to an IoU of at least a tenth: Paper (0.656),
+# Plastic (0.381), Styrofoam (0.675) and Plastic bag (0.820), with a little General trash (0.060).
+# SegNet and DeconvNet learned only 2, the two most common: Paper (0.518 and 0.121) and Plastic bag
+# (0.761 and 0.443); DeconvNet's Paper only just clears a tenth. Neither found any Plastic or
+# Styrofoam, and no model learned Paper pack, Metal, Glass, Battery or Clothing: the rare classes,
+# Battery the rarest of them, score zero in all three runs. DeconvNet also lost ground on Background
+# (0.805, against 0.936 for FCN-8s and 0.938 for SegNet), which gives it the lowest pixel accuracy,
+# 0.745.
 #
-# The switches should help most at boundaries, and there is a hint of it: SegNet's gap to FCN-8s
-# is smaller in the band (−0.0451) than over all pixels (−0.1254), and it keeps a larger share of
-# its overall score there (0.1264 of 0.2005, against 0.1714 of 0.3259 for FCN-8s). But every
+# The switches should help most at boundaries, and SegNet shows a hint of it: its gap to FCN-8s
+# is smaller in the band (−0.0563) than over all pixels (−0.1193), and it keeps a larger share of
+# its overall score there (0.1312 of 0.2015, against 0.1875 of 0.3208 for FCN-8s). But every
 # model scores lower in the band, so smaller gaps there are partly a matter of scale, and with
-# one seed the difference in share cannot be called. What the band does not show is a decoder
-# that beats FCN-8s's skips at the edges.
+# one seed the difference in share cannot be called. DeconvNet, which unpools with the same
+# switches, shows no such hint: it keeps a smaller share of its score in the band (0.0708 of
+# 0.1244) than FCN-8s. What the band does not show is a decoder that beats FCN-8s's skips at the
+# edges.
 #
 # A likely reason, in segmentation terms: all three share the pretrained encoder, and what
 # differs is what sits on top of it. FCN-8s reaches the output from pool3, pool4 and fc7 through
 # 1×1 score layers and upsamplings, few new weights between pretrained features and the classes.
 # SegNet and DeconvNet put a whole mirrored decoder of randomly initialised layers between the
-# encoder and the classifier, and 240 steps are not enough to train it; DeconvNet adds the 7×7
-# deconv-fc6 and took the longest (103 s, against 60 s for SegNet and 54 s for FCN-8s). This
+# encoder and the classifier, and 240 steps are likely too few to train it; DeconvNet adds the 7×7
+# deconv-fc6 and took the longest (112 s, against 79 s for SegNet and 61 s for FCN-8s). This
 # disagrees with the paper, where on VOC2012 test, without ensemble or CRF, FCN-8s reached 62.2
 # and DeconvNet 69.6 (Noh et al. 2015); but the paper trained far longer, at full width, on object
-# proposals rather than whole images.
+# proposals rather than whole images, so this one run neither confirms nor refutes it.
 #
 # Predictions on one validation image:
 
@@ -491,26 +499,29 @@ for label, run in runs.items():
 # limit what the centre pixel can see; training decides what it uses. (r50 and r95 are radii: set
 # them against half a field's side.)
 #
-# * **SegNet** (r50 42.0 px, r95 90.1 px): the disc holding 95% of the gradient is narrower than
-#   even the 212-pixel field of its pool5, far from the 372–404 pixels the decoder could connect.
+# * **SegNet** (r50 45.0 px, r95 97.3 px): the disc holding 95% of the gradient is narrower than
+#   even the 212-pixel field of its pool5, far from the 372–404 pixels the decoder could connect,
+#   and its r95 is the smallest of the three.
 #   With real switches every unpooling passes the gradient back through one cell of each window
 #   only, which cuts most of the paths dense unpooling counts, and the mass stays near the centre.
-# * **DeconvNet** (r50 75.3 px, r95 147.1 px): fc6 and fc7 do widen the field it uses. Its r50 and
-#   r95 are well above SegNet's, and its r95 is more than half the image's side, so the centre pixel
-#   draws on most of the scene. That is what its geometry allows: with `pad_fc6=True` a 256-pixel
-#   image gives an 8×8 pool5, and each fc7 cell's theoretical field of 404 pixels covers the whole
-#   image, a summary of the scene rather than of one object as in the paper's proposals.
-# * **FCN-8s** (r50 22.2 px, r95 44.4 px) uses the narrowest field of the three, although the field
-#   dense unpooling measures for it (436–468 px) is larger than SegNet's. Its output adds the scores
-#   of pool3 and pool4 to the upsampled fc7 scores; a field this tight suggests that its predictions
-#   lean on those finer layers.
+# * **DeconvNet** (r50 56.8 px, r95 147.9 px): fc6 and fc7 do widen the field it uses. Its r50 and
+#   r95 are the largest of the three, and its r95 is more than half the image's side, so the centre
+#   pixel draws on most of the scene. That is what its geometry allows: with `pad_fc6=True` a
+#   256-pixel image gives an 8×8 pool5, and each fc7 cell's theoretical field of 404 pixels covers
+#   the whole image, a summary of the scene rather than of one object as in the paper's proposals.
+# * **FCN-8s** (r50 32.4 px, r95 126.1 px) has the tightest core of the three but not the narrowest
+#   reach: half its gradient lies within the smallest radius, yet 95% of it needs a wider one than
+#   SegNet's. Its output adds the scores of pool3 and pool4 to the upsampled fc7 scores; a plausible
+#   reading is that the finer layers keep the core of the gradient near the centre while fc7, whose
+#   field spans 404 pixels, spreads the rest of it wide.
 #
-# In this run the order of the used fields is the reverse of the order of the scores: FCN-8s, with
-# the narrowest, reached the highest mIoU (0.3259), DeconvNet, with the widest, the lowest (0.1638).
-# With one seed per model and no paired test that is an observation, not evidence that a wide field
-# hurts; it does suggest that a larger used field is not what these decoders were missing on 256-pixel
-# images. [Receptive field](09_receptive_field) measures the same for the DeepLab family, which
-# enlarges its field with dilated convolutions instead of fully connected layers.
+# In this run the widest used field, DeconvNet's, went with the lowest mIoU (0.1244). Between FCN-8s
+# and SegNet the order depends on the radius one reads: FCN-8s, with the highest mIoU (0.3208), has
+# the smaller r50 but the larger r95. So the used fields and the scores do not line up in one simple
+# order. With one seed per model and no paired test that is an observation, not evidence that a wide
+# field hurts; it does suggest that a larger used field is not what these decoders were missing on
+# 256-pixel images. [Receptive field](09_receptive_field) measures the same for the DeepLab
+# family, which enlarges its field with dilated convolutions instead of fully connected layers.
 #
 # ## Summary
 #
@@ -528,9 +539,9 @@ for label, run in runs.items():
 # * The paper segments object proposals one at a time and reports its best result for an
 #   ensemble with FCN-8s plus a CRF; here all three networks run on whole images, so this
 #   chapter's DeconvNet is the paper's architecture, not its pipeline.
-# * At a quarter width on 192-pixel crops, on a 2-core CPU, SegNet ran at 52.7 images/s against
-#   46.1 for DeconvNet with `pad_fc6=True` (1.14x), with 8.5x fewer parameters and 1.13x less
-#   activation memory; FCN-8s was faster than both, at 77.4 images/s and 23.5 MB per image.
+# * At a quarter width on 192-pixel crops, on a 2-core CPU, SegNet ran at 35.4 images/s against
+#   32.6 for DeconvNet with `pad_fc6=True` (1.09x), with 8.5x fewer parameters and 1.13x less
+#   activation memory; FCN-8s was faster than both, at 54.9 images/s and 23.5 MB per image.
 #   Remembering switches instead of feature maps is what SegNet's design saves: at 360×480,
 #   1.3 MiB of 2-bit switches against 85.8 MiB of float32 encoder maps (PyTorch's int64 indices
 #   take 42.9 MiB).
@@ -538,17 +549,19 @@ for label, run in runs.items():
 #   for SegNet and 756–788 for DeconvNet, whose fc6 and deconv-fc6 add 192 each; FCN-8s's is
 #   436–468.
 # * Trained, the networks use far less than these fields: on 8 validation images of 256×256, the
-#   radius holding 95% of the centre pixel's gradient is 44.4 px for FCN-8s, 90.1 for SegNet and
-#   147.1 for DeconvNet (r50 22.2, 42.0 and 75.3). DeconvNet's fc6/fc7 do make its used field wider
-#   than SegNet's; in this one run the widest used field went with the lowest mIoU and the narrowest
-#   (FCN-8s's) with the highest.
+#   radius holding 95% of the centre pixel's gradient is 126.1 px for FCN-8s, 97.3 for SegNet and
+#   147.9 for DeconvNet (r50 32.4, 45.0 and 56.8). DeconvNet's fc6/fc7 do make its used field wider
+#   than SegNet's; in this one run the widest used field went with the lowest mIoU, while FCN-8s,
+#   with the highest, has the tightest core (r50) but not the narrowest reach (r95).
 # * Fine-tuned from the course's VGG16 for 240 steps on 192-pixel crops in bf16 autocast, FCN-8s
-#   reached 0.3259 validation mIoU (0.1714 in the boundary band), SegNet 0.2005 (0.1264) and
-#   DeconvNet 0.1638 (0.0899). FCN-8s learned 4 of the 10 object classes, the two decoder
-#   models 2 each. Neither decoder model beat FCN-8s, overall or at the boundaries. The gaps
-#   (−0.1254 and −0.1621) are far larger than FCN-8s's seed spread of 0.3192 to 0.3259
-#   (`book/06_fcn.ipynb`), but they come from one seed per model and no paired test, so they are
-#   not a verdict (exercise 3).
+#   reached 0.3208 validation mIoU (0.1875 in the boundary band), SegNet 0.2015 (0.1312) and
+#   DeconvNet 0.1244 (0.0708), against a floor of 0.0643 for predicting Background everywhere.
+#   FCN-8s learned 4 of the 10 object classes, the two decoder models 2 each, and no model learned
+#   any of the rare classes. Neither decoder model scored above FCN-8s in this run, overall or at
+#   the boundaries. The gaps (−0.1193 and −0.1963) are much larger than the spread of FCN-8s's
+#   seeds in chapter 6 (`book/06_fcn.ipynb`), but they come from one seed per model and no paired
+#   test, so this chapter has no evidence of a difference and no verdict (exercise 3); this one run
+#   does not reproduce the paper's lead of DeconvNet over FCN-8s.
 #
 # ## Exercises
 #

@@ -140,8 +140,8 @@ for name in ("hrnetv2_w18", "deeplabv3_resnet50", "deeplabv3plus_resnet50"):
 # %% [markdown]
 # At this width HRNetV2-W18 has 0.49M parameters, against 2.49M for v3 and 2.53M for v3+. It kept
 # 39.9 MiB per 2 images for the backward pass, a little over half of v3's 72.7 at output stride 8
-# and just below v3+'s 42.2, and ran at 108.9 images/s, well ahead of v3 (69.6) and nearly level
-# with v3+ (110.3). The thin 1/4 stream costs less than a wide stride-8 stage; v3+, with its
+# and just below v3+'s 42.2, and ran at 91.0 images/s, well ahead of v3 (42.2 images/s) and nearly
+# level with v3+ (92.3). The thin 1/4 stream costs less than a wide stride-8 stage; v3+, with its
 # backbone at stride 16 and only a light decoder at 1/4, is about as cheap. These are single
 # timings on a shared machine.
 #
@@ -205,22 +205,25 @@ scores = compare.score_runs(run_dirs, session.data_dir, device=session.device, b
 print(compare.per_class_table(scores))
 
 # %% [markdown]
-# **HRNet has the highest mean, by a small margin.** It reached 0.3180 mIoU, against 0.3098 for v3
-# and 0.3096 for v3+ (the same DeepLab scores as in [the receptive-field chapter](09_receptive_field));
-# predicting Background everywhere scores 0.0606, far below all three. These are means of one
-# seed each, with no paired test, so the gaps (+0.0082 to v3 and +0.0085 to v3+, printed below)
-# do not rank the architectures.
+# **In one run each, HRNet scores highest, by a small margin.** It reached 0.3294 mIoU, against
+# 0.3161 for v3 and 0.3088 for v3+ (the same DeepLab scores as in
+# [the receptive-field chapter](09_receptive_field)); predicting Background everywhere scores
+# 0.0643, far below all three. The gaps between the models (+0.0133 from HRNet to v3 and +0.0206 to
+# v3+, printed below) are small next to the distance of every model from that floor. These are
+# single runs, one seed each, with no paired test, so the gaps do not rank the architectures.
 #
 # The per-class scores differ more than the means. HRNet spreads over more classes: Paper pack
-# 0.138, Glass 0.085, General trash 0.027 and Clothing 0.006, where v3 and v3+ both score 0.000
-# on all four. Counting a class as learned at $\text{IoU} \ge 0.1$, HRNet learned 5 of the 10
-# object classes, v3 and v3+ 4 each. It is also ahead on Styrofoam (0.702 against 0.685 and
-# 0.674), but lower on the other large, frequent classes: Paper 0.595 against 0.659 and 0.675,
-# Plastic 0.249 against 0.341 and 0.305, Plastic bag 0.769 against 0.789 and 0.812, Background
-# 0.927 against 0.934 and 0.939, and pixel accuracy 0.891 against 0.899 and 0.904. Metal and
-# Battery stay at 0.000 for all three. So HRNet's small lead in mIoU, which weights every class
-# equally, comes from the rare classes it starts to find, not from segmenting the common ones
-# better; pixel accuracy, dominated by those common classes, puts it last.
+# 0.217 (v3 0.000, v3+ 0.008), General trash 0.152 (0.106 and 0.009), Clothing 0.060 (0.001 and
+# 0.000), and Metal 0.030 and Glass 0.054, where v3 and v3+ both score 0.000. Counting a class as
+# learned at $\text{IoU} \ge 0.1$, all three learned Paper, Plastic, Styrofoam and Plastic bag;
+# HRNet learned Paper pack and General trash as well, v3 General trash, v3+ neither. On every
+# large, frequent class HRNet is lower: Paper 0.575 against 0.624 and 0.667, Plastic 0.278
+# against 0.431 and 0.398, Styrofoam 0.563 against 0.568 and 0.570 (nearly level), Plastic bag
+# 0.761 against 0.804 and 0.799, Background 0.934 against 0.943 and 0.945, and pixel accuracy
+# 0.899 against 0.910 and 0.913. Battery stays at 0.000 for all three. So HRNet's small lead in
+# mIoU, which weights every class equally, comes from the rare classes it starts to find, not
+# from segmenting the common ones better; pixel accuracy, dominated by those common classes, puts
+# it last.
 #
 # **Small objects.** Pixel scores are dominated by large objects. Scoring every annotated
 # validation object on its own instead (the share of its pixels predicted as its class,
@@ -269,29 +272,29 @@ for other in (v3, v3p):
           f"mIoU {overall:+.4f}")
 
 # %% [markdown]
-# HRNet's mean object recall is the lowest of the three in every size group: 0.241 for small
-# objects (under 1201 px of visible area), against 0.287 for v3 and 0.285 for v3+; 0.503 against
-# 0.582 and 0.577 for medium ones; 0.782 against 0.820 and 0.817 for large ones (206, 208 and 208
-# objects per group). In the boundary band it scored 0.1871, against 0.1764 and 0.1824. As the
-# last cell prints, HRNet minus v3 is −0.046 in small-object recall, +0.0107 in boundary mIoU and
-# +0.0082 in mIoU; HRNet minus v3+ is −0.044, +0.0047 and +0.0085.
+# HRNet's mean object recall is the lowest of the three in every size group: 0.213 for small
+# objects (under 1139 px of visible area), against 0.288 for both v3 and v3+; 0.490 against
+# 0.606 and 0.594 for medium ones; 0.773 against 0.815 and 0.827 for large ones (206 objects per
+# group). In the boundary band it scored 0.1943, against 0.1877 and 0.1863. As the last cell
+# prints, HRNet minus v3 is −0.075 in small-object recall, +0.0066 in boundary mIoU and +0.0133
+# in mIoU; HRNet minus v3+ is −0.075, +0.0080 and +0.0206.
 #
 # The paper's claim is that the high-resolution stream helps at boundaries and on small objects.
-# These means agree with it only in part. HRNet has the highest boundary mIoU, but its lead there
-# is of the same size as its lead in mIoU overall (larger than it against v3, smaller against
-# v3+), and the boundary score is a class average too, so the rare classes HRNet picks up lift
-# it as well; nothing here singles out boundaries. Its small-object recall is the lowest, by a
-# margin of the same order as in the medium and large groups, which runs against the paper's
-# claim for small objects. With one seed each and no paired test, this is no evidence for or
-# against the paper. Possible reasons for the weak object recall, none tested here: HRNet's
+# These single runs do not show it. HRNet has the highest boundary mIoU, but its lead there is
+# smaller than its lead in mIoU overall, against both DeepLabs, and the boundary score is a class
+# average too, so the rare classes HRNet picks up lift it as well; nothing here singles out
+# boundaries. Its small-object recall is the lowest, by a margin of the same order as in the
+# medium and large groups, which points the other way from the paper's claim for small objects.
+# With one seed each and no paired test, this is no evidence for or against the paper. Possible reasons for the weak object recall, none tested here: HRNet's
 # encoder learned less in its pretext than the ResNet-50 (above); at a quarter of the paper's
 # channels its 1/4 stream carries only 4 channels (the shapes at the top), little room for fine
 # detail; and a short schedule on small crops is far from the paper's training.
 #
-# Between the two DeepLabs, v3+'s stride-4 decoder shows no gain on small objects here: v3's
-# small-object recall is 0.287, v3+'s 0.285, and v3 is slightly ahead on medium and large
-# objects too; v3+ is ahead in the boundary band (0.1824 against 0.1764) at the same mIoU, by
-# margins one seed cannot call.
+# Between the two DeepLabs, v3+'s stride-4 decoder shows no gain on small objects here: both
+# have a small-object recall of 0.288. v3 is slightly ahead on medium objects (0.606 against
+# 0.594), v3+ on large ones (0.827 against 0.815), and v3 is slightly ahead in the boundary band
+# (0.1877 against 0.1863) and in mIoU (0.3161 against 0.3088), in single runs whose margins one
+# seed cannot call.
 #
 # Predictions on the validation image with the most small objects:
 
@@ -319,21 +322,22 @@ plt.show()
 # * All three models started from pretrained encoders: HRNetV2-W18 from the course's own
 #   HRNetV2-W18, DeepLab v3 and v3+ from the course's ResNet-50; then 240 steps on 192-pixel crops
 #   at a quarter of the paper's channels, in bf16 mixed precision, one seed each. HRNet reached
-#   0.3180 mIoU, a little above v3 (0.3098) and v3+ (0.3096), all far above the all-Background
-#   floor of 0.0606. With one seed and no paired test these are means, not a ranking. HRNet's
-#   lead comes from rarer classes it starts to find (Paper pack 0.138, Glass 0.085, where both
-#   DeepLabs score 0.000); it scored lower on most frequent ones (Paper 0.595 against 0.659 and
-#   0.675) and had the lowest pixel accuracy (0.891).
-# * Its small-object recall (0.241 against 0.287 and 0.285) was the lowest of the three, while its
-#   boundary mIoU (0.1871 against 0.1764 and 0.1824) was the highest, by about as much as its
-#   overall mIoU lead: these means do not single out boundaries or small objects as HRNet's
-#   strength, as the paper claims, but one seed can neither confirm nor contradict it. HRNet's
-#   weaker pretext (`segedu/weights/cards.json`: 0.3114 against 0.4905 for ResNet-50) and its
-#   4-channel 1/4 stream at this width are possible reasons, not tested ones. v3+'s decoder showed
-#   no small-object gain over v3 either (0.285 against 0.287, one seed).
+#   0.3294 mIoU, a little above v3 (0.3161) and v3+ (0.3088), all far above the all-Background
+#   floor of 0.0643. With one seed and no paired test these are single runs, not a ranking.
+#   HRNet's lead comes from rarer classes it starts to find (Paper pack 0.217 against 0.000 and
+#   0.008, General trash 0.152 against 0.106 and 0.009); it scored lower on every frequent one
+#   (Paper 0.575 against 0.624 and 0.667) and had the lowest pixel accuracy (0.899).
+# * Its object recall was the lowest of the three in every size group, small objects included
+#   (0.213 against 0.288 for both), while its boundary mIoU (0.1943 against 0.1877 and 0.1863) was
+#   the highest, by less than its overall mIoU lead: these single runs do not single out
+#   boundaries or small objects as HRNet's strength, as the paper claims, but one seed can neither
+#   confirm nor contradict it. HRNet's weaker pretext (`segedu/weights/cards.json`: 0.3114 against
+#   0.4905 for ResNet-50) and its 4-channel 1/4 stream at this width are possible reasons, not
+#   tested ones. v3+'s decoder showed no small-object gain over v3 either (0.288 for both, one
+#   seed).
 # * At this width HRNet kept 39.9 MiB per 2 images for the backward pass against 72.7 for v3 at
-#   stride 8 and 42.2 for v3+, and ran at 108.9 images/s, well ahead of v3 (69.6) and close to v3+
-#   (110.3) on this machine. The [comparison](11_comparison) trains its finalists over three seeds.
+#   stride 8 and 42.2 for v3+, and ran at 91.0 images/s, well ahead of v3 (42.2 images/s) and
+#   close to v3+ (92.3) on this machine. The [comparison](11_comparison) trains its finalists over three seeds.
 #
 # ## Exercises
 #

@@ -269,63 +269,76 @@ print(f"seed noise floor of one split (2 × sd, from above): {noise_floor:.4f}")
 #
 # The numbers of this run: DeepLab v2 on a ResNet-50 at width 0.25, fine-tuned from the course's
 # pretrained encoder, 240 optimiser steps of batch 8 on 192×192 crops, trained in bf16 autocast
-# (mixed precision) with channels-last memory layout on 2 CPU cores of an Intel Xeon.
+# (mixed precision) with channels-last memory layout on 2 CPU cores of an AMD EPYC.
 #
-# * **Debug mode** trained one optimiser step on 8 images in 1.2 s, and wrote every file a full
+# * **Debug mode** trained one optimiser step on 8 images in 1.1 s, and wrote every file a full
 #   run writes.
 # * **Same seed, same weights.** The baseline trained twice with seed 0 gave bit-identical weights
-#   (validation mIoU 0.4230 both times): bf16 autocast rounds differently from fp32, but it rounds
+#   (validation mIoU 0.4094 both times): bf16 autocast rounds differently from fp32, but it rounds
 #   the same way every time on the same machine.
-# * **The noise floor.** Seeds 0, 1 and 2 gave 0.4332 ± 0.0089 validation mIoU (0.4230 to 0.4394),
-#   far above a model that predicts Background everywhere (0.0606 on the validation images). Twice
-#   the seeds' standard deviation, 0.0179, is the scale of the seed's luck; whether a change beats
+# * **The noise floor.** Seeds 0, 1 and 2 gave 0.4349 ± 0.0225 validation mIoU (0.4093 to 0.4519;
+#   these scores come from scoring each saved model again, which can move the fourth decimal, so
+#   seed 0 reads 0.4093 here and 0.4094 in its training record), far above a model that predicts
+#   Background everywhere (0.0643 on the validation images). Twice the seeds' standard deviation,
+#   0.0451, is the scale of the seed's luck: in this run the seed alone moved the score from about
+#   0.41 to 0.45. Three seeds give only a rough standard deviation, and whether a change beats
 #   it is decided by a paired test across the same seeds. The seed moves single classes far more
-#   than the mean: Metal's IoU spans 0.1074 over the seeds. Battery (a rare class) stays below
-#   0.01 IoU with every seed, so it adds nothing to the mIoU; each of the other nine object classes,
-#   Clothing included, passes 0.01 IoU with at least one seed.
+#   than the mean: Metal's IoU spans 0.2049 over the seeds. Battery, the rarest and smallest class,
+#   stays below 0.01 IoU with every seed, so it adds nothing to the mIoU; every other class,
+#   Clothing included, passes 0.01 IoU with at least one seed. At this budget a class that covers
+#   so few pixels, in objects this small, is among the last a model learns.
 # * **One change at a time.** The runs table names the single changed field of each run. Label
-#   smoothing (0.1) on seed 0 scored 0.4206 against 0.4230 for the baseline with the same seed.
-#   That is one seed; it lies just below the baseline's seed range (0.4230 to 0.4394), by far less
-#   than the noise floor (0.0179): it cannot be called either way. [Optimisation](14_optimisation)
-#   measures it over three seeds.
+#   smoothing (0.1) on seed 0 scored 0.4368 against 0.4094 for the baseline with the same seed.
+#   That is one run of each; it lies inside the baseline's seed range (0.4093 to 0.4519), below
+#   seeds 1 and 2 of the unchanged baseline (0.4519 and 0.4434): it cannot be called either way.
+#   Seed 0 was the baseline's weakest seed, and a single pair of runs cannot tell a change from the
+#   luck of that seed. [Optimisation](14_optimisation) measures it over three seeds with a paired
+#   test.
 # * **Validation schemes.** Hold-out (three draws) and K-fold (five folds), each fold validating
 #   96 images, against the test images:
 #
-#   | scheme | val mIoU over folds | test mIoU | val − test |
-#   |---|---|---|---|
-#   | hold-out, 3 draws | 0.4033 ± 0.0215 | 0.3551 ± 0.0050 | +0.0482 |
-#   | K-fold (5) | 0.3940 ± 0.0336 | 0.3492 ± 0.0143 | +0.0448 |
-#   | Background everywhere | | 0.0561 | |
+#   | scheme | val mIoU over folds | test mIoU | val − test | mean \|gap\| per fold |
+#   |---|---|---|---|---|
+#   | hold-out, 3 draws | 0.4110 ± 0.0252 | 0.3899 ± 0.0125 | +0.0211 | 0.0329 |
+#   | K-fold (5) | 0.4002 ± 0.0252 | 0.3814 ± 0.0097 | +0.0188 | 0.0188 |
+#   | Background everywhere | | 0.0571 | | |
 #
-#   Both schemes overestimated the test score, by 0.045 to 0.048: the printout names K-fold the
-#   closer estimate, but +0.0448 against +0.0482 is no real difference with three and five folds,
-#   each with a spread of 0.02 to 0.03. The mean gap per fold equals the mean error (0.0482 and
-#   0.0448), so every one of the eight models scored higher on its own validation fold than on
-#   the test images. The optimism is systematic, not one easy fold.
+#   Both schemes overestimated the test score on average, by 0.019 to 0.021, and both sets of
+#   models score far above the Background floor on the test images. The printout names K-fold the
+#   closer estimate, but +0.0188 against +0.0211 is no real difference with three and five folds,
+#   each with a validation spread of 0.0252. For K-fold the mean gap per fold equals the mean error
+#   (0.0188), so each of the five K-fold models scored higher on its own validation fold than on
+#   the test images. For hold-out the mean gap (0.0329) is larger than the mean error (0.0211), so
+#   at least one of the three hold-out models scored *lower* on its validation draw than on the
+#   test images: a single hold-out draw can miss the test score in either direction.
 # * **Why the validation score is too high.** This run does not say. It is not the photo session:
 #   validation and test images both come from the sessions the model trained on. Two causes
 #   remain. The test images may be harder on average than the annotated ones, an offset every
 #   model shares. And the score is the best epoch on the validation images, a choice that can
 #   only lift it, and lifts it only if the score fell back after its best epoch (each run's
-#   `metrics.jsonl` shows whether it did). Either way, read the validation number as a score for
-#   comparing runs on the same split, not as the test score to expect.
-# * **Fold to fold.** The estimate moved more between splits than between seeds: a validation
-#   std of 0.0215 over the hold-out draws and 0.0336 over the K-fold folds, against 0.0089 over
-#   the seeds on one split (each from three to five runs, so these spreads are rough). The same
-#   models agree more closely on the test images (std 0.0050 and 0.0143): much of a fold's
+#   `metrics.jsonl` shows whether it did). The offset here is of the same size as the fold-to-fold
+#   spread, which is why one hold-out draw could land on the other side. Either way, read the
+#   validation number as a score for comparing runs on the same split, not as the test score to
+#   expect.
+# * **Fold to fold.** The estimate moved about as much between splits as between seeds: a
+#   validation std of 0.0252 over the hold-out draws and the same 0.0252 over the K-fold folds,
+#   against 0.0225 over the seeds on one split (each from three to five runs, so these spreads are
+#   rough, and the printout's "smallest" and "largest" spread are a tie at four decimals). The same
+#   fold models agree more closely on the test images (std 0.0125 and 0.0097): part of a fold's
 #   movement comes from which 96 images it validates on, not from the model.
 # * **Stratified and group splits** were not trained here. Stratification kept every class's share
-#   within 3.5 points of the whole set, against 7.9 for plain K-fold and 10.0 for a hold-out
-#   draw. Group K-fold can only cut along the three photo sessions, so its folds are very unequal
-#   (189, 172 and 119 validation images), with class shares off by up to 4.7 points. It is the
-#   scheme to use when the test photos come from new sessions; here they come from the same
-#   sessions as the training photos. Whether either gives a steadier or closer estimate is not
-#   measured in this run.
+#   within 5.3 points of the whole set, against 11.0 for plain K-fold and for a hold-out draw.
+#   Group K-fold can only cut along the three photo sessions, so its folds are very unequal
+#   (189, 172 and 119 validation images); its class shares were off by up to 4.6 points, in this
+#   draw even closer than the stratified folds, though nothing in it aims at that: each group fold
+#   averages the shares over more images. It is the scheme to use when the test photos come from
+#   new sessions; here they come from the same sessions as the training photos.
+#   Whether either gives a steadier or closer estimate is not measured in this run.
 # * **A split's offset is not the noise of a comparison.** The val − test error is an offset that
 #   a split shares with every run scored on it; it cancels when two runs are compared on the same
 #   split. The noise of such a paired difference is the spread of the per-seed differences between
 #   the two runs (train both with the same seeds, score both on the same split, and see how much
-#   their difference moves from seed to seed). The seed spread above (0.0089) is the spread of one
+#   their difference moves from seed to seed). The seed spread above (0.0225) is the spread of one
 #   run's score; the spread of a difference can be smaller, when a seed moves both runs alike, or
 #   larger, and only the per-seed differences measure it.
 #

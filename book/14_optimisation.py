@@ -117,12 +117,13 @@ print(f"in the second case a labelled pixel of the sparse micro-batch weighs {co
 
 # %% [markdown]
 # With 1024 labelled pixels in each micro-batch the two gradients agree: each micro-batch mean
-# weighs its pixels by 1/1024, halved by the accumulation, which is the 1/2048 of the batch of 8.
-# With the second micro-batch three-quarters void it holds 256 labelled pixels against 1024, and
-# the check fails. The batch of 8 weighs all 1280 labelled pixels alike; the accumulated step
-# gives each micro-batch half the weight, so a labelled pixel of the sparse micro-batch weighs
-# 4 times one of the full micro-batch. A fifth of the pixels steers half the step: a different
-# step, not a noisier copy of the large-batch one. The trainer accumulates as most libraries do,
+# weighs its pixels by one over its count, and halving the two means gives every pixel the weight
+# it has in the mean over the batch of 8. With the second micro-batch three-quarters void it holds
+# 256 labelled pixels against 1024, and the check fails. The batch of 8 weighs all its labelled
+# pixels alike; the accumulated step gives each micro-batch half the weight, so a labelled pixel of
+# the sparse micro-batch weighs 4 times one of the full micro-batch. The few labelled pixels of the
+# sparse micro-batch steer half the step: a different step, not a noisier copy of the large-batch
+# one. The trainer accumulates as most libraries do,
 # mean per micro-batch; the difference is largest for crops that are mostly void or mostly one
 # image's border.
 #
@@ -164,9 +165,9 @@ for label, s in speed.items():
 # memory (`benchmarks/RESULTS.md` has the H100 numbers: 1.95× to 2.2× with bf16 and channels-last
 # on ResNet-50 models). On a CPU it depends on the processor: only those with bf16 instructions
 # gain anything; on the others PyTorch emulates bf16, more slowly than fp32, which is why
-# `amp='auto'` checks for the instructions. This Xeon has them (`amp='auto'` printed bfloat16
-# above): one training step of the baseline ran at 18.2 images/s in fp32 and 26.3 with bf16
-# autocast, 1.45×. So the runs of this chapter, like those of every other chapter, trained with
+# `amp='auto'` checks for the instructions. This AMD EPYC has them (`amp='auto'` printed bfloat16
+# above): one training step of the baseline ran at 19.0 images/s in fp32 and 27.9 with bf16
+# autocast, 1.46×. So the runs of this chapter, like those of every other chapter, trained with
 # `amp='auto'`: in bf16 autocast, with the model and its images also stored channels-last (each
 # pixel's channels side by side in memory, the layout the CPU's convolution kernels prefer). The
 # timing above keeps the default layout, so it measures the precision alone, not the whole speed-up
@@ -197,17 +198,21 @@ viz.plot_ablation(rows, f"optimisation, {len(SEEDS)} seeds each ({prof.name} pro
 plt.show()
 
 # %% [markdown]
-# Every run learned: the baseline scores 0.4332 ± 0.0089 val mIoU over three seeds, far above the
-# all-Background floor of 0.0606. Neither trick moved it. Label smoothing scores 0.4337 ± 0.0141, a
-# difference of +0.0004 whose 95% interval runs from −0.0187 to +0.0196; warm-up scores
-# 0.4280 ± 0.0074, −0.0052, interval −0.0321 to +0.0216. Both paired tests give p (Holm) 0.979:
-# no evidence either way, and both differences are inside the noise floor of 0.0179. The
-# intervals are wide, so a small effect in either direction cannot be ruled out.
+# Every run learned: the baseline scores 0.4349 ± 0.0225 val mIoU over three seeds, far above the
+# all-Background floor of 0.0643 (no ceiling is measured here, so how close that is to the best
+# these images allow stays open). There is no evidence that either trick moved it. Label
+# smoothing scores 0.4462 ± 0.0100, a difference of +0.0113 whose 95% interval runs from −0.0237 to
+# +0.0463, p (Holm) 0.598; warm-up scores 0.4322 ± 0.0348, −0.0027, interval −0.1034 to +0.0981,
+# p (Holm) 0.920. Both intervals contain zero and both differences are inside the noise floor of
+# 0.0450. The seeds scatter widely (warm-up's sd of 0.0348 is the largest in the table), so the
+# intervals are wide: with three seeds, even a sizeable effect in either direction cannot be ruled
+# out.
 #
-# The *train s* column cannot be read as a cost. Neither trick adds computation to a step: warm-up
-# changes only the learning rate, label smoothing only the target of the same cross-entropy. Their
-# 73.6 s and 77.9 s per run against the baseline's 63.6 s (+10.1 s and +14.4 s) therefore show how
-# much the speed of this 2-core machine varies from one run to the next, not what the tricks cost.
+# The *train s* column cannot be read as a cost. Neither trick adds or removes computation in a
+# step: warm-up changes only the learning rate, label smoothing only the target of the same
+# cross-entropy. Their 74.1 s (label smoothing) and 68.6 s (warm-up) per run against the
+# baseline's 84.2 s (−10.2 s and −15.7 s) therefore show how much the speed of this 2-core machine
+# varies from one run to the next, not a saving the tricks bring.
 #
 # The table below shows where each run of the first seed ended after its 5 epochs: the training
 # loss of the last epoch (the mean over its batches), the best validation mIoU over the epochs and
@@ -224,30 +229,39 @@ for t, record in first.items():
 # ## Summary
 #
 # In this run: DeepLab v2 on a ResNet-50 at width 0.25, fine-tuned from the course's pretrained
-# encoder, 192×192 crops, batch 8, 5 epochs of 48 steps (240 optimiser steps), AdamW with a cosine
-# schedule, seeds 0, 1 and 2, trained in bf16 autocast (mixed precision) with channels-last on 2 CPU
-# cores of an Intel Xeon. The all-Background floor is 0.0606 val mIoU.
+# encoder, 192×192 crops, batch 8, 5 epochs of 384 training images (240 optimiser steps), AdamW with
+# a cosine schedule, seeds 0, 1 and 2, trained in bf16 autocast (mixed precision) with channels-last
+# on 2 CPU cores of an AMD EPYC. The all-Background floor is 0.0643 val mIoU; no ceiling is measured.
 #
 # * **Schedules.** Over 100 steps the cosine rate is at half its peak at step 50 (0.000505) and
 #   ends at 1% of it; poly ends at 0.000016; a 10-step warm-up starts at 0.00001 and reaches the
 #   peak at step 10. The three seed-0 runs all ended at 1% of the peak, 1.00e-05.
 # * **Gradient accumulation** equals a larger batch only when every micro-batch has the same number
 #   of labelled pixels (1024 and 1024: equal; 1024 and 256: not, a sparse pixel weighs 4 times).
-# * **Mixed precision on this CPU.** One training step in bf16 autocast ran at 26.3 images/s against
-#   18.2 in fp32, 1.45×: a real gain on this Xeon, which has bf16 instructions, smaller than a GPU's
-#   2×. That is why this chapter's runs, like every other chapter's, trained with `amp='auto'`, in
-#   bf16 autocast with channels-last.
-# * **Warm-up: no evidence.** 0.4280 ± 0.0074 against 0.4332 ± 0.0089, −0.0052, p (Holm) 0.979: a
-#   lower mean, but inside the noise floor of 0.0179. Fine-tuning a pretrained encoder with AdamW at
-#   1e-3 does not seem to need protection from early large steps; warm-up was introduced for
-#   large-batch training at large rates (Goyal et al.), not for this setting. Its seed-0 run ended
-#   at a training loss of 0.3571 against 0.3646 and a val mIoU of 0.4259 against 0.4230.
-# * **Label smoothing: no evidence.** 0.4337 ± 0.0141, +0.0004, p (Holm) 0.979. Its training loss
-#   is much higher (0.7851 against 0.3646 on seed 0) because a smoothed target cannot be fitted to
-#   zero loss, not because it learned less: its mean val mIoU is 0.4337 against 0.4332.
-# * **What this does not say.** The training times differ by up to 14.4 s per run although neither
-#   trick adds computation, so nothing here measures a cost. Poly, plateau and accumulation were
-#   not trained, so nothing here says whether they help.
+# * **Mixed precision on this CPU.** In one timing, a training step in bf16 autocast ran at
+#   27.9 images/s against 19.0 in fp32, 1.46×: a gain on this AMD EPYC, which has bf16
+#   instructions, smaller than the GPU speed-ups quoted above. That is why this chapter's runs, like
+#   every other chapter's, trained with `amp='auto'`, in bf16 autocast with channels-last.
+# * **Warm-up: no evidence.** 0.4322 ± 0.0348 against 0.4349 ± 0.0225, −0.0027, interval −0.1034 to
+#   +0.0981, p (Holm) 0.920: a slightly lower mean, inside the noise floor of 0.0450. That fits where
+#   warm-up comes from: Goyal et al. (2017) introduced it for large-batch SGD at large learning
+#   rates, where the first steps can throw training off. Fine-tuning a pretrained encoder with AdamW
+#   at 1e-3 and batch 8 is far from that setting, and nothing here shows it needs the protection.
+#   Its seed-0 run ended at a training loss of 0.3581 against 0.3639 and a val mIoU of 0.4380
+#   against 0.4094: on that single run warm-up scored higher, yet over three seeds its mean is the
+#   lower one. One seed alone would have suggested a gain that the paired test does not support.
+# * **Label smoothing: no evidence.** 0.4462 ± 0.0100 against 0.4349 ± 0.0225, +0.0113, interval
+#   −0.0237 to +0.0463, p (Holm) 0.598: the highest mean of the three, but inside the noise floor.
+#   Szegedy et al. (2016) introduced label smoothing with the same 0.1 as a regulariser for ImageNet
+#   classification and reported a small improvement in error; this chapter can neither confirm nor
+#   contradict a small gain on segmentation, because its interval is too wide to tell. Its training
+#   loss is much higher (0.7985 against 0.3639 on seed 0) because a smoothed target cannot be fitted
+#   to zero loss, not because it learned less: its seed-0 val mIoU is 0.4368 against 0.4094, and its
+#   mean 0.4462 against 0.4349.
+# * **What this does not say.** Warm-up's runs took 15.7 s less than the baseline's and label
+#   smoothing's 10.2 s less, although neither trick changes the computation, so nothing here
+#   measures a cost or a saving. Poly, plateau and accumulation were not trained, so nothing here
+#   says whether they help.
 #
 # ## Exercises
 #
