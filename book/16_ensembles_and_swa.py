@@ -228,8 +228,9 @@ for r in test_rows[1:]:
 #
 # ## Exercises
 #
-# 1. The snapshot ensemble and SWA average the same four snapshots, one in prediction space and
-#    one in weight space. Which costs more at inference, and why can the two disagree?
+# 1. SWA averages every snapshot of the last quarter in weight space; the snapshot ensemble
+#    averages the predictions of the last four. Which costs more at inference, and why can the
+#    two disagree even when they are given the same snapshots?
 # 2. Put the seed ensemble and the K-fold ensemble together (eight models). Does the test score
 #    rise above the better of the two?
 # 3. With the warm-up, the EMA's decay after $t$ updates is $\min(0.99, (1 + t) / (10 + t))$. After
