@@ -5,8 +5,8 @@ numbers from here; nothing in a chapter hard-codes an image size or an epoch cou
 
 * ``smoke``: every code path on tiny data, so CI can execute the whole book in minutes.
 * ``cpu``:   models that learn the task on a 2-core laptop, in bf16 where the CPU has bf16
-  instructions; 90 minutes is the book's target there, not yet met (about 133 minutes on the book's
-  Intel Xeon in bf16; the chapters' measured times are in ``book/run_log.md``).
+  instructions; 90 minutes is the book's target there, not met (154 minutes on an AMD EPYC with 2
+  cores in bf16; the chapters' measured times are in ``book/run_log.md``).
 * ``gpu``:   the competition's full 512x512 resolution on one datacentre GPU.
 * ``auto``:  ``gpu`` when CUDA is available, ``cpu`` otherwise.
 
