@@ -181,29 +181,35 @@ print(f"all objects: {np.mean(objects['side'] * scale < 32):.0%} are below 32 px
 # exception since its version 3: Battery. At the competition's share (0.24% of the objects) and
 # at 4-10% of the image side, the 480 images would hold 9 batteries, 8-19 px long at the
 # training resolution. On such data no model of this book and no remedy of the imbalance
-# chapter ever predicted a single Battery pixel, and a class that no model can find teaches
+# chapter ever predicted a single Battery pixel (`benchmarks/RESULTS.md`, the Battery
+# sections), and a class that no model can find teaches
 # nothing about remedies. Version 3 deals three times the batteries (0.72% of the objects, 28
 # here) at about twice the length (23-48 px). Battery and Clothing stay the two rarest classes,
 # and Battery's objects are still the smallest of any class (median size 23.2 px at the stored
 # size, in the table above).
 
 # %%
-battery = names.index("Battery")
-drawn_by = json.loads((session.data_dir / "train_all.json").read_text(encoding="utf-8"))["info"].get("version")
-print(f"this dataset was drawn by generator version {drawn_by}; the current version is {synth.GENERATOR_VERSION}")
-competition = synth.COMPETITION_INSTANCES
-print(f"competition: Battery is {competition['Battery'] / sum(competition.values()):.2%} of the objects")
-for v in versions.VERSIONS:
-    dealt = synth.planned_instances(v)
-    plan = synth.plan_classes(len(data), seed=0, version=v)
-    low, high = versions.BATTERY[v]["length"]
-    print(f"version {v}: Battery dealt as {dealt['Battery'] / sum(dealt.values()):.2%} of the objects, "
-          f"{sum(c.count(battery) for c in plan)} batteries for {len(data)} images (seed 0), "
-          f"length {low:.0%}-{high:.0%} of the side = {low * data.images[0]['width'] * scale:.0f}-"
-          f"{high * data.images[0]['width'] * scale:.0f} px at the training size")
-sides = objects["side"][objects["cls"] == battery]
-print(f"in this dataset: {len(sides)} batteries drawn, median size {np.median(sides) * scale:.1f} px at the "
-      f"training size (sqrt of the area; {np.median(objects['side']) * scale:.1f} px for all objects)")
+info = json.loads((session.data_dir / "train_all.json").read_text(encoding="utf-8")).get("info", {})
+if info.get("generator") != "segedu.data.synth" or "Battery" not in names:
+    # a dataset of your own: its classes were not dealt by the course's generator
+    print(f"{session.data_dir.name} was not drawn by the course's generator; this section is about the generated data")
+else:
+    battery = names.index("Battery")
+    drawn_by = info.get("version")
+    print(f"this dataset was drawn by generator version {drawn_by}; the current version is {synth.GENERATOR_VERSION}")
+    competition = synth.COMPETITION_INSTANCES
+    print(f"competition: Battery is {competition['Battery'] / sum(competition.values()):.2%} of the objects")
+    for v in versions.VERSIONS:
+        dealt = synth.planned_instances(v)
+        plan = synth.plan_classes(len(data), seed=0, version=v)
+        low, high = versions.BATTERY[v]["length"]
+        print(f"version {v}: Battery dealt as {dealt['Battery'] / sum(dealt.values()):.2%} of the objects, "
+              f"{sum(c.count(battery) for c in plan)} batteries for {len(data)} images (seed 0), "
+              f"length {low:.0%}-{high:.0%} of the side = {low * data.images[0]['width'] * scale:.0f}-"
+              f"{high * data.images[0]['width'] * scale:.0f} px at the training size")
+    sides = objects["side"][objects["cls"] == battery]
+    print(f"in this dataset: {len(sides)} batteries drawn, median size {np.median(sides) * scale:.1f} px at the "
+          f"training size (sqrt of the area; {np.median(objects['side']) * scale:.1f} px for all objects)")
 
 # %% [markdown]
 # ## Which classes appear together?

@@ -63,6 +63,7 @@ def test_bad_import_paths_are_clear_errors(own_module):
 
 def test_own_model_trains_reloads_and_runs_from_the_shell(own_module, config, tmp_path, capsys):
     config.model, config.model_options = "my_models:TinyNet", {"hidden": 4}
+    config.epochs = 1  # the reloaded checkpoint is the best epoch's: with one epoch, the trainer's last weights
     trainer = train(config)
     model, loaded_config, payload = load_model(trainer.run_dir, "cpu")
     assert payload["model_name"] == "my_models:TinyNet" and model.body[0].out_channels == 4
