@@ -189,13 +189,12 @@ print(f"all objects: {np.mean(objects['side'] * scale < 32):.0%} are below 32 px
 # size, in the table above).
 
 # %%
-info = json.loads((session.data_dir / "train_all.json").read_text(encoding="utf-8")).get("info", {})
-if info.get("generator") != "segedu.data.synth" or "Battery" not in names:
+drawn_by = synth.drawn_by(session.data_dir)
+if drawn_by is None or "Battery" not in names:
     # a dataset of your own: its classes were not dealt by the course's generator
     print(f"{session.data_dir.name} was not drawn by the course's generator; this section is about the generated data")
 else:
     battery = names.index("Battery")
-    drawn_by = info.get("version")
     print(f"this dataset was drawn by generator version {drawn_by}; the current version is {synth.GENERATOR_VERSION}")
     competition = synth.COMPETITION_INSTANCES
     print(f"competition: Battery is {competition['Battery'] / sum(competition.values()):.2%} of the objects")

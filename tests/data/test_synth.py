@@ -181,6 +181,8 @@ def test_ensure_default_dataset_generates_once(tmp_path, monkeypatch):
     stamp = (path / "train_all.json").stat().st_mtime_ns
     assert synth.ensure_default_dataset(tiny) == path
     assert (path / "train_all.json").stat().st_mtime_ns == stamp
+    assert synth.drawn_by(path) == synth.GENERATOR_VERSION
+    assert synth.drawn_by(tmp_path / "nothing here") is None
     # a dataset from an older generator version is replaced
     coco = load(path, "train_all.json")
     coco["info"]["version"] = "0"
@@ -188,6 +190,12 @@ def test_ensure_default_dataset_generates_once(tmp_path, monkeypatch):
     synth.ensure_default_dataset(tiny)
     assert load(path, "train_all.json")["info"]["version"] == synth.GENERATOR_VERSION
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    # a COCO dataset of someone else's is not the generator's: it is never replaced
+    coco["info"] = {"description": "my photos"}
+    (path / "train_all.json").write_text(json.dumps(coco))
+    assert synth.drawn_by(path) is None
+    synth.ensure_default_dataset(tiny)
+    assert load(path, "train_all.json")["info"] == {"description": "my photos"}
 
 
 def test_summary_reports_the_written_counts(tmp_path):

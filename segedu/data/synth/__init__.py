@@ -57,10 +57,11 @@ from __future__ import annotations
 from .scene import COMPETITION_IMAGES, COMPETITION_INSTANCES, plan_classes, planned_instances
 from .versions import VERSIONS
 from .writer import (BATCH_SHARES, BATCHES, DATASET_FILES, GENERATOR_VERSION, JPEG_QUALITY, TEST_FRACTION,
-                     VAL_FRACTION, Summary, ensure_default_dataset, generate)
+                     VAL_FRACTION, Summary, drawn_by, ensure_default_dataset, generate)
 
 __all__ = [
     "BATCHES", "BATCH_SHARES", "COMPETITION_IMAGES", "COMPETITION_INSTANCES", "DATASET_FILES", "GENERATOR_VERSION",
-    "JPEG_QUALITY", "TEST_FRACTION", "VAL_FRACTION", "Summary", "VERSIONS", "ensure_default_dataset", "generate",
+    "JPEG_QUALITY", "TEST_FRACTION", "VAL_FRACTION", "Summary", "VERSIONS", "drawn_by", "ensure_default_dataset",
+    "generate",
     "plan_classes", "planned_instances",
 ]

@@ -32,6 +32,8 @@ TEST_FRACTION = 0.18
 VAL_FRACTION = 0.2
 JPEG_QUALITY = 90
 DATASET_FILES = ("train_all.json", "train.json", "val.json", "test.json", "test_labels.json")
+#: what a drawn dataset's ``info`` records as its generator (beside the version that drew it)
+GENERATOR = "segedu.data.synth"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Summary:
 def _coco(images: list[dict], annotations: list[dict] | None, seed: int, version: str) -> dict:
     coco = {
         "info": {"description": f"segedu synthetic recycling-trash dataset (seed {seed}); drawn, not photographed",
-                 "generator": "segedu.data.synth", "version": version},
+                 "generator": GENERATOR, "version": version},
         "licenses": [{"id": 0, "name": "CC0 1.0", "url": "https://creativecommons.org/publicdomain/zero/1.0/"}],
         "images": images,
         "categories": [{"id": i, "name": name, "supercategory": name} for i, name in enumerate(CLASSES) if i],
@@ -233,12 +235,19 @@ def _write_annotations(folder: Path, file_names, is_test, results, size: int, se
             {name: float(shown[i] / n_images) for i, name in enumerate(CLASSES)})
 
 
-def _made_by_another_version(path: Path) -> bool:
+def drawn_by(path: Path) -> str | None:
+    """The generator version that drew the dataset folder ``path`` (its ``train_all.json``'s
+    ``info``), or None for a dataset this generator did not draw, or no readable dataset at all."""
     try:
-        info = json.loads((path / "train_all.json").read_text(encoding="utf-8")).get("info", {})
+        info = json.loads((Path(path) / "train_all.json").read_text(encoding="utf-8")).get("info", {})
     except (OSError, ValueError):
-        return False
-    return info.get("generator") == "segedu.data.synth" and info.get("version") != GENERATOR_VERSION
+        return None
+    return info.get("version") if info.get("generator") == GENERATOR else None
+
+
+def _made_by_another_version(path: Path) -> bool:
+    version = drawn_by(path)
+    return version is not None and version != GENERATOR_VERSION
 
 
 def ensure_default_dataset(profile) -> Path:
