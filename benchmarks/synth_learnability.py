@@ -55,7 +55,7 @@ def main(argv=None) -> None:
                         help="train the decoder only: every parameter of model.encoder keeps its loaded value and "
                              "its batch norm its statistics (no gradient flows into it, so a step costs less); "
                              "meant for a fully pretrained encoder, as the ResNet-50 DeepLabs have (DeepLab v1's "
-                             "fc6/fc7 sit in its encoder but start fresh, and would stay random)")
+                             "fresh fc6/fc7 sit outside its encoder and train with the head)")
     parser.add_argument("--out", help="run directory (default: a temporary one)")
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)

@@ -644,3 +644,12 @@ plt.show()
 #    budget?
 # 5. Use `valid_taps` to find the largest rate at which every tap of a 3×3 filter still sees data
 #    for at least half the positions of a 32×32 map (a 512-pixel image at output stride 16).
+# 6. DeepLab v1's authors did not start fc6 and fc7 from random weights: they decimated
+#    ImageNet's, keeping every third tap of the 7×7 fc6 (a 3×3 kernel, whose rate 12 is the 7×7's
+#    rate 4 times 3) and every fourth filter. The option `decimated_fc=True` builds that start
+#    (`models.create("deeplabv1", batch_norm=True, pretrained="course", decimated_fc=True)`). Train
+#    it on three seeds under this chapter's budget, e.g. with `compare.train_plan(session,
+#    "decimated", [{"model": "deeplabv1", "seed": s, "model_options": {"batch_norm": True,
+#    "decimated_fc": True}} for s in (0, 1, 2)])`, train the fresh start on the same seeds, and
+#    compare the two with a paired test. Does a pretrained fc6 help when its 3×3 kernel keeps 9 of
+#    the 49 taps it was trained with?

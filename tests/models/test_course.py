@@ -175,6 +175,39 @@ def test_model_loads_the_course_encoder(shipped, spelling, name, options, encode
     _assert_loaded(target, pretext.backbone, convs, norms)
 
 
+def test_deeplabv1_decimates_the_pretrained_fc6_and_fc7_as_the_paper(shipped):
+    """``decimated_fc``: LargeFOV's 3x3 fc6 is VGG16's 7x7 fc6 at taps 0, 3, 6 with every fourth
+    filter (Sec. 3.1), fc7 every fourth row and column; the convolutions load as without it."""
+    vgg = shipped[1]["vgg16_bn"].backbone
+    model = models.create("deeplabv1", width=WIDTH, batch_norm=True, pretrained="course", decimated_fc=True)
+    _assert_loaded(model.backbone, vgg, 13, 13)
+    fc6, fc7 = (layer.weight.half().float() for layer in (vgg.fc6[0], vgg.fc7[0]))  # as stored, in fp16
+    b6, b7 = (layer.bias.half().float() for layer in (vgg.fc6[0], vgg.fc7[0]))
+    mine6, mine7 = model.fc6[0], model.fc7[0]
+    assert fc6.shape[0] == 4 * mine6.out_channels and tuple(mine6.weight.shape[2:]) == (3, 3)
+    for out, channel, row, col in [(0, 0, 0, 0), (1, 5, 1, 2), (mine6.out_channels - 1, fc6.shape[1] - 1, 2, 2)]:
+        assert mine6.weight[out, channel, row, col] == fc6[4 * out, channel, 3 * row, 3 * col]
+    assert mine6.bias[2] == b6[8] and mine7.bias[3] == b7[12]
+    assert mine7.weight[2, 7, 0, 0] == fc7[8, 28, 0, 0]
+    torch.testing.assert_close(mine6.weight, fc6[::4, :, ::3, ::3], rtol=0, atol=0)
+    torch.testing.assert_close(mine7.weight, fc7[::4, ::4], rtol=0, atol=0)
+    fresh = models.create("deeplabv1", width=WIDTH, batch_norm=True, pretrained="course")
+    assert not torch.equal(fresh.fc6[0].weight, mine6.weight)  # the default keeps them fresh
+    assert model(torch.rand(2, 3, 64, 64)).shape == (2, 11, 64, 64)
+
+
+def test_deeplabv1_decimated_fc_without_pretrained_weights_or_a_classifier_is_refused(tmp_path):
+    with pytest.raises(SegeduError, match=r"^decimated_fc=True decimates the pretrained VGG16's fc6/fc7, "
+                                          r"so it needs pretrained_backbone"):
+        models.create("deeplabv1", width=WIDTH, batch_norm=True, decimated_fc=True)
+    features_only = tmp_path / "vgg16_features.pt"  # a VGG16 file without its classifier
+    with torch.device("meta"):
+        keys = torchvision.models.vgg16().state_dict()
+    torch.save({k: torch.zeros(v.shape) for k, v in keys.items() if k.startswith("features.")}, features_only)
+    with pytest.raises(SegeduError, match=rf"^{features_only}: no VGG16 classifier \(classifier.0.weight missing\)"):
+        models.create("deeplabv1", decimated_fc=True, pretrained_backbone=str(features_only))
+
+
 #: models that must refuse the course's weights, and the start of what they say
 REFUSALS = [
     ("fcn8s", {}, "VGG16 (vgg16) has no course weights; the course pretrains vgg16_bn, resnet50, resnet101, "

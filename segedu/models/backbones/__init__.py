@@ -24,7 +24,7 @@ from .resnet import ResNet
 from .timm_encoder import TimmEncoder
 from .vgg import VGG16
 
-__all__ = ["ResNet", "TimmEncoder", "VGG16", "load_imagenet"]
+__all__ = ["ResNet", "TimmEncoder", "VGG16", "load_imagenet", "torchvision_state_dict"]
 
 
 def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None:
@@ -36,12 +36,21 @@ def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None
     Raises SegeduError for a width the weights do not exist at, an unreadable file, or a state dict
     of another network.
     """
+    state_dict, where, weights = torchvision_state_dict(backbone, source)
+    state_dict = backbone.from_torchvision(state_dict)
+    _check_matches(backbone, state_dict, where, weights)
+    backbone.load_state_dict(state_dict)
+
+
+def torchvision_state_dict(backbone: nn.Module, source: bool | str | os.PathLike) -> tuple[dict, str, object]:
+    """The weights ``source`` names for ``backbone`` (see :func:`load_imagenet`), whole and in
+    torchvision's layout (a classifier's fully connected layers included), before the backbone
+    picks its own keys; with where they came from and the weights' name, for error messages.
+    A model that reuses more of the classifier than its backbone holds (DeepLab v1's decimated
+    fc6/fc7) reads it here."""
     if source == "course":
         encoder = course.encoder_of(backbone)
-        state_dict = backbone.from_torchvision(course.state_dict(encoder, backbone.width))
-        _check_matches(backbone, state_dict, f"the course's {encoder} weights", f"course {encoder}")
-        backbone.load_state_dict(state_dict)
-        return
+        return course.state_dict(encoder, backbone.width), f"the course's {encoder} weights", f"course {encoder}"
     if source == "imagenet":
         source = True
     weights = backbone.imagenet_weights
@@ -51,28 +60,22 @@ def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None
             f"channel counts (got width={backbone.width}); drop pretrained_backbone or the width option."
         )
     if source is True:
-        where = f"torchvision's {weights}"
         try:  # torch's hub cache first (TORCH_HOME), the network only when the file is not there
-            state_dict = weights.get_state_dict(progress=True)
+            return weights.get_state_dict(progress=True), f"torchvision's {weights}", weights
         except OSError as error:  # URLError, ConnectionError, timeouts: all OSErrors
             cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
             raise download_failed(weights.url, error, f"put it at {cached} (torchvision looks there first), "
                                   "or pass pretrained_backbone=PATH to a state dict saved with "
                                   f"torch.save({weights}.get_state_dict(), PATH)") from error
-    else:
-        path = Path(source)
-        where = str(path)
-        if not path.is_file():
-            raise SegeduError(f"{path}: no such file for pretrained_backbone; save torchvision's weights "
-                              f"there with torch.save({weights}.get_state_dict(), path).")
-        try:
-            state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise SegeduError(f"{path}: not a readable state dict ({error}); save torchvision's weights "
-                              f"with torch.save({weights}.get_state_dict(), path).") from error
-    state_dict = backbone.from_torchvision(state_dict)
-    _check_matches(backbone, state_dict, where, weights)
-    backbone.load_state_dict(state_dict)
+    path = Path(source)
+    if not path.is_file():
+        raise SegeduError(f"{path}: no such file for pretrained_backbone; save torchvision's weights "
+                          f"there with torch.save({weights}.get_state_dict(), path).")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), str(path), weights
+    except Exception as error:
+        raise SegeduError(f"{path}: not a readable state dict ({error}); save torchvision's weights "
+                          f"with torch.save({weights}.get_state_dict(), path).") from error
 
 
 def _check_matches(backbone: nn.Module, state_dict: dict, where: str, weights) -> None:
