@@ -202,7 +202,7 @@ print(f"pretrained - scratch: {significance.describe(test)}")
 # %%
 curves = {f"{'course encoder' if run in pretrained else 'scratch'}, seed {run.seed}": run.trainer.history
           for run in pretrained + scratch}
-viz.plot_learning_curves(curves, title=f"FCN-8s, same budget (floor {float(floor):.3f})")
+viz.plot_learning_curves(curves, title="FCN-8s, same budget", floor=floor)
 plt.show()
 
 # %% [markdown]
@@ -232,7 +232,7 @@ for name, group in variants.items():
     print(f"{name}: best val mIoU " + "  ".join(f"{r.trainer.best_miou:.4f}" for r in group)
           + f"   (floor {float(floor):.4f})")
 viz.plot_learning_curves({f"{name}, seed {group[0].seed}": group[0].trainer.history for name, group in variants.items()},
-                         title="FCN variants, same budget")
+                         title="FCN variants, same budget", floor=floor)
 plt.show()
 
 # %% [markdown]

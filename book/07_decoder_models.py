@@ -256,7 +256,7 @@ for size in (64, 128, 256, 512):
 
 # %%
 pad_fc6 = prof.image_size < deconvnet.MIN_SIZE
-print(f"profile {prof.name}: training size {prof.image_size} -> DeconvNet with pad_fc6={pad_fc6}")
+print(f"training crops of {prof.image_size} pixels -> DeconvNet with pad_fc6={pad_fc6}")
 
 # %% [markdown]
 # ## Speed and memory
@@ -304,12 +304,12 @@ print("SegNet faster than FCN-8s:", seg["images_per_s"] > cost["fcn8s"]["images_
 # Which of its two geometries costs more depends on the image size: `pad_fc6=True` runs them at
 # every cell of pool5's map, the paper's geometry runs them once but pads every image to
 # 224×224 first. On these 192-pixel crops the padding costs more: the paper's geometry ran at
-# 23.2 images/s and kept 59.9 MB per image for the backward pass, `pad_fc6=True` 32.6 images/s
+# 22.6 images/s and kept 59.9 MB per image for the backward pass, `pad_fc6=True` 31.6 images/s
 # and 44.6 MB. SegNet, with 1.85M parameters (8.5x fewer than DeconvNet's 15.75M), ran at
-# 35.4 images/s, 1.09x the speed of the trained DeconvNet, and kept 39.4 MB per image, 1.13x less
+# 35.0 images/s, 1.11x the speed of the trained DeconvNet, and kept 39.4 MB per image, 1.13x less
 # activation memory.
 #
-# FCN-8s was the fastest of the three, at 54.9 images/s, and kept the least, 23.5 MB per image,
+# FCN-8s was the fastest of the three, at 60.1 images/s, and kept the least, 23.5 MB per image,
 # although it has 8.41M parameters. SegNet and DeconvNet run 3×3 convolutions on wide feature
 # maps at every resolution up to the full image, and keep those maps for the backward pass;
 # FCN-8s has no decoder convolutions, only upsamplings of 11-channel score maps. So in this run
@@ -392,7 +392,8 @@ for label, run in runs.items():
     print(f"{label:<10} best val mIoU {run.trainer.best_miou:.4f} after {run.trainer.step} steps, {run.seconds:.0f} s")
 
 # %%
-viz.plot_learning_curves({label: run.trainer.history for label, run in runs.items()}, title="same data, budget and seed")
+viz.plot_learning_curves({label: run.trainer.history for label, run in runs.items()}, title="same data, budget and seed",
+                         floor=floor)
 plt.show()
 
 # %% [markdown]
@@ -457,7 +458,7 @@ print("best decoder model beats FCN-8s by more than 0.02 mIoU:",
 # 1×1 score layers and upsamplings, few new weights between pretrained features and the classes.
 # SegNet and DeconvNet put a whole mirrored decoder of randomly initialised layers between the
 # encoder and the classifier, and 240 steps are likely too few to train it; DeconvNet adds the 7×7
-# deconv-fc6 and took the longest (112 s, against 79 s for SegNet and 61 s for FCN-8s). This
+# deconv-fc6 and took the longest to train (99 s, against 70 s for SegNet and 61 s for FCN-8s). This
 # disagrees with the paper, where on VOC2012 test, without ensemble or CRF, FCN-8s reached 62.2
 # and DeconvNet 69.6 (Noh et al. 2015); but the paper trained far longer, at full width, on object
 # proposals rather than whole images, so this one run neither confirms nor refutes it.
@@ -539,9 +540,9 @@ for label, run in runs.items():
 # * The paper segments object proposals one at a time and reports its best result for an
 #   ensemble with FCN-8s plus a CRF; here all three networks run on whole images, so this
 #   chapter's DeconvNet is the paper's architecture, not its pipeline.
-# * At a quarter width on 192-pixel crops, on a 2-core CPU, SegNet ran at 35.4 images/s against
-#   32.6 for DeconvNet with `pad_fc6=True` (1.09x), with 8.5x fewer parameters and 1.13x less
-#   activation memory; FCN-8s was faster than both, at 54.9 images/s and 23.5 MB per image.
+# * At a quarter width on 192-pixel crops, on a 2-core CPU, SegNet ran at 35.0 images/s against
+#   31.6 for DeconvNet with `pad_fc6=True` (1.11x), with 8.5x fewer parameters and 1.13x less
+#   activation memory; FCN-8s was faster than both, at 60.1 images/s and 23.5 MB per image.
 #   Remembering switches instead of feature maps is what SegNet's design saves: at 360×480,
 #   1.3 MiB of 2-bit switches against 85.8 MiB of float32 encoder maps (PyTorch's int64 indices
 #   take 42.9 MiB).

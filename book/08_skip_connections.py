@@ -417,7 +417,8 @@ for label, run in runs.items():
           f"{run.trainer.best_miou:.4f} after {run.trainer.step} steps ({run.seconds:.0f} s)")
 
 # %%
-viz.plot_learning_curves({label: run.trainer.history for label, run in runs.items()}, title="skip-connection models, same budget")
+viz.plot_learning_curves({label: run.trainer.history for label, run in runs.items()}, title="skip-connection models, same budget",
+                         floor=floor)
 plt.show()
 
 # %% [markdown]
@@ -430,8 +431,8 @@ plt.show()
 # scratch: U-Net for about 10 hours on a GPU (Ronneberger et al. 2015), FC-DenseNet with early
 # stopping at a patience of 100 epochs, hence hundreds of epochs (Jégou et al. 2017). At width
 # 0.25 FC-DenseNet56 is also very thin: 0.091M parameters, each dense layer adding a quarter of
-# the paper's 12 maps, and dropout in every layer. Training took 317 s for FC-DenseNet56 against
-# 95 s for U-Net, which has 1.943M parameters: the concatenations cost time, not weights.
+# the paper's 12 maps, and dropout in every layer. Training took 297 s for FC-DenseNet56 against
+# 85 s for U-Net, which has 1.943M parameters: the concatenations cost time, not weights.
 #
 # ## Per class, at the boundaries, and speed
 #
@@ -477,8 +478,8 @@ print(f"FC-DenseNet56 has {sizes[second] / sizes[first]:.1f}x fewer parameters t
 # band than over all pixels, and U-Net's margin is smaller there than overall (−0.0201 against
 # −0.0514), so its advantage here lies more inside the objects of Paper and Plastic bag than at
 # their edges. The speed is a measurement: FC-DenseNet56 has 21.3x
-# fewer parameters than U-Net at this width, yet runs at 0.44x its images per second (24.9
-# against 56.9 images/s on this CPU), because every dense layer reads a fresh concatenation at
+# fewer parameters than U-Net at this width, yet runs at 0.44x its images per second (25.4
+# against 58.1 images/s on this CPU), because every dense layer reads a fresh concatenation at
 # full resolution.
 #
 # Predictions on the validation image of the weight map:
@@ -506,7 +507,7 @@ plt.show()
 # * U-Net's valid convolutions turn a 572 tile into a 388 output, 92 pixels lost per side; mirroring
 #   the image into the next valid tile gives logits for every pixel, but a 128-pixel image needs a
 #   tile of 6.09 times its pixels (3.01 for 256 pixels); on one batch of two 192-pixel crops the
-#   valid network took 51 ms against 20 ms with same padding, which is why the training used
+#   valid network took 53 ms against 20 ms with same padding, which is why the training used
 #   same padding.
 # * The U-Net weight map lifts the background between two objects 2 pixels apart to 9.5, against
 #   0.9 on the objects; on the real image it needs instance labels, which COCO's annotations give
@@ -521,7 +522,7 @@ plt.show()
 #   0.0556) than over all pixels: in these runs its advantage is not at the boundaries.
 #   Both papers trained from scratch for far longer, and these architectures need it.
 # * FC-DenseNet56 has 21.3x fewer parameters than U-Net at width 0.25 but runs at 0.44x its
-#   images per second (24.9 against 56.9 images/s) and took 317 s to train against 95 s.
+#   images per second (25.4 against 58.1 images/s) and took 297 s to train against 85 s.
 #
 # ## Exercises
 #

@@ -272,7 +272,7 @@ for stride in (16, 8):
           f"{memory / 2**20:6.1f} MiB saved for backward per 2 images")
 
 # %% [markdown]
-# On these crops, output stride 8 ran at 57.3 images/s against 161.1 at stride 16, and kept
+# On these crops, output stride 8 ran at 57.3 images/s against 155.5 at stride 16, and kept
 # 72.7 MiB for the backward pass per 2 images against 36.2: the last stage runs on a map with four
 # times the cells. Single timings on a shared machine move from run to run, but a factor of this
 # size is the geometry, not noise.
@@ -362,7 +362,7 @@ for label, run in runs.items():
 
 # %%
 viz.plot_learning_curves({label: run.trainer.history for label, run in runs.items()},
-                         title="DeepLab family and PSPNet, same budget")
+                         title="DeepLab family and PSPNet, same budget", floor=floor)
 plt.show()
 
 # %% [markdown]
@@ -467,8 +467,8 @@ for key, what in (("overall", "mIoU"), ("boundary", "boundary mIoU")):
 #
 # The last cell sets the first DeepLab against the last: v3+ 0.3088 against v1 0.1939 over all
 # pixels (+0.1150), 0.1863 against 0.1138 in the boundary band (+0.0725), one seed each. v3+ was
-# also the fastest at inference, 114.1 images/s, and DilatedNet, with its 7×7 fc6 at stride 8, the
-# slowest at 41.3.
+# also the fastest at inference, 118.4 images/s, and DilatedNet, with its 7×7 fc6 at stride 8, the
+# slowest at 42.7.
 #
 # ## The field a trained network uses
 #
@@ -570,7 +570,7 @@ else:
 # small regions that the pairwise cost merged into their neighbours. Contrary to the expectation
 # that a model with a decoder needs it less, v3+ gained more than v1, in both columns. Both are
 # single checkpoints of one seed: whether the gain holds for other seeds was not tested. Its price is
-# speed: on this machine v1 fell from 67.6 to 6.5 images/s and v3+ from 114.1 to 6.7, since the
+# speed: on this machine v1 fell from 68.4 to 6.8 images/s and v3+ from 118.4 to 7.1, since the
 # CRF runs image by image on the CPU.
 #
 # On one validation image: the network's prediction, the CRF's, and the ground truth.
@@ -606,7 +606,7 @@ plt.show()
 # * On a 65×65 map, a 3×3 filter at rate 64 has only its centre tap inside at 93.9% of the
 #   positions, which is why v3 adds image pooling. Output stride 8 costs 3.6 times
 #   the FLOPs of 16 with the same 58.6M parameters; at a quarter of the channels on 192-pixel
-#   crops it ran at 57.3 against 161.1 images/s and kept 72.7 against 36.2 MiB per 2 images.
+#   crops it ran at 57.3 against 155.5 images/s and kept 72.7 against 36.2 MiB per 2 images.
 # * A separable 3×3 convolution (256 → 256) has 8.6 times fewer parameters than a plain one; at the
 #   papers' scale v3+ on Xception costs 103 GFLOPs at 512×512, against 136 for v3 on ResNet-101 at
 #   output stride 16 and 482 at output stride 8.
@@ -622,7 +622,7 @@ plt.show()
 #   (Clothing as Paper, 92.7% and 87.5% of its pixels for the VGG models; Metal and Glass as
 #   General trash or Plastic for PSPNet, v3 and v3+), not PSPNet's confusion categories; only v2,
 #   which learned every class involved, mixes learned classes, and PSPNet does not stand out. v3+
-#   was the fastest at inference (114.1 images/s on 2 CPU cores).
+#   was the fastest at inference (118.4 images/s on 2 CPU cores).
 # * The effective field is much smaller than the theoretical one, which passes the 256-pixel image
 #   for every model: half the gradient lies within 32.7 to 59.6 pixels of the centre, 95% within
 #   117.5 to 134.6. Global pooling did not widen it: PSPNet and v3, two of the three models with
@@ -630,7 +630,7 @@ plt.show()
 # * DenseCRF raised v1's mIoU from 0.1939 to 0.2063 and its boundary mIoU from 0.1138 to 0.1496,
 #   v3+'s from 0.3088 to 0.3277 and from 0.1863 to 0.2433, with parameters tuned for another
 #   dataset: it raised every class each model had learned and added none. One checkpoint each.
-#   It cut the inference speed on this machine from 67.6 and 114.1 images/s to 6.5 and 6.7.
+#   It cut the inference speed on this machine from 68.4 and 118.4 images/s to 6.8 and 7.1.
 #
 # ## Exercises
 #

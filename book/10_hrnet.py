@@ -140,9 +140,9 @@ for name in ("hrnetv2_w18", "deeplabv3_resnet50", "deeplabv3plus_resnet50"):
 # %% [markdown]
 # At this width HRNetV2-W18 has 0.49M parameters, against 2.49M for v3 and 2.53M for v3+. It kept
 # 39.9 MiB per 2 images for the backward pass, a little over half of v3's 72.7 at output stride 8
-# and just below v3+'s 42.2, and ran at 91.0 images/s, well ahead of v3 (42.2 images/s) and nearly
-# level with v3+ (92.3). The thin 1/4 stream costs less than a wide stride-8 stage; v3+, with its
-# backbone at stride 16 and only a light decoder at 1/4, is about as cheap. These are single
+# and just below v3+'s 42.2, and ran at 111.7 images/s, well ahead of v3 (53.5 images/s) and
+# behind v3+ (119.8). The thin 1/4 stream costs less than a wide stride-8 stage; v3+, with its
+# backbone at stride 16 and only a light decoder at 1/4, is cheaper still. These are single
 # timings on a shared machine.
 #
 # Its receptive field. HRNet is not a chain, but the layer arithmetic along its deepest path gives
@@ -196,7 +196,7 @@ for label, run in runs.items():
 
 # %%
 viz.plot_learning_curves({label: run.trainer.history for label, run in runs.items()},
-                         title="HRNet against DeepLab v3 and v3+, same budget")
+                         title="HRNet against DeepLab v3 and v3+, same budget", floor=floor)
 plt.show()
 
 # %%
@@ -336,8 +336,8 @@ plt.show()
 #   tested ones. v3+'s decoder showed no small-object gain over v3 either (0.288 for both, one
 #   seed).
 # * At this width HRNet kept 39.9 MiB per 2 images for the backward pass against 72.7 for v3 at
-#   stride 8 and 42.2 for v3+, and ran at 91.0 images/s, well ahead of v3 (42.2 images/s) and
-#   close to v3+ (92.3) on this machine. The [comparison](11_comparison) trains its finalists over three seeds.
+#   stride 8 and 42.2 for v3+, and ran at 111.7 images/s, well ahead of v3 (53.5 images/s) and
+#   behind v3+ (119.8) on this machine. The [comparison](11_comparison) trains its finalists over three seeds.
 #
 # ## Exercises
 #

@@ -136,7 +136,7 @@ axes[0].errorbar([0.3], [noise_mean], yerr=[noise_std], fmt="s", color="k", caps
 axes[0].set_xticks([0, 0.3], ["seeds", "mean ± std"])
 axes[0].set_xlim(-0.3, 0.6)
 axes[0].set_ylabel("validation mIoU")
-axes[0].set_title("same config, different seeds")
+axes[0].set_title(f"same config, different seeds\n(all Background: {craft['floor']['val']:.3f})")
 axes[1].boxplot(iou, tick_labels=[n[:9] for n in class_names])
 axes[1].tick_params(axis="x", labelsize=8, rotation=30)
 axes[1].set_ylabel("IoU over the seeds")
@@ -249,7 +249,8 @@ hi = max(max(s["val"] + s["test"]) for s in summary.values()) + 0.005
 ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="val = test")
 ax.set_xlabel("validation mIoU of the fold")
 ax.set_ylabel("test mIoU of the same model")
-ax.set_title("each point: one fold's model")
+ax.set_title(f"each point: one fold's model\n(all Background: val {craft['floor']['val']:.3f}, "
+             f"test {craft['floor']['test']:.3f})")
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()

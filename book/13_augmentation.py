@@ -66,7 +66,7 @@ for trick in ablation.FAMILIES["augmentation"]:
 # %%
 tricks = ablation.tricks_for(prof, "augmentation")
 left_out = [t for t in ablation.FAMILIES["augmentation"] if t not in tricks]
-print(f"trained in the {prof.name} profile: {', '.join(tricks)}; left out: {', '.join(left_out) or 'none'}")
+print(f"trained here: {', '.join(tricks)}; left out: {', '.join(left_out) or 'none'}")
 
 # %% [markdown]
 # ## The runs
@@ -93,7 +93,7 @@ rows = compare.trick_rows(trained, tricks, SEEDS)
 print(ablation.render(rows, floor=craft["floor"]["val"]))
 
 # %%
-viz.plot_ablation(rows, f"augmentation, {len(SEEDS)} seeds each ({prof.name} profile)")
+viz.plot_ablation(rows, f"augmentation, {len(SEEDS)} seeds each")
 plt.show()
 
 # %%

@@ -166,8 +166,8 @@ for label, s in speed.items():
 # on ResNet-50 models). On a CPU it depends on the processor: only those with bf16 instructions
 # gain anything; on the others PyTorch emulates bf16, more slowly than fp32, which is why
 # `amp='auto'` checks for the instructions. This AMD EPYC has them (`amp='auto'` printed bfloat16
-# above): one training step of the baseline ran at 19.0 images/s in fp32 and 27.9 with bf16
-# autocast, 1.46×. So the runs of this chapter, like those of every other chapter, trained with
+# above): one training step of the baseline ran at 19.6 images/s in fp32 and 27.8 with bf16
+# autocast, 1.42×. So the runs of this chapter, like those of every other chapter, trained with
 # `amp='auto'`: in bf16 autocast, with the model and its images also stored channels-last (each
 # pixel's channels side by side in memory, the layout the CPU's convolution kernels prefer). The
 # timing above keeps the default layout, so it measures the precision alone, not the whole speed-up
@@ -194,7 +194,7 @@ rows = compare.trick_rows(trained, tricks, SEEDS)
 print(ablation.render(rows, floor=craft["floor"]["val"]))
 
 # %%
-viz.plot_ablation(rows, f"optimisation, {len(SEEDS)} seeds each ({prof.name} profile)")
+viz.plot_ablation(rows, f"optimisation, {len(SEEDS)} seeds each")
 plt.show()
 
 # %% [markdown]
@@ -239,7 +239,7 @@ for t, record in first.items():
 # * **Gradient accumulation** equals a larger batch only when every micro-batch has the same number
 #   of labelled pixels (1024 and 1024: equal; 1024 and 256: not, a sparse pixel weighs 4 times).
 # * **Mixed precision on this CPU.** In one timing, a training step in bf16 autocast ran at
-#   27.9 images/s against 19.0 in fp32, 1.46×: a gain on this AMD EPYC, which has bf16
+#   27.8 images/s against 19.6 in fp32, 1.42×: a gain on this AMD EPYC, which has bf16
 #   instructions, smaller than the GPU speed-ups quoted above. That is why this chapter's runs, like
 #   every other chapter's, trained with `amp='auto'`, in bf16 autocast with channels-last.
 # * **Warm-up: no evidence.** 0.4322 ± 0.0348 against 0.4349 ± 0.0225, −0.0027, interval −0.1034 to

@@ -100,7 +100,7 @@ rows = compare.trick_rows(trained, tricks, SEEDS)
 print(ablation.render(rows, floor=craft["floor"]["val"]))
 
 # %%
-viz.plot_ablation(rows, f"class-imbalance remedies, {len(SEEDS)} seeds each ({prof.name} profile)")
+viz.plot_ablation(rows, f"class-imbalance remedies, {len(SEEDS)} seeds each")
 plt.show()
 
 # %% [markdown]

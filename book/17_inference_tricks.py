@@ -259,7 +259,7 @@ print(ablation.render(ablation.table({n: [s["overall"]["miou"] for s in g.values
 
 # %%
 all_rows = rows + (head_rows[1:] if head else []) + pseudo_rows[1:]
-viz.plot_ablation(all_rows, f"inference tricks on the baseline's {len(SEEDS)} seeds ({prof.name} profile)")
+viz.plot_ablation(all_rows, f"inference tricks on the baseline's {len(SEEDS)} seeds")
 plt.show()
 for verdict in ("helps", "hurts"):
     tricks = ", ".join(r.trick for r in all_rows if r.verdict == verdict) or "none"

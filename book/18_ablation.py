@@ -90,7 +90,7 @@ train_rows = compare.trick_rows(trained, [*tricks, "pseudo_label"], SEEDS)
 print(ablation.render(train_rows, floor=craft["floor"]["val"]))
 
 # %%
-viz.plot_ablation(train_rows, f"training tricks, {len(SEEDS)} seeds each ({prof.name} profile)")
+viz.plot_ablation(train_rows, f"training tricks, {len(SEEDS)} seeds each")
 plt.show()
 
 # %% [markdown]
@@ -134,7 +134,7 @@ print(ablation.render(infer_rows, cost_label="ms/img", floor=craft["floor"]["val
 # was measured with.
 
 # %%
-print(f"profile {prof.name}; seeds {SEEDS}; machine {env.machine_description()}; device {session.device_name}")
+print(f"seeds {SEEDS}; machine {env.machine_description()}; device {session.device_name}")
 print(f"baseline {BASE['model']} width {prof.width}, {size}x{size} crops, {BASE['epochs']} epoch(s)\n")
 print("training tricks (cost: training seconds per run)")
 print(ablation.render(train_rows, floor=craft["floor"]["val"]))

@@ -112,19 +112,31 @@ def show_predictions(image, mask, predictions: dict, names=CLASSES, title=None):
 
 
 def plot_learning_curves(histories: dict, key: str = "val_miou", title: str | None = None,
-                         ylabel: str = "validation mIoU"):
-    """One line per run (label -> list of per-epoch records, e.g. ``trainer.history``); returns the figure."""
-    import matplotlib.pyplot as plt
+                         ylabel: str = "validation mIoU", floor: float | None = None, ceiling: float | None = None):
+    """One line per run (label -> list of per-epoch records, e.g. ``trainer.history``); returns the figure.
 
-    fig, ax = plt.subplots(figsize=(6.0, 3.2))
+    ``floor`` (the score of predicting Background everywhere on the same split,
+    :func:`segedu.inference.evaluate.background_floor`) and ``ceiling`` (e.g. the clean-label score
+    of a noisy-label run) are drawn as horizontal lines labelled with their values, so that a curve
+    reads as "how far above doing nothing", not as a number on its own."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
     for label, records in histories.items():
         values = [record[key] for record in records]
         ax.plot(range(1, len(values) + 1), values, marker="o", label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    if floor is not None:
+        ax.axhline(float(floor), color="k", linestyle="--", linewidth=1,
+                   label=f"all Background (floor) {float(floor):.3f}")
+    if ceiling is not None:
+        ax.axhline(float(ceiling), color="k", linestyle=":", linewidth=1, label=f"ceiling {float(ceiling):.3f}")
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the curves, not over them
     fig.tight_layout()
     return fig
 

@@ -26,6 +26,20 @@ def test_learning_curves_draw_one_line_per_run_with_its_values():
     assert fig.axes[0].get_title() == "t"
 
 
+
+def test_learning_curves_draw_the_floor_and_the_ceiling_as_labelled_horizontal_lines():
+    histories = {"a": [{"val_miou": 0.1}, {"val_miou": 0.3}]}
+    fig = viz.plot_learning_curves(histories, floor=np.float64(0.0643), ceiling=0.4349)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert list(lines) == ["a", "all Background (floor) 0.064", "ceiling 0.435"]
+    assert list(lines["all Background (floor) 0.064"].get_ydata()) == [0.0643, 0.0643]
+    assert list(lines["ceiling 0.435"].get_ydata()) == [0.4349, 0.4349]
+    legend = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert legend == list(lines)
+    assert all(tick == int(tick) for tick in fig.axes[0].get_xticks())  # whole epochs
+    without = viz.plot_learning_curves(histories)
+    assert [line.get_label() for line in without.axes[0].get_lines()] == ["a"]
+
 def test_show_predictions_has_image_truth_and_one_panel_per_model():
     image = torch.rand(3, 8, 8)
     mask = torch.zeros(8, 8, dtype=torch.long)

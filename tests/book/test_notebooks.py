@@ -83,3 +83,33 @@ def test_chapter_runs_in_the_smoke_profile(py, tmp_path):
     out = book.execute(py, tmp_path / py.with_suffix(".ipynb").name, profile="smoke", seed=0, device="cpu")
     nb = json.loads(out.read_text())
     assert all(c["execution_count"] for c in nb["cells"] if c["cell_type"] == "code" and c["source"])
+
+
+def _calls(py: Path):
+    """Every call in a chapter's code, with the name it is called by (``viz.plot_learning_curves``,
+    ``ax.set_title``, ...): the chapter's .py is plain Python, its markdown comments."""
+    import ast
+
+    for node in ast.walk(ast.parse(py.read_text())):
+        if isinstance(node, ast.Call):
+            yield ast.unparse(node.func), node
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=IDS)
+def test_learning_curves_show_the_all_background_floor(py):
+    """A curve of mIoU reads against the score of predicting Background everywhere: every learning
+    curve a chapter draws passes ``floor``."""
+    for name, call in _calls(py):
+        if name.endswith("plot_learning_curves"):
+            assert "floor" in {k.arg for k in call.keywords}, f"{py.name}:{call.lineno}: learning curves without floor="
+
+
+@pytest.mark.parametrize("py", CHAPTERS, ids=IDS)
+def test_figure_titles_speak_of_segmentation_not_of_profiles(py):
+    """The book's machinery (profiles) stays out of what students see in a figure."""
+    import ast
+
+    for name, call in _calls(py):
+        if name.split(".")[-1] in {"set_title", "suptitle", "title", "plot_ablation", "plot_learning_curves"}:
+            texts = [ast.unparse(arg) for arg in [*call.args, *(k.value for k in call.keywords)]]
+            assert not any("profile" in text for text in texts), f"{py.name}:{call.lineno}: {texts}"
