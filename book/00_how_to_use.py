@@ -59,6 +59,10 @@ print(session.describe())
 # %% [markdown]
 # The table of profiles. `smoke` exists so that CI can execute the whole book in minutes; `cpu`
 # gives meaningful numbers on a 2-core laptop; `gpu` trains at the competition's full resolution.
+# `book_budget_min` is the wall time each profile aims at for executing the whole book; what the
+# last execution actually took, chapter by chapter and on which machine, is in the
+# [run log](run_log). On two CPU cores the `cpu` profile takes longer than its target: the
+# chapters train enough runs, long enough, for their models to learn the task.
 
 # %% tags=["nbval-check-output"]
 fields = ["synth_images", "synth_size", "image_size", "batch_size", "epochs", "max_steps", "width", "book_budget_min"]

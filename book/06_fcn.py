@@ -191,7 +191,7 @@ trained = compare.train_architectures(session, ("fcn32s", "fcn16s", "fcn8s"), se
 variants = {name: [trained[f"{name}-seed{s}"] for s in prof.seeds] for name in ("fcn32s", "fcn16s", "fcn8s")}
 scratch_plan = [{"model": "fcn8s", "seed": s, "label": f"fcn8s-scratch-seed{s}",
                  "model_options": {"batch_norm": True, "pretrained_backbone": False}} for s in prof.seeds]
-scratch = list(compare.train_plan(session, "06_fcn", scratch_plan).values())
+scratch = list(compare.train_plan(session, "06_fcn", scratch_plan, reuse=True).values())
 pretrained = variants["fcn8s"]
 for label, group in ((f"fcn8s from {prof.encoder_weights or 'no'} weights", pretrained), ("fcn8s from scratch", scratch)):
     print(f"{label:<32} best val mIoU " + "  ".join(f"{r.trainer.best_miou:.4f}" for r in group))
