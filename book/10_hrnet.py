@@ -141,8 +141,8 @@ for name in ("hrnetv2_w18", "deeplabv3_resnet50", "deeplabv3plus_resnet50"):
 # At this width HRNetV2-W18 has 0.49M parameters, against 2.49M for v3 and 2.53M for v3+. It kept
 # 39.9 MiB per 2 images for the backward pass, a little over half of v3's 72.7 at output stride 8
 # and just below v3+'s 42.2, and ran at 111.7 images/s, well ahead of v3 (53.5 images/s) and
-# behind v3+ (119.8). The thin 1/4 stream costs less than a wide stride-8 stage; v3+, with its
-# backbone at stride 16 and only a light decoder at 1/4, is cheaper still. These are single
+# close to v3+ (119.8). The thin 1/4 stream costs less than a wide stride-8 stage; v3+, with its
+# backbone at stride 16 and only a light decoder at 1/4, is about as cheap. These are single
 # timings on a shared machine.
 #
 # Its receptive field. HRNet is not a chain, but the layer arithmetic along its deepest path gives
@@ -337,7 +337,7 @@ plt.show()
 #   seed).
 # * At this width HRNet kept 39.9 MiB per 2 images for the backward pass against 72.7 for v3 at
 #   stride 8 and 42.2 for v3+, and ran at 111.7 images/s, well ahead of v3 (53.5 images/s) and
-#   behind v3+ (119.8) on this machine. The [comparison](11_comparison) trains its finalists over three seeds.
+#   close to v3+ (119.8) on this machine. The [comparison](11_comparison) trains its finalists over three seeds.
 #
 # ## Exercises
 #
