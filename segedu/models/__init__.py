@@ -42,7 +42,8 @@ at the bottom of this file; its model class derives from ``EncoderDecoder``, whi
 ``pretrained_backbone`` weights into its ``encoder``. A model whose paper trains it from scratch
 sets ``from_scratch`` to the paper's reason; one whose weights load otherwise overrides
 ``load_pretrained``. A builder declares ``pretrained_backbone`` itself only where its encoder loads
-its own weights as it is built (``deeplabv3plus_timm``: timm's).
+its own weights as it is built (``deeplabv3plus_timm``: timm's) or where another option needs the
+weights (``deeplabv1``'s ``decimated_fc``).
 """
 from __future__ import annotations
 

@@ -138,7 +138,9 @@ def deeplabv1(num_classes: int = NUM_CLASSES, *, width: float = 1.0, batch_norm:
             (needs ``pretrained_backbone``); False: they start fresh.
         pretrained_backbone: the registry's (``"course"``, ``"imagenet"``, a file, or False).
     """
-    if decimated_fc and not pretrained_backbone:
+    # On the meta device a model is only built to be asked about its encoder
+    # (segedu.experiments.encoders), and no weights are loaded into it, so nothing is refused there.
+    if decimated_fc and not pretrained_backbone and torch.empty(0).device.type != "meta":
         raise SegeduError("decimated_fc=True decimates the pretrained VGG16's fc6/fc7, so it needs "
                           "pretrained_backbone (\"course\", \"imagenet\" or a file); without one, drop decimated_fc.")
     model = DeepLabLargeFOV(num_classes, width=width, batch_norm=batch_norm, decimated_fc=decimated_fc)

@@ -196,6 +196,16 @@ def test_deeplabv1_decimates_the_pretrained_fc6_and_fc7_as_the_paper(shipped):
     assert model(torch.rand(2, 3, 64, 64)).shape == (2, 11, 64, 64)
 
 
+def test_deeplabv1_with_decimated_fc_starts_from_the_profiles_encoder_in_a_chapters_plan():
+    """What chapter 09's exercise trains: the plan's options ask for the decimated start, and the
+    profile supplies the weights it decimates (the question is asked of a model on the meta device)."""
+    from segedu import profiles
+    from segedu.experiments.encoders import encoder_weights
+
+    cpu = dataclasses.replace(profiles.PROFILES["cpu"], width=WIDTH)  # not get(): the tests force smoke
+    assert encoder_weights("deeplabv1", cpu, {"batch_norm": True, "decimated_fc": True}) == {"pretrained_backbone": "course"}
+
+
 def test_deeplabv1_decimated_fc_without_pretrained_weights_or_a_classifier_is_refused(tmp_path):
     with pytest.raises(SegeduError, match=r"^decimated_fc=True decimates the pretrained VGG16's fc6/fc7, "
                                           r"so it needs pretrained_backbone"):
