@@ -26,7 +26,6 @@ def test_learning_curves_draw_one_line_per_run_with_its_values():
     assert fig.axes[0].get_title() == "t"
 
 
-
 def test_learning_curves_draw_the_floor_and_the_ceiling_as_labelled_horizontal_lines():
     histories = {"a": [{"val_miou": 0.1}, {"val_miou": 0.3}]}
     fig = viz.plot_learning_curves(histories, floor=np.float64(0.0643), ceiling=0.4349)
@@ -39,6 +38,7 @@ def test_learning_curves_draw_the_floor_and_the_ceiling_as_labelled_horizontal_l
     assert all(tick == int(tick) for tick in fig.axes[0].get_xticks())  # whole epochs
     without = viz.plot_learning_curves(histories)
     assert [line.get_label() for line in without.axes[0].get_lines()] == ["a"]
+
 
 def test_show_predictions_has_image_truth_and_one_panel_per_model():
     image = torch.rand(3, 8, 8)

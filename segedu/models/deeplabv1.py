@@ -34,7 +34,7 @@ from torch import nn
 from ..data.classes import NUM_CLASSES
 from ..errors import SegeduError
 from . import register
-from .backbones import VGG16, torchvision_state_dict
+from .backbones import VGG16, load_torchvision, torchvision_state_dict
 from .backbones.vgg import FC6_KERNEL, linear_to_conv_weight
 from .blocks import bilinear_upsample, kaiming_init_, scaled
 from .interface import EncoderDecoder
@@ -93,11 +93,12 @@ class DeepLabLargeFOV(EncoderDecoder):
 
     def load_pretrained(self, source) -> None:
         """The pretrained convolutions (every VGG model's), and with ``decimated_fc`` also fc6 and fc7
-        decimated from the same weights' classifier (:meth:`decimate_fc`)."""
-        super().load_pretrained(source)
-        if self.decimated_fc:
-            state_dict, where, _ = torchvision_state_dict(self.backbone, source)
-            self.decimate_fc(state_dict, where)
+        decimated from the same weights' classifier (:meth:`decimate_fc`), read once for both."""
+        if not self.decimated_fc:
+            return super().load_pretrained(source)
+        state_dict, where, weights = torchvision_state_dict(self.backbone, source)
+        load_torchvision(self.backbone, state_dict, where, weights)
+        self.decimate_fc(state_dict, where)
 
     @torch.no_grad()
     def decimate_fc(self, state_dict: dict[str, torch.Tensor], where: str = "the state dict") -> None:

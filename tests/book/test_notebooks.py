@@ -4,6 +4,7 @@
 compares the outputs of cells tagged `nbval-check-output`; the last test here makes sure there
 are such cells, so nbval compares something.
 """
+import ast
 import json
 from pathlib import Path
 
@@ -88,8 +89,6 @@ def test_chapter_runs_in_the_smoke_profile(py, tmp_path):
 def _calls(py: Path):
     """Every call in a chapter's code, with the name it is called by (``viz.plot_learning_curves``,
     ``ax.set_title``, ...): the chapter's .py is plain Python, its markdown comments."""
-    import ast
-
     for node in ast.walk(ast.parse(py.read_text())):
         if isinstance(node, ast.Call):
             yield ast.unparse(node.func), node
@@ -107,8 +106,6 @@ def test_learning_curves_show_the_all_background_floor(py):
 @pytest.mark.parametrize("py", CHAPTERS, ids=IDS)
 def test_figure_titles_speak_of_segmentation_not_of_profiles(py):
     """The book's machinery (profiles) stays out of what students see in a figure."""
-    import ast
-
     for name, call in _calls(py):
         if name.split(".")[-1] in {"set_title", "suptitle", "title", "plot_ablation", "plot_learning_curves"}:
             texts = [ast.unparse(arg) for arg in [*call.args, *(k.value for k in call.keywords)]]

@@ -423,7 +423,6 @@ def test_09_largest_rate_with_all_taps_inside_half_the_positions():
     assert float(axis.float().mean() ** 2) == pytest.approx(all_inside(best))
 
 
-
 def test_09_decimated_fc6_keeps_a_small_share_of_vgg16s_fc6():
     shares = set()
     for width in (0.125, 1.0):
@@ -435,6 +434,7 @@ def test_09_decimated_fc6_keeps_a_small_share_of_vgg16s_fc6():
         shares.add(round(100 * largefov.numel() / vgg.numel(), 1))
     assert shares == {round(100 * 9 / 49 / 4, 1)}
     says("09", "keeps 9 of the 49 taps of each kernel and a quarter of the filters", f"{shares.pop()}% of VGG16's fc6 weights, at any width")
+
 
 # --- 10 HRNet and 11 comparison: model sizes at width 0.25 ----------------------------------------
 

@@ -175,11 +175,16 @@ def test_model_loads_the_course_encoder(shipped, spelling, name, options, encode
     _assert_loaded(target, pretext.backbone, convs, norms)
 
 
-def test_deeplabv1_decimates_the_pretrained_fc6_and_fc7_as_the_paper(shipped):
+def test_deeplabv1_decimates_the_pretrained_fc6_and_fc7_as_the_paper(shipped, monkeypatch):
     """``decimated_fc``: LargeFOV's 3x3 fc6 is VGG16's 7x7 fc6 at taps 0, 3, 6 with every fourth
-    filter (Sec. 3.1), fc7 every fourth row and column; the convolutions load as without it."""
+    filter (Sec. 3.1), fc7 every fourth row and column; the convolutions load as without it, from
+    one reading of the weights file."""
     vgg = shipped[1]["vgg16_bn"].backbone
+    reads = []
+    read = course.state_dict
+    monkeypatch.setattr(course, "state_dict", lambda *args, **kwargs: reads.append(args) or read(*args, **kwargs))
     model = models.create("deeplabv1", width=WIDTH, batch_norm=True, pretrained="course", decimated_fc=True)
+    assert reads == [("vgg16_bn", WIDTH)]
     _assert_loaded(model.backbone, vgg, 13, 13)
     fc6, fc7 = (layer.weight.half().float() for layer in (vgg.fc6[0], vgg.fc7[0]))  # as stored, in fp16
     b6, b7 = (layer.bias.half().float() for layer in (vgg.fc6[0], vgg.fc7[0]))

@@ -24,7 +24,7 @@ from .resnet import ResNet
 from .timm_encoder import TimmEncoder
 from .vgg import VGG16
 
-__all__ = ["ResNet", "TimmEncoder", "VGG16", "load_imagenet", "torchvision_state_dict"]
+__all__ = ["ResNet", "TimmEncoder", "VGG16", "load_imagenet", "load_torchvision", "torchvision_state_dict"]
 
 
 def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None:
@@ -36,7 +36,13 @@ def load_imagenet(backbone: nn.Module, source: bool | str | os.PathLike) -> None
     Raises SegeduError for a width the weights do not exist at, an unreadable file, or a state dict
     of another network.
     """
-    state_dict, where, weights = torchvision_state_dict(backbone, source)
+    load_torchvision(backbone, *torchvision_state_dict(backbone, source))
+
+
+def load_torchvision(backbone: nn.Module, state_dict: dict, where: str, weights) -> None:
+    """Load a state dict in torchvision's layout (what :func:`torchvision_state_dict` returns) into
+    ``backbone``, through its ``from_torchvision``; SegeduError naming ``where`` and ``weights`` for
+    keys or shapes of another network."""
     state_dict = backbone.from_torchvision(state_dict)
     _check_matches(backbone, state_dict, where, weights)
     backbone.load_state_dict(state_dict)
