@@ -337,9 +337,16 @@ class Trainer:
 
     def _val_loader(self) -> DataLoader:
         """This process's validation images (its shard, in a distributed run) in batches of one size:
-        each image is predicted at its own aspect ratio and scored against its original mask."""
+        each image is predicted at its own aspect ratio and scored against its original mask.
+
+        On a CPU they load in this process, whatever ``num_workers`` says: the forward pass already
+        keeps every core busy, and a validation item is one read of its cached decoded pixels
+        (validation has no augmentation), so worker processes would add only their start-up, every
+        epoch: 1.37 s against 0.80 s per validation pass of the cpu profile on 2 cores, the same scores.
+        """
         shard = distributed.ShardSampler(len(self.val_data)) if self.distributed else None
-        return dataset.make_eval_loader(self.val_data, self.config.batch_size, self.config.num_workers, indices=shard)
+        workers = 0 if self.device.type == "cpu" else self.config.num_workers
+        return dataset.make_eval_loader(self.val_data, self.config.batch_size, workers, indices=shard)
 
     # ----------------------------------------------------------------------- one micro-batch
     def _loss(self, output, target) -> torch.Tensor:

@@ -333,3 +333,19 @@ def test_a_resumed_epoch_counts_the_seconds_trained_before_its_checkpoint(config
     resumed.fit()
     (record,) = read_metrics(tmp_path / "cut")
     assert record["seconds"] >= round(saved["epoch_seconds"], 2)
+
+
+def test_validation_on_a_cpu_loads_in_this_process_and_scores_as_worker_processes_do(config):
+    from segedu.data import dataset
+    from segedu.engine.trainer import evaluate_model
+
+    trainer = Trainer(dataclasses.replace(config, num_workers=2, epochs=1))
+    trainer.fit()
+    assert trainer._train_loader(0).num_workers == 2  # training still loads in the workers asked for
+    assert trainer._val_loader().num_workers == 0
+    in_workers = evaluate_model(trainer.model, dataset.make_eval_loader(trainer.val_data, config.batch_size, 2),
+                                trainer.num_classes, trainer.device, config.image_size, trainer.dtype,
+                                trainer.config.channels_last)
+    assert float(in_workers["miou"]) == trainer.history[-1]["val_miou"]
+    # the run's record keeps an absent class's NaN IoU as None
+    assert [None if math.isnan(v) else float(v) for v in in_workers["iou"]] == trainer.history[-1]["val_iou"]
