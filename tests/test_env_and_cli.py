@@ -1,4 +1,5 @@
 """`segedu --help`, `segedu info`, device resolution and the CLI's error handling."""
+import os
 import subprocess
 import sys
 
@@ -84,3 +85,28 @@ def test_seeding_repeats_random_draws():
     assert torch.equal(a[0], b[0]) and (a[1] == b[1]).all()
     with pytest.raises(SegeduError):
         env.seed_everything(-1)
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: AMD EPYC
+stepping\t: 1
+flags\t\t: fpu avx512_bf16
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
+model name\t: AMD EPYC
+stepping\t: 0
+"""
+
+
+def test_the_machine_is_named_with_its_cpu_generation():
+    # two "AMD EPYC" machines of different generations are told apart; the first processor speaks
+    assert env.cpu_from_cpuinfo(CPUINFO) == "AMD EPYC (family 26, model 2, stepping 1)"
+    assert env.cpu_from_cpuinfo("processor\t: 0\nmodel name\t: Some CPU\n") == "Some CPU"
+    assert env.cpu_from_cpuinfo("processor\t: 0\nCPU part\t: 0xd0c\n") is None  # no model name (e.g. ARM)
+    assert env.machine_description().endswith(f", {os.cpu_count()} cores")
