@@ -276,7 +276,9 @@ print(f"seed noise floor of one split (2 × sd, from above): {noise_floor:.4f}")
 #   run writes.
 # * **Same seed, same weights.** The baseline trained twice with seed 0 gave bit-identical weights
 #   (validation mIoU 0.4094 both times): bf16 autocast rounds differently from fp32, but it rounds
-#   the same way every time on the same machine.
+#   the same way every time on the same machine. A processor of another generation, even one
+#   that reports the same name, may run other kernels and round differently, so your scores can
+#   differ from the book's in more than the last digit: compare runs made on one machine.
 # * **The noise floor.** Seeds 0, 1 and 2 gave 0.4349 ± 0.0225 validation mIoU (0.4093 to 0.4519;
 #   these scores come from scoring each saved model again, which can move the fourth decimal, so
 #   seed 0 reads 0.4093 here and 0.4094 in its training record), far above a model that predicts
