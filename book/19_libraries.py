@@ -274,7 +274,7 @@ for folder, (chapter, what, example) in MMSEG_ZOO.items():
 #   ImageNet weights exist only at the paper's channel counts) downloads torchvision's
 #   `ResNet50_Weights.IMAGENET1K_V1` once into the torch hub cache; offline it stops with one line
 #   saying which file to put where. From a shell: `segedu train --data-dir /data/trash --model
-#   deeplabv3plus_resnet50 --option pretrained_backbone=imagenet`.
+#   deeplabv3plus_resnet50 --width 1 --option pretrained_backbone=imagenet`.
 # * smp: `models.create("smp:Unet", encoder="resnet34", encoder_weights="imagenet")`.
 # * timm: `models.create("deeplabv3plus_timm", encoder="convnext_tiny", pretrained_backbone=True)`.
 #

@@ -406,6 +406,39 @@ def _clear_run_dir(out) -> None:
     print(f"segedu train: --overwrite: deleted the earlier run's files in {out}")
 
 
+def _with_profile_encoder(args, config):
+    """A new run of an encoder-based model starts from the profile's pretrained encoder (the course's
+    on the cpu profile, ImageNet's on the gpu profile), as the book's runs of the same model do
+    (:func:`segedu.experiments.encoders.encoder_weights`): without this, ``segedu train --model
+    deeplabv2`` trained from scratch where chapter 09 fine-tunes. Not where the options name
+    ``pretrained_backbone`` (``--option pretrained_backbone=false`` trains from scratch), nor for a
+    ``--config`` file, whose options are the run's as recorded."""
+    import dataclasses
+    import os
+
+    from .experiments.encoders import encoder_weights
+
+    if args.config or "pretrained_backbone" in config.model_options:
+        return config
+    from . import models
+    from .models import course
+
+    profile = profiles.get(config.profile)
+    start = encoder_weights(config.model, profile, config.model_options)
+    speak = os.environ.get("RANK", "0") == "0"
+    if not start:
+        if speak and profile.encoder_weights and "pretrained_backbone" in models.options_of(config.model):
+            shipped = ", ".join(f"{name} at width {width:g}" for name, width in course.available())
+            print(f"segedu train: {config.model} trains from scratch: the {profile.name} profile's "
+                  f"{profile.encoder_weights} weights hold no encoder for it with these options"
+                  + (f" (the course's: {shipped})" if profile.encoder_weights == "course" else ""))
+        return config
+    if speak:
+        print(f"segedu train: {config.model} starts from the {start['pretrained_backbone']} pretrained encoder, as "
+              f"the {profile.name} profile's runs do (--option pretrained_backbone=false: from scratch)")
+    return dataclasses.replace(config, model_options={**config.model_options, **start})
+
+
 def _train(args) -> int:
     import dataclasses
     import os
@@ -422,6 +455,7 @@ def _train(args) -> int:
     else:
         config = _run_dir(args, _train_config(args))
         config.resolved()  # the checks across fields and the model's name, before a file is deleted
+        config = _with_profile_encoder(args, config)
         if args.overwrite:
             _clear_run_dir(config.out)
         elif args.out is None and os.environ.get("RANK", "0") == "0":

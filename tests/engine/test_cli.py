@@ -86,3 +86,39 @@ def test_fast_path_flags_default_to_the_profile_and_can_be_switched_off(monkeypa
             pass
         c = seen["config"]
         assert (c.channels_last, c.compile, c.sync_bn) == expected, flags
+
+
+def test_a_new_run_starts_from_the_profiles_pretrained_encoder_as_the_books_runs_do(tiny_data, tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "SEGEDU_PROFILE"}  # the cpu profile, as a user asks for it
+
+    def train(out, *extra):
+        done = subprocess.run([sys.executable, "-m", "segedu", "train", "--profile", "cpu", "--data-dir", str(tiny_data),
+                               "--image-size", "32", "--batch-size", "2", "--epochs", "1", "--max-steps", "1",
+                               "--num-workers", "0", "--device", "cpu", "--out", str(tmp_path / out), *extra],
+                              capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout, json.loads((tmp_path / out / "config.json").read_text())["model_options"]
+
+    # what chapter 09 trains: DeepLab v2 fine-tuned from the course's ResNet-50
+    stdout, options = train("v2", "--model", "deeplabv2", "--option", "depth=50")
+    assert options["pretrained_backbone"] == "course"
+    assert "deeplabv2 starts from the course pretrained encoder" in stdout
+    # asked for from scratch: from scratch, and nothing said
+    stdout, options = train("scratch", "--model", "deeplabv2", "--option", "depth=50",
+                            "--option", "pretrained_backbone=false")
+    assert options["pretrained_backbone"] is False and "starts from" not in stdout
+    # U-Net trains from scratch, as in its paper, and FCN-8s without batch norm has no course encoder
+    # (the course's VGG-16 has batch norm): both say so
+    stdout, options = train("unet", "--model", "unet")
+    assert "pretrained_backbone" not in options and "unet trains from scratch" in stdout
+    stdout, options = train("fcn", "--model", "fcn8s")
+    assert "pretrained_backbone" not in options and "vgg16_bn at width 0.25" in stdout
+    stdout, options = train("fcn-bn", "--model", "fcn8s", "--option", "batch_norm=true")
+    assert options["pretrained_backbone"] == "course"
+    # a --config file holds a run's options as they were (one from before this default, say): kept
+    recorded = tmp_path / "recorded.json"
+    recorded.write_text(json.dumps({"model": "deeplabv2", "model_options": {"depth": 50}}))
+    stdout, options = train("again", "--config", str(recorded))
+    assert "pretrained_backbone" not in options and "starts from" not in stdout
