@@ -416,13 +416,12 @@ def _with_profile_encoder(args, config):
     import dataclasses
     import os
 
+    from . import models
     from .experiments.encoders import encoder_weights
+    from .models import course
 
     if args.config or "pretrained_backbone" in config.model_options:
         return config
-    from . import models
-    from .models import course
-
     profile = profiles.get(config.profile)
     start = encoder_weights(config.model, profile, config.model_options)
     speak = os.environ.get("RANK", "0") == "0"
