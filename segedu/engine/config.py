@@ -156,7 +156,7 @@ class TrainConfig:
     swa_lr: Positive | None = None       # SWALR learning rate once SWA starts (None: a tenth of lr)
     seed: Count = 0                      # seeds weights, data order and augmentation
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
-    num_workers: Count | None = None     # None: the profile's
+    num_workers: Count | None = None     # None: the profile's; each worker draws its own augmentations, so the count changes the numbers
     debug: bool = False                  # a handful of images, one epoch, every code path
     out: str = "runs/run"                # the run directory (segedu train without --out: the first free runs/run, runs/run-2, ...)
     tensorboard: bool = False            # also log to TensorBoard in the run directory

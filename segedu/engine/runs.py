@@ -26,9 +26,10 @@ from ..fileio import modified_since, write_text_atomic
 from .config import TrainConfig
 from .runlog import read_metrics
 
-#: fields that say where or on what a run executed, not what it was: left out of config diffs
-PLACE_FIELDS = ("out", "device", "num_workers", "tensorboard", "wandb", "checkpoint_every", "save_epochs",
-                "save_snapshots")
+#: fields that say where or on what a run executed, not what it was: left out of config diffs.
+#: ``num_workers`` is not one of them: each loader worker draws its own augmentation stream, so the
+#: same run with another number of workers trains on other crops and flips and ends on other numbers.
+PLACE_FIELDS = ("out", "device", "tensorboard", "wandb", "checkpoint_every", "save_epochs", "save_snapshots")
 
 
 @dataclasses.dataclass

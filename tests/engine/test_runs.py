@@ -39,6 +39,9 @@ def test_config_diff_names_exactly_the_one_change(two_runs):
     assert diff == {"lr": (1e-3, 3e-3)}  # `out` differs too, but says where, not what
     options = dataclasses.replace(base.config, model_options={"width": 0.25})
     assert runs.config_diff(options, base.config) == {"model_options.width": (0.125, 0.25)}
+    # where a run executed is not a change; its number of loader workers is (each draws its own crops)
+    moved = dataclasses.replace(base.config, device="cuda", out="elsewhere", num_workers=2)
+    assert runs.config_diff(moved, base.config) == {"num_workers": (0, 2)}
 
 
 def test_compare_table_rows_and_rendering(two_runs):
@@ -185,3 +188,11 @@ def test_twins_are_only_runs_of_the_current_execution(tiny_data, tmp_path, monke
     assert runs.find_twin(root, elsewhere, since=written).run_dir == first.run_dir
     assert runs.find_twin(root, elsewhere, since=written + 1) is None
     assert runs.find_twin(root, config) is None  # a run is not its own twin
+
+
+def test_the_number_of_loader_workers_changes_a_runs_numbers_so_diffs_show_it(two_runs, tmp_path):
+    _, base, _ = two_runs
+    again = train(dataclasses.replace(base.config, num_workers=2, augment=["flip"], out=str(tmp_path / "w2")))
+    once = train(dataclasses.replace(base.config, num_workers=0, augment=["flip"], out=str(tmp_path / "w0")))
+    assert again.history[-1]["train_loss"] != once.history[-1]["train_loss"]
+    assert "num_workers" not in runs.PLACE_FIELDS
