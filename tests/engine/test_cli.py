@@ -1,5 +1,6 @@
 """`segedu train && segedu evaluate && segedu predict` from a shell, and their errors."""
 import json
+import os
 import subprocess
 import sys
 
@@ -89,8 +90,6 @@ def test_fast_path_flags_default_to_the_profile_and_can_be_switched_off(monkeypa
 
 
 def test_a_new_run_starts_from_the_profiles_pretrained_encoder_as_the_books_runs_do(tiny_data, tmp_path):
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != "SEGEDU_PROFILE"}  # the cpu profile, as a user asks for it
 
     def train(out, *extra):
